@@ -1,0 +1,84 @@
+"""experimaestro: typed experiment configurations, unique job identifiers, and a scheduler that runs
+jobs locally, over SSH or on Slurm.
+
+The public API is re-exported here. Scheduler names are loaded on first use, so that a job process,
+which only needs the core, starts fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any as _Any
+
+from .core.config import (
+    Config,
+    InstanceConfig,
+    LightweightTask,
+    RunMode,
+    SealedError,
+    Task,
+    setmeta,
+    tag,
+)
+from .core.identifier import Identifier
+from .core.tags import tags, tagspath
+from .core.types import Any, Constant, Meta, Option, Param, ValidationError, field, help
+from .version import __version__
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .scheduler.experiment import FailedExperiment, experiment
+    from .scheduler.tokens import CounterToken
+
+_LAZY = {
+    "experiment": "experimaestro.scheduler.experiment",
+    "FailedExperiment": "experimaestro.scheduler.experiment",
+    "Job": "experimaestro.scheduler.job",
+    "JobState": "experimaestro.scheduler.jobfiles",
+    "CounterToken": "experimaestro.scheduler.tokens",
+    "explain": "experimaestro.core.explain",
+    "sealed_set": "experimaestro.core.tags",
+}
+
+
+def __getattr__(name: str) -> _Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'experimaestro' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+# Registers the scheduler's submit() hook (a light module: heavy imports happen on first use).
+from .scheduler import submission as _submission  # noqa: E402,F401
+
+__all__ = [
+    "Any",
+    "Config",
+    "Constant",
+    "CounterToken",
+    "FailedExperiment",
+    "Identifier",
+    "InstanceConfig",
+    "Job",
+    "JobState",
+    "LightweightTask",
+    "Meta",
+    "Option",
+    "Param",
+    "RunMode",
+    "SealedError",
+    "Task",
+    "ValidationError",
+    "__version__",
+    "experiment",
+    "explain",
+    "field",
+    "help",
+    "sealed_set",
+    "setmeta",
+    "tag",
+    "tags",
+    "tagspath",
+]

@@ -1,0 +1,13 @@
+"""``python -m experimaestro``: the command line (``run`` is the job runner)."""
+
+import sys
+
+if len(sys.argv) > 1 and sys.argv[1] == "run":
+    # The job side: keep imports minimal (no click, no scheduler).
+    from .runner import main as run_main
+
+    sys.exit(run_main(sys.argv[2:]))
+
+from .cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The pure core: configurations, parameters, identifiers, serialization, tags (no I/O)."""

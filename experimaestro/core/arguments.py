@@ -1,0 +1,207 @@
+"""Declared parameters of a configuration class: collection, defaults, lazy help text."""
+
+from __future__ import annotations
+
+import ast
+import copy
+import inspect
+import sys
+import textwrap
+import typing
+from typing import Any, Callable, Optional
+
+from .types import (
+    NOTSET,
+    FieldSpec,
+    ParamKind,
+    PathType,
+    TypeSpec,
+    UnionType,
+    split_annotation,
+    typespec,
+)
+
+
+class Argument:
+    """One declared parameter of a configuration class."""
+
+    __slots__ = (
+        "name",
+        "kind",
+        "annotation",
+        "_type",
+        "default",
+        "default_factory",
+        "ignore_default",
+        "ignored",
+        "owner",
+        "_help",
+        "_help_loaded",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        kind: ParamKind,
+        annotation: Any,
+        owner: type,
+        spec: Any,
+        help_text: Optional[str],
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.annotation = annotation
+        self._type: Optional[TypeSpec] = None
+        self.owner = owner
+        self._help = help_text
+        self._help_loaded = help_text is not None
+        if isinstance(spec, FieldSpec):
+            self.default = spec.default
+            self.default_factory: Optional[Callable[[], Any]] = spec.default_factory
+            self.ignore_default = spec.ignore_default
+            self.ignored = spec.ignored
+        else:
+            # A bare class default (``x: Param[int] = 3``) is left out of the identifier when the
+            # value equals it, so that adding a parameter never changes existing identifiers.
+            self.default = spec
+            self.default_factory = None
+            self.ignore_default = spec is not NOTSET
+            self.ignored = False
+        if kind is ParamKind.CONSTANT and self.default is NOTSET and self.default_factory is None:
+            raise TypeError(f"{owner.__qualname__}.{name}: a Constant[...] needs a default value")
+
+    # -- type --------------------------------------------------------------------------------
+
+    @property
+    def type(self) -> TypeSpec:
+        """The compiled type (resolved lazily, so forward references to later classes work)."""
+        if self._type is None:
+            self._type = typespec(self.annotation)
+        return self._type
+
+    @property
+    def is_path(self) -> bool:
+        return isinstance(self.type, PathType)
+
+    @property
+    def is_optional(self) -> bool:
+        t = self.type
+        return isinstance(t, UnionType) and t.optional
+
+    @property
+    def has_default(self) -> bool:
+        return self.default is not NOTSET or self.default_factory is not None
+
+    @property
+    def required(self) -> bool:
+        return not self.has_default and not self.is_optional
+
+    @property
+    def in_identifier(self) -> bool:
+        """Whether the parameter can enter the identifier at all (value-independent rules)."""
+        return self.kind is not ParamKind.META and not self.ignored and not self.is_path
+
+    def make_default(self) -> Any:
+        """A fresh default value (mutable defaults are copied so configs never share them)."""
+        if self.default_factory is not None:
+            return self.default_factory()
+        value = self.default
+        if isinstance(value, (list, dict, set)):
+            return copy.deepcopy(value)
+        return value
+
+    # -- help --------------------------------------------------------------------------------
+
+    @property
+    def help(self) -> Optional[str]:
+        """The help text: ``Annotated[T, help(...)]`` or the string literal after the declaration."""
+        if not self._help_loaded:
+            self._help_loaded = True
+            self._help = class_docstrings(self.owner).get(self.name)
+        return self._help
+
+    def __repr__(self) -> str:
+        return f"Argument({self.owner.__qualname__}.{self.name}: {self.kind.value})"
+
+
+_DOCSTRINGS: dict[type, dict[str, str]] = {}
+
+
+def class_docstrings(cls: type) -> dict[str, str]:
+    """Attribute docstrings of a class: the string literal right after ``name: T [= v]``.
+
+    Parsed with :mod:`ast` from the class source on first request only, so class creation stays fast.
+    """
+    cached = _DOCSTRINGS.get(cls)
+    if cached is not None:
+        return cached
+    result: dict[str, str] = {}
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+        tree = ast.parse(source)
+    except (OSError, TypeError, SyntaxError, IndentationError):
+        tree = None
+    if tree is not None:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and node.name == cls.__name__:
+                body = node.body
+                for stmt, after in zip(body, body[1:]):
+                    if (
+                        isinstance(stmt, ast.AnnAssign)
+                        and isinstance(stmt.target, ast.Name)
+                        and isinstance(after, ast.Expr)
+                        and isinstance(after.value, ast.Constant)
+                        and isinstance(after.value.value, str)
+                    ):
+                        result[stmt.target.id] = inspect.cleandoc(after.value.value)
+                break
+    _DOCSTRINGS[cls] = result
+    return result
+
+
+def collect_arguments(cls: type) -> dict[str, Argument]:
+    """The parameters declared on ``cls`` itself (not inherited), in declaration order.
+
+    Called lazily (on first use of the class), when every class a forward reference may name exists.
+    """
+    raw = cls.__dict__.get("__annotations__", {})
+    if not raw:
+        return {}
+    hints: dict[str, Any]
+    try:
+        module = sys.modules.get(cls.__module__)
+        hints = typing.get_type_hints(
+            cls, globalns=vars(module) if module else None, include_extras=True
+        )
+    except Exception:
+        hints = {}
+    arguments: dict[str, Argument] = {}
+    for name, annotation in raw.items():
+        annotation = hints.get(name, annotation)
+        if isinstance(annotation, str):
+            annotation = _eval_string_annotation(cls, annotation)
+        kind, bare, help_text = split_annotation(annotation)
+        if kind is None:
+            continue
+        spec = cls.__dict__.get(name, NOTSET)
+        arguments[name] = Argument(name, kind, bare, cls, spec, help_text)
+        if isinstance(spec, FieldSpec):
+            # Leave a plain value on the class, as a bare default would.
+            if spec.default is not NOTSET:
+                setattr(cls, name, spec.default)
+            else:
+                delattr(cls, name)
+    return arguments
+
+
+def _eval_string_annotation(cls: type, annotation: str) -> Any:
+    """Evaluate a string annotation that ``get_type_hints`` could not resolve as a whole."""
+    module = sys.modules.get(cls.__module__)
+    namespace = dict(vars(module)) if module else {}
+    namespace.setdefault(cls.__name__, cls)
+    try:
+        return eval(annotation, namespace)  # noqa: S307 - the class author's own annotation
+    except Exception as exc:
+        raise TypeError(
+            f"{cls.__qualname__}: cannot resolve the annotation {annotation!r} ({exc})"
+        ) from exc

@@ -1,0 +1,504 @@
+"""Configurations and tasks: construction with ``.C()``, validation, sealing, task outputs.
+
+A configuration is an instance of a :class:`Config` subclass, built with ``Cls.C(name=value, ...)``.
+Its parameter values live in the instance ``__dict__`` (reads are plain attribute reads); its
+bookkeeping lives in ``cfg.__xpm__`` (:class:`ConfigInformation`).
+
+This module is pure: submission is delegated to a *submitter* that the scheduler layer registers
+(:func:`set_submitter`), so that the core never imports the scheduler.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, TypeVar
+
+from .arguments import Argument, collect_arguments
+from .types import NOTSET, ParamKind, ValidationError, _Reject
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .identifier import Identifier
+
+C = TypeVar("C", bound="Config")
+
+
+class SealedError(AttributeError):
+    """Raised when a parameter of a submitted (sealed) configuration is assigned."""
+
+
+class RunMode(enum.Enum):
+    """How ``submit()`` treats a task.
+
+    * ``NORMAL``: schedule and run it;
+    * ``GENERATE_ONLY``: write the job directory (params.json, script) but do not run it;
+    * ``DRY_RUN``: compute everything, the job path included, and write nothing.
+    """
+
+    NORMAL = "normal"
+    GENERATE_ONLY = "generate_only"
+    DRY_RUN = "dry_run"
+
+
+class TaggedValue:
+    """A value marked as a tag by :func:`tag`; unwrapped when assigned to a parameter."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"tag({self.value!r})"
+
+
+def tag(value: Any) -> Any:
+    """Mark a parameter value as a tag: ``Data.C(n_tokens=tag(100))`` tags the config ``n_tokens=100``."""
+    if isinstance(value, TaggedValue):
+        return value
+    if not isinstance(value, (str, int, float, bool)) or value is None:
+        raise ValidationError(
+            f"tag({value!r}): a tag value must be a str, int, float or bool, "
+            f"not {type(value).__name__}"
+        )
+    return TaggedValue(value)
+
+
+# --- Class-level information ---------------------------------------------------------------------
+
+
+class XPMType:
+    """Per-class information: the declared parameters (inherited ones included) and the type id."""
+
+    __slots__ = ("cls", "arguments", "typeid", "typeid_bytes", "counted", "defaults")
+
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+        arguments: dict[str, Argument] = {}
+        for base in reversed(cls.__mro__):
+            if base is object or not issubclass(base, Config):
+                continue
+            own = base.__dict__.get("_xpm_own_arguments")
+            if own is None:
+                own = collect_arguments(base)
+                type.__setattr__(base, "_xpm_own_arguments", own)
+            arguments.update(own)
+        self.arguments = arguments
+        xpmid = cls.__dict__.get("__xpmid__")
+        self.typeid: str = (
+            str(xpmid) if xpmid is not None else f"{cls.__module__}.{cls.__qualname__}"
+        ).lower()
+        self.typeid_bytes = self.typeid.encode("utf-8")
+        # Arguments that may enter the identifier, sorted by name, with their prefix bytes
+        # ``03 + name + 05`` precomputed (see identifier.py).
+        self.counted: list[tuple[Argument, bytes]] = [
+            (arg, b"\x03" + name.encode("utf-8") + b"\x05")
+            for name, arg in sorted(arguments.items())
+            if arg.in_identifier
+        ]
+        self.defaults: list[Argument] = [
+            arg for arg in arguments.values() if arg.has_default or arg.is_optional
+        ]
+
+    @property
+    def name(self) -> str:
+        """The last component of the type id: the job's file prefix (``<name>.done``...)."""
+        return self.typeid.rsplit(".", 1)[-1]
+
+
+def xpmtype(cls: type) -> XPMType:
+    """The (cached) :class:`XPMType` of a configuration class."""
+    info = cls.__dict__.get("_xpm_type")
+    if info is None:
+        info = XPMType(cls)
+        type.__setattr__(cls, "_xpm_type", info)
+    return info
+
+
+# --- Per-object information ----------------------------------------------------------------------
+
+
+class ConfigInformation:
+    """The bookkeeping of one configuration, reachable as ``cfg.__xpm__``."""
+
+    __slots__ = (
+        "config",
+        "sealed",
+        "_tags",
+        "task",
+        "job",
+        "init_tasks",
+        "dependencies",
+        "completion_callbacks",
+        "meta",
+        "digest_cache",
+    )
+
+    def __init__(self, config: "Config") -> None:
+        self.config = config
+        self.sealed = False
+        self._tags: dict[str, Any] = {}
+        #: The task that produces this configuration (set by ``dep(...)`` in ``task_outputs``).
+        self.task: Optional["Task"] = None
+        #: The scheduler's job, once the task is submitted (or the runner's, in the job process).
+        self.job: Any = None
+        self.init_tasks: list["LightweightTask"] = []
+        #: Explicit dependencies (``add_dependencies``): tasks, configs or resource dependencies.
+        self.dependencies: list[Any] = []
+        self.completion_callbacks: list[Callable[[], Any]] = []
+        #: Set with :func:`setmeta`: a meta config never enters the identifier of its parents.
+        self.meta: Optional[bool] = None
+        self.digest_cache: Optional[bytes] = None
+
+    @property
+    def xpmtype(self) -> XPMType:
+        return xpmtype(type(self.config))
+
+    @property
+    def identifier(self) -> "Identifier":
+        """The configuration's identifier (cached once the configuration is sealed)."""
+        from .identifier import Identifier, config_digest
+
+        return Identifier(config_digest(self.config))
+
+    @property
+    def tags(self) -> dict[str, Any]:
+        """The tags set on this configuration itself (see ``Config.tags()`` for the whole graph)."""
+        return dict(self._tags)
+
+    @property
+    def owner_job(self) -> Any:
+        """The job of this task, or of the task that produces this output."""
+        if self.job is not None:
+            return self.job
+        if self.task is not None:
+            return self.task.__xpm__.job
+        return None
+
+    def seal(self) -> None:
+        """Seal the whole configuration graph: validate required parameters, forbid assignments."""
+        for cfg in iter_configs(self.config, stop=lambda c: c.__xpm__.sealed):
+            info = cfg.__xpm__
+            values = cfg.__dict__
+            for name, arg in info.xpmtype.arguments.items():
+                if name not in values and arg.required:
+                    raise ValidationError(
+                        f"{type(cfg).__qualname__}.{name} ({arg.type.describe()}) is required but "
+                        f"was never set: pass it to {type(cfg).__qualname__}.C({name}=...) or "
+                        f"assign it before submit()"
+                    )
+            info.sealed = True
+
+
+def setmeta(config: C, flag: bool = True) -> C:
+    """Mark a configuration as meta: it is then left out of the identifiers of its parents."""
+    config.__xpm__.meta = flag
+    return config
+
+
+def iter_values(value: Any) -> Iterator[Any]:
+    """Every configuration found inside a value (lists, tuples, sets, dict values), iteratively."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, Config):
+            yield v
+        elif isinstance(v, (list, tuple, set, frozenset)):
+            stack.extend(v)
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+
+
+def iter_configs(
+    root: "Config", stop: Optional[Callable[["Config"], bool]] = None
+) -> Iterator["Config"]:
+    """The configurations reachable from ``root`` (parameters and init tasks), each once.
+
+    The walk is iterative (no recursion limit). When ``stop(cfg)`` is true for a reachable
+    configuration other than the root, it is neither yielded nor entered.
+    """
+    seen: set[int] = {id(root)}
+    stack = [root]
+    while stack:
+        cfg = stack.pop()
+        yield cfg
+        info = cfg.__xpm__
+        values = cfg.__dict__
+        children: list[Any] = [values[name] for name in info.xpmtype.arguments if name in values]
+        children.extend(info.init_tasks)
+        for child in iter_values(children):
+            if id(child) in seen or (stop is not None and stop(child)):
+                continue
+            seen.add(id(child))
+            stack.append(child)
+
+
+def _convert(cls: type, arg: Argument, value: Any, info: ConfigInformation) -> Any:
+    if isinstance(value, TaggedValue):
+        value = value.value
+        info._tags[arg.name] = value
+    try:
+        return arg.type.convert(value)
+    except _Reject:
+        raise ValidationError(
+            f"{cls.__qualname__}.{arg.name}: expected {arg.type.describe()}, got {value!r} "
+            f"(of type {type(value).__qualname__})"
+        ) from None
+
+
+# --- Configurations ------------------------------------------------------------------------------
+
+
+class Config:
+    """Base class of every configuration. Build instances with ``MyConfig.C(param=value, ...)``."""
+
+    __xpm__: ConfigInformation
+    #: Optional explicit type id (otherwise ``module.qualname``, lowercased).
+    __xpmid__: Optional[str] = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        cls = type(self).__qualname__
+        raise TypeError(
+            f"{cls}(...) cannot be called directly: write {cls}.C(...) to build a configuration"
+        )
+
+    @classmethod
+    def C(cls: type[C], **kwargs: Any) -> C:
+        """Build a configuration of this class with the given parameter values."""
+        t = xpmtype(cls)
+        self = object.__new__(cls)
+        values = self.__dict__
+        info = ConfigInformation(self)
+        values["__xpm__"] = info
+        arguments = t.arguments
+        for name, value in kwargs.items():
+            arg = arguments.get(name)
+            if arg is None:
+                known = ", ".join(sorted(arguments)) or "none"
+                raise ValidationError(
+                    f"{cls.__qualname__} has no parameter {name!r} (its parameters: {known})"
+                )
+            if arg.kind is ParamKind.CONSTANT:
+                raise ValidationError(
+                    f"{cls.__qualname__}.{name} is a Constant[...] and cannot be set"
+                )
+            values[name] = _convert(cls, arg, value, info)
+        for arg in t.defaults:
+            if arg.name not in values:
+                values[arg.name] = arg.make_default() if arg.has_default else None
+        return self
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        arg = xpmtype(type(self)).arguments.get(name)
+        if arg is None:
+            object.__setattr__(self, name, value)
+            return
+        info: ConfigInformation = self.__dict__["__xpm__"]
+        cls = type(self).__qualname__
+        if info.sealed:
+            raise SealedError(
+                f"cannot set {cls}.{name}: the configuration is sealed (it was submitted); "
+                f"build a new one with {cls}.C(...) instead"
+            )
+        if arg.kind is ParamKind.CONSTANT:
+            raise ValidationError(f"{cls}.{name} is a Constant[...] and cannot be set")
+        self.__dict__[name] = _convert(type(self), arg, value, info)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called when normal lookup fails.
+        if not (name.startswith("__") and name.endswith("__")):
+            arguments = xpmtype(type(self)).arguments
+            if name in arguments:
+                raise AttributeError(
+                    f"{type(self).__qualname__}.{name} is not set "
+                    f"(a required {arguments[name].type.describe()} parameter)"
+                )
+        raise AttributeError(f"{type(self).__qualname__!r} object has no attribute {name!r}")
+
+    # -- tags -----------------------------------------------------------------------------------
+
+    def tag(self, name: str, value: Any) -> "Config":
+        """Set a tag on this configuration."""
+        if self.__xpm__.sealed:
+            raise SealedError(f"cannot tag {type(self).__qualname__}: it is sealed")
+        self.__xpm__._tags[name] = tag(value).value
+        return self
+
+    def tags(self) -> dict[str, Any]:
+        """The tags of the whole configuration graph (a configuration's own tags win)."""
+        configs = list(iter_configs(self))
+        result: dict[str, Any] = {}
+        for cfg in reversed(configs):
+            result.update(cfg.__xpm__._tags)
+        return result
+
+    # -- job access ----------------------------------------------------------------------------
+
+    @property
+    def jobpath(self) -> Path:
+        """The job directory of this task (or of the task that produced this output)."""
+        job = self.__xpm__.owner_job
+        if job is None:
+            raise AttributeError(
+                f"{type(self).__qualname__} has no job path: it is not a submitted task "
+                f"nor the output of one"
+            )
+        return job.path
+
+    def add_dependencies(self, *dependencies: Any) -> "Config":
+        """Add explicit dependencies: tasks, task outputs, or resource dependencies (tokens)."""
+        if self.__xpm__.sealed:
+            raise SealedError(
+                f"cannot add dependencies to {type(self).__qualname__}: it was already submitted"
+            )
+        self.__xpm__.dependencies.extend(dependencies)
+        return self
+
+    def __repr__(self) -> str:
+        values = self.__dict__
+        shown = ", ".join(
+            f"{name}={values[name]!r}"
+            for name in xpmtype(type(self)).arguments
+            if name in values and not isinstance(values[name], Config)
+        )
+        return f"{type(self).__qualname__}.C({shown})"
+
+
+class InstanceConfig(Config):
+    """A configuration whose object identity counts: two equal but distinct instances differ."""
+
+
+# --- Submission -------------------------------------------------------------------------------
+
+Submitter = Callable[..., Any]
+_submitter: Optional[Submitter] = None
+
+
+def set_submitter(submitter: Submitter) -> None:
+    """Register the function that turns a sealed task into a job (the scheduler layer does this)."""
+    global _submitter
+    _submitter = submitter
+
+
+class Task(Config):
+    """A configuration that runs: ``execute()`` is called in the job process."""
+
+    def execute(self) -> None:
+        """The task's work; runs in the job process, with the job directory as working directory."""
+        raise NotImplementedError(f"{type(self).__qualname__}.execute() is not defined")
+
+    def submit(
+        self,
+        *,
+        launcher: Any = None,
+        run_mode: Optional[RunMode] = None,
+        init_tasks: Optional[Iterable["LightweightTask"]] = None,
+        workspace: Any = None,
+    ) -> Any:
+        """Seal this task and hand it to the scheduler.
+
+        Returns what ``task_outputs(dep)`` returns, or the task itself when it defines none.
+        """
+        info = self.__xpm__
+        if info.job is not None:
+            raise RuntimeError(f"{type(self).__qualname__} was already submitted")
+        if init_tasks:
+            init_tasks = list(init_tasks)
+            for t in init_tasks:
+                if not isinstance(t, LightweightTask):
+                    raise ValidationError(
+                        f"init_tasks must be LightweightTask configurations, got {t!r}"
+                    )
+            if info.sealed:
+                raise SealedError(f"cannot add init tasks to sealed {type(self).__qualname__}")
+            info.init_tasks = init_tasks
+        info.seal()
+        if _submitter is None:
+            raise RuntimeError(
+                "no scheduler is available: import experimaestro (not only experimaestro.core)"
+            )
+        info.job = _submitter(self, launcher=launcher, run_mode=run_mode, workspace=workspace)
+        return self.outputs()
+
+    def outputs(self) -> Any:
+        """What ``submit()`` returns: the outputs declared by ``task_outputs``, or the task itself."""
+        task_outputs = getattr(self, "task_outputs", None)
+        if task_outputs is None:
+            return self
+
+        def dep(config: C) -> C:
+            if not isinstance(config, Config):
+                raise ValidationError(
+                    f"{type(self).__qualname__}.task_outputs: dep() takes a configuration, "
+                    f"got {config!r}"
+                )
+            config.__xpm__.task = self
+            config.__xpm__.seal()
+            return config
+
+        return task_outputs(dep)
+
+    def on_completed(self, callback: Callable[[], Any]) -> "Task":
+        """Call ``callback()`` in the controller when this task's job ends well."""
+        self.__xpm__.completion_callbacks.append(callback)
+        return self
+
+    def _job(self) -> Any:
+        job = self.__xpm__.job
+        if job is None:
+            raise RuntimeError(f"{type(self).__qualname__} was not submitted")
+        return job
+
+    def wait(self) -> bool:
+        """Block until the job ends; True when it ended well."""
+        return self._job().wait()
+
+    def stdout(self) -> Path:
+        """The path of the job's standard output log."""
+        return self._job().stdout
+
+    def stderr(self) -> Path:
+        """The path of the job's standard error log."""
+        return self._job().stderr
+
+
+class LightweightTask(Config):
+    """A task run in the job process before the main task (``submit(init_tasks=[...])``)."""
+
+    def execute(self) -> None:
+        raise NotImplementedError(f"{type(self).__qualname__}.execute() is not defined")
+
+
+def task_dependencies(task: Config) -> list[Config]:
+    """The tasks whose jobs must end before ``task`` runs: the producers of the outputs it uses
+    (parameters and init tasks), and explicit task dependencies. Resource dependencies are returned
+    by :func:`resource_dependencies`."""
+    found: dict[int, Config] = {}
+
+    def producer(cfg: Config) -> Optional[Config]:
+        info = cfg.__xpm__
+        if info.job is not None and cfg is not task:
+            return cfg
+        if info.task is not None:
+            return info.task
+        return None
+
+    def stop(cfg: Config) -> bool:
+        p = producer(cfg)
+        if p is not None:
+            found.setdefault(id(p), p)
+            return True
+        return False
+
+    for _ in iter_configs(task, stop=stop):
+        pass
+    for dep in task.__xpm__.dependencies:
+        if isinstance(dep, Config):
+            p = producer(dep) or dep
+            found.setdefault(id(p), p)
+    return list(found.values())
+
+
+def resource_dependencies(task: Config) -> list[Any]:
+    """Explicit dependencies that are not configurations (token dependencies, for instance)."""
+    return [d for d in task.__xpm__.dependencies if not isinstance(d, Config)]

@@ -1,0 +1,322 @@
+"""Job identifiers: a canonical byte encoding of a configuration, hashed with SHA-256.
+
+The encoding is that of ``docs/identifier.md``. For every configuration experimaestro 2.7.0 can hash,
+the bytes (hence the identifier) are the same as 2.7.0's. *Identifier version 2* adds encodings for
+what 2.7.0 cannot hash (tuples, integers outside the signed 64-bit range) and removes the depth limit:
+the walk below is iterative, so a chain of any length hashes.
+
+Sub-digests are memoised within one computation, and a sealed configuration caches its digest, so a
+shared sub-graph is encoded once.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import struct
+from typing import Any, Optional
+
+from .config import Config, InstanceConfig, XPMType, xpmtype
+from .types import NOTSET, ParamKind
+
+_sha256 = hashlib.sha256
+_pack_q = struct.Struct("!q").pack
+_pack_d = struct.Struct("!d").pack
+
+# Value tags (one byte each).
+CONFIG = b"\x00"
+INT = b"\x01"
+FLOAT = b"\x02"
+STR = b"\x03"
+NAME_VALUE = b"\x05"
+NONE = b"\x06"
+LIST = b"\x07"
+TASK_OUTPUT = b"\x08"
+DICT = b"\x09"
+ENUM = b"\x0a"
+CYCLE = b"\x0b"
+INIT_TASKS = b"\x0c"
+INSTANCE = b"\x0d"
+SET = b"\x0e"
+# Identifier version 2 (values experimaestro 2.7.0 cannot hash).
+TUPLE = b"\x0f"
+BIGINT = b"\x10"
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+
+
+class Identifier:
+    """A job identifier: 32 bytes; ``str()`` and ``hex()`` give its 64 hex digits."""
+
+    __slots__ = ("all",)
+
+    def __init__(self, digest: bytes) -> None:
+        self.all = digest
+
+    def hex(self) -> str:
+        return self.all.hex()
+
+    def __str__(self) -> str:
+        return self.all.hex()
+
+    def __repr__(self) -> str:
+        return f"Identifier({self.all.hex()})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Identifier) and other.all == self.all
+
+    def __hash__(self) -> int:
+        return hash(self.all)
+
+
+class IdentifierError(TypeError):
+    """A value that no identifier version can encode."""
+
+
+def skip_reason(arg: Any, value: Any) -> Optional[str]:
+    """Why a parameter with this value is left out of the identifier, or None when it counts.
+
+    Only value-dependent rules are checked here; ``XPMType.counted`` already excludes meta, ignored
+    and Path parameters.
+    """
+    if arg.ignore_default and value == arg.default and type(value) is type(arg.default):
+        return "default"
+    if value is None and arg.default in (None, NOTSET):
+        if arg.default is None or arg.is_optional:
+            return "none"
+    if isinstance(value, Config) and value.__xpm__.meta:
+        return "meta config"
+    return None
+
+
+def static_skip_reason(arg: Any) -> Optional[str]:
+    """Why a parameter is always left out (its declaration alone decides), or None."""
+    if arg.kind is ParamKind.META:
+        return "meta"
+    if arg.ignored:
+        return "ignored"
+    if arg.is_path:
+        return "Path"
+    return None
+
+
+class _Frame:
+    """One configuration being encoded (an explicit stack replaces recursion)."""
+
+    __slots__ = ("config", "depth", "pending", "low", "contextual")
+
+    def __init__(self, config: Config, depth: int) -> None:
+        self.config = config
+        self.depth = depth
+        self.pending: Optional[list[Config]] = None
+        #: The shallowest stack depth this sub-graph refers back to (cycles).
+        self.low = depth
+        #: True when the encoding depends on the surrounding computation (instance positions).
+        self.contextual = False
+
+
+class _Computation:
+    """One identifier computation: memo of sub-digests, instance registry, the encoding stack."""
+
+    def __init__(self) -> None:
+        self.memo: dict[int, bytes] = {}
+        self.instances: dict[bytes, list[int]] = {}
+        self.stack: list[_Frame] = []
+        self.on_stack: dict[int, int] = {}
+
+    def digest(self, root: Config) -> bytes:
+        cached = root.__xpm__.digest_cache
+        if cached is not None:
+            return cached
+        stack = self.stack
+        memo = self.memo
+        on_stack = self.on_stack
+        stack.append(_Frame(root, 0))
+        on_stack[id(root)] = 0
+        result = b""
+        while stack:
+            frame = stack[-1]
+            if frame.pending is None:
+                frame.pending = self._children_to_compute(frame)
+            if frame.pending:
+                child = frame.pending.pop()
+                if id(child) in memo or id(child) in on_stack:
+                    continue
+                cached = child.__xpm__.digest_cache
+                if cached is not None:
+                    memo[id(child)] = cached
+                    continue
+                depth = len(stack)
+                stack.append(_Frame(child, depth))
+                on_stack[id(child)] = depth
+                continue
+            # Every sub-digest is known: encode this configuration.
+            digest = self._encode(frame)
+            stack.pop()
+            del on_stack[id(frame.config)]
+            if stack:
+                parent = stack[-1]
+                if frame.low < parent.low:
+                    parent.low = frame.low
+                parent.contextual = parent.contextual or frame.contextual
+            if frame.low >= frame.depth:
+                memo[id(frame.config)] = digest
+                info = frame.config.__xpm__
+                if info.sealed and not frame.contextual:
+                    info.digest_cache = digest
+            result = digest
+        return result
+
+    def _children_to_compute(self, frame: _Frame) -> list[Config]:
+        cfg = frame.config
+        info = cfg.__xpm__
+        values = cfg.__dict__
+        children: list[Config] = []
+        stack_values: list[Any] = []
+        if info.task is not None:
+            children.append(info.task)
+        for arg, _ in info.xpmtype.counted:
+            value = values.get(arg.name, NOTSET)
+            if value is NOTSET or skip_reason(arg, value) is not None:
+                continue
+            stack_values.append(value)
+        while stack_values:
+            v = stack_values.pop()
+            if isinstance(v, Config):
+                if not v.__xpm__.meta:
+                    children.append(v)
+            elif isinstance(v, (list, tuple, set, frozenset)):
+                stack_values.extend(v)
+            elif isinstance(v, dict):
+                stack_values.extend(v.values())
+        children.extend(info.init_tasks)
+        children.reverse()
+        return children
+
+    def _encode(self, frame: _Frame) -> bytes:
+        cfg = frame.config
+        info = cfg.__xpm__
+        t: XPMType = info.xpmtype
+        out = bytearray(CONFIG)
+        if info.task is not None:
+            out += TASK_OUTPUT
+            self._config_ref(info.task, out, frame)
+        out += t.typeid_bytes
+        values = cfg.__dict__
+        for arg, prefix in t.counted:
+            value = values.get(arg.name, NOTSET)
+            if value is NOTSET or skip_reason(arg, value) is not None:
+                continue
+            out += prefix
+            self._value(value, out, frame)
+        if info.init_tasks:
+            out += INIT_TASKS
+            for init in info.init_tasks:
+                self._config_ref(init, out, frame)
+        return _sha256(out).digest()
+
+    def _config_ref(self, cfg: Config, out: bytearray, frame: _Frame) -> None:
+        depth = self.on_stack.get(id(cfg))
+        if depth is not None:
+            # A reference back to a configuration being encoded: how many levels up it is.
+            out += CONFIG
+            out += CYCLE
+            out += _pack_q(frame.depth - depth + 1)
+            if depth < frame.low:
+                frame.low = depth
+            return
+        digest = self.memo[id(cfg)]
+        out += CONFIG
+        out += digest
+        if isinstance(cfg, InstanceConfig):
+            frame.contextual = True
+            seen = self.instances.setdefault(digest, [])
+            try:
+                position = seen.index(id(cfg))
+            except ValueError:
+                position = len(seen)
+                seen.append(id(cfg))
+            if position:
+                out += INSTANCE
+                out += _pack_q(position)
+
+    def _value(self, value: Any, out: bytearray, frame: _Frame) -> None:
+        # Containers are encoded with an explicit work list (no recursion); entries are either a
+        # value to encode or raw bytes to append.
+        work: list[Any] = [value]
+        while work:
+            v = work.pop()
+            tv = type(v)
+            if tv is bytes:
+                out += v
+            elif tv is str:
+                out += STR
+                out += v.encode("utf-8")
+            elif tv is int or tv is bool:
+                if _INT64_MIN <= v <= _INT64_MAX:
+                    out += INT
+                    out += _pack_q(v)
+                else:
+                    out += BIGINT
+                    size = (v.bit_length() + 8) // 8
+                    out += _pack_q(size)
+                    out += v.to_bytes(size, "big", signed=True)
+            elif tv is float:
+                out += FLOAT
+                out += _pack_d(v)
+            elif v is None:
+                out += NONE
+            elif isinstance(v, Config):
+                self._config_ref(v, out, frame)
+            elif tv is list:
+                v = [x for x in v if not (isinstance(x, Config) and x.__xpm__.meta)]
+                out += LIST
+                out += _pack_d(len(v))
+                work.extend(reversed(v))
+            elif tv is tuple:
+                out += TUPLE
+                out += _pack_q(len(v))
+                work.extend(reversed(v))
+            elif tv is dict:
+                out += DICT
+                v = {k: x for k, x in v.items() if not (isinstance(x, Config) and x.__xpm__.meta)}
+                try:
+                    keys = sorted(v)
+                except TypeError as exc:
+                    raise IdentifierError(f"dictionary keys must be sortable: {exc}") from None
+                for key in reversed(keys):
+                    work.append(v[key])
+                    work.append(key)
+            elif tv is set or tv is frozenset:
+                out += SET
+                out += _pack_d(len(v))
+                encoded = []
+                for item in v:
+                    item_out = bytearray()
+                    self._value(item, item_out, frame)
+                    encoded.append(bytes(item_out))
+                encoded.sort(key=lambda b: _sha256(b).digest())
+                for item_bytes in encoded:
+                    out += item_bytes
+            elif isinstance(v, enum.Enum):
+                out += ENUM
+                out += f"{tv.__module__}.{tv.__qualname__}:{v.name}".encode("utf-8")
+            elif isinstance(v, int):
+                work.append(int(v))
+            elif isinstance(v, float):
+                work.append(float(v))
+            elif isinstance(v, str):
+                work.append(str(v))
+            else:
+                raise IdentifierError(
+                    f"cannot compute an identifier for a value of type {tv.__qualname__}: {v!r}"
+                )
+
+
+def config_digest(config: Config) -> bytes:
+    """The 32-byte identifier digest of a configuration."""
+    cached = config.__xpm__.digest_cache
+    if cached is not None:
+        return cached
+    return _Computation().digest(config)

@@ -1,0 +1,36 @@
+"""The scheduler's side of ``Task.submit()``: registered with the core at import time.
+
+Kept light (no heavy imports) because every ``import experimaestro`` loads it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from ..core.config import RunMode, Task, set_submitter
+
+
+def submit_task(
+    task: Task, *, launcher: Any = None, run_mode: Optional[RunMode] = None, workspace: Any = None
+) -> Any:
+    """Turn a sealed task into a job: scheduled in the current experiment, or computed only."""
+    from .experiment import current_experiment
+    from .job import Job
+
+    xp = current_experiment()
+    if run_mode is None:
+        run_mode = xp.run_mode if xp is not None else RunMode.NORMAL
+    if workspace is None and xp is not None:
+        workspace = xp.workspace.path
+    if run_mode is RunMode.DRY_RUN:
+        return Job(task, Path(workspace) if workspace is not None else None, launcher=launcher)
+    if xp is None:
+        raise RuntimeError(
+            f"{type(task).__qualname__}.submit() needs a running experiment: submit inside "
+            f"`with experiment(workdir, name) as xp:` (or pass run_mode=RunMode.DRY_RUN)"
+        )
+    return xp.submit(task, launcher=launcher, run_mode=run_mode)
+
+
+set_submitter(submit_task)
