@@ -7,6 +7,7 @@ import copy
 import inspect
 import sys
 import textwrap
+import types
 import typing
 from typing import Any, Callable, Optional
 
@@ -37,6 +38,7 @@ class Argument:
         "owner",
         "_help",
         "_help_loaded",
+        "_reference_default",
     )
 
     def __init__(
@@ -65,8 +67,10 @@ class Argument:
             # value equals it, so that adding a parameter never changes existing identifiers.
             self.default = spec
             self.default_factory = None
-            self.ignore_default = spec is not NOTSET
+            # Constants are always encoded.
+            self.ignore_default = spec is not NOTSET and kind is not ParamKind.CONSTANT
             self.ignored = False
+        self._reference_default: Any = NOTSET
         if kind is ParamKind.CONSTANT and self.default is NOTSET and self.default_factory is None:
             raise TypeError(f"{owner.__qualname__}.{name}: a Constant[...] needs a default value")
 
@@ -98,8 +102,18 @@ class Argument:
 
     @property
     def in_identifier(self) -> bool:
-        """Whether the parameter can enter the identifier at all (value-independent rules)."""
-        return self.kind is not ParamKind.META and not self.ignored and not self.is_path
+        """Whether the parameter may enter the identifier (a Meta one only holding a config that
+        ``setmeta(cfg, False)`` marked); the value decides the rest (identifier.skip_reason)."""
+        return not self.ignored and not self.is_path
+
+    @property
+    def reference_default(self) -> Any:
+        """The default that values are compared with (``default_factory`` is called once)."""
+        if self.default_factory is None:
+            return self.default
+        if self._reference_default is NOTSET:
+            self._reference_default = self.default_factory()
+        return self._reference_default
 
     def make_default(self) -> Any:
         """A fresh default value (mutable defaults are copied so configs never share them)."""
@@ -167,19 +181,9 @@ def collect_arguments(cls: type) -> dict[str, Argument]:
     raw = cls.__dict__.get("__annotations__", {})
     if not raw:
         return {}
-    hints: dict[str, Any]
-    try:
-        module = sys.modules.get(cls.__module__)
-        hints = typing.get_type_hints(
-            cls, globalns=vars(module) if module else None, include_extras=True
-        )
-    except Exception:
-        hints = {}
     arguments: dict[str, Argument] = {}
     for name, annotation in raw.items():
-        annotation = hints.get(name, annotation)
-        if isinstance(annotation, str):
-            annotation = _eval_string_annotation(cls, annotation)
+        annotation = _resolve_annotation(cls, name, annotation)
         kind, bare, help_text = split_annotation(annotation)
         if kind is None:
             continue
@@ -194,14 +198,17 @@ def collect_arguments(cls: type) -> dict[str, Argument]:
     return arguments
 
 
-def _eval_string_annotation(cls: type, annotation: str) -> Any:
-    """Evaluate a string annotation that ``get_type_hints`` could not resolve as a whole."""
+def _resolve_annotation(cls: type, name: str, annotation: Any) -> Any:
+    """Evaluate one annotation of ``cls``: strings and forward references (``Optional["B"]``)."""
     module = sys.modules.get(cls.__module__)
-    namespace = dict(vars(module)) if module else {}
-    namespace.setdefault(cls.__name__, cls)
+    globalns = dict(vars(module)) if module else {}
+    localns = {cls.__name__: cls}
+    holder = types.SimpleNamespace(__annotations__={name: annotation})
     try:
-        return eval(annotation, namespace)  # noqa: S307 - the class author's own annotation
+        return typing.get_type_hints(
+            holder, globalns=globalns, localns=localns, include_extras=True
+        )[name]
     except Exception as exc:
         raise TypeError(
-            f"{cls.__qualname__}: cannot resolve the annotation {annotation!r} ({exc})"
+            f"{cls.__qualname__}.{name}: cannot resolve the annotation {annotation!r} ({exc})"
         ) from exc

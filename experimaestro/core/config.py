@@ -237,6 +237,11 @@ def _convert(cls: type, arg: Argument, value: Any, info: ConfigInformation) -> A
     if isinstance(value, TaggedValue):
         value = value.value
         info._tags[arg.name] = value
+    if isinstance(value, Task) and value.__xpm__.job is None:
+        raise ValidationError(
+            f"{cls.__qualname__}.{arg.name}: the task {type(value).__qualname__} must be "
+            f"submitted before it is used as a parameter (write task.submit() first)"
+        )
     try:
         return arg.type.convert(value)
     except _Reject:

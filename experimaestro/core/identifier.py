@@ -77,17 +77,31 @@ class IdentifierError(TypeError):
 def skip_reason(arg: Any, value: Any) -> Optional[str]:
     """Why a parameter with this value is left out of the identifier, or None when it counts.
 
-    Only value-dependent rules are checked here; ``XPMType.counted`` already excludes meta, ignored
-    and Path parameters.
+    ``XPMType.counted`` already excludes ignored and Path parameters; the rules here depend on the
+    value too.
     """
-    if arg.ignore_default and value == arg.default and type(value) is type(arg.default):
+    if isinstance(value, Config):
+        meta = value.__xpm__.meta
+        if meta:
+            return "meta config"
+        if arg.kind is ParamKind.META and meta is None:
+            return "meta"
+    elif arg.kind is ParamKind.META:
+        return "meta"
+    if arg.ignore_default and _equals_default(value, arg.reference_default):
         return "default"
     if value is None and arg.default in (None, NOTSET):
         if arg.default is None or arg.is_optional:
             return "none"
-    if isinstance(value, Config) and value.__xpm__.meta:
-        return "meta config"
     return None
+
+
+def _equals_default(value: Any, default: Any) -> bool:
+    if default is NOTSET or type(value) is not type(default):
+        return False
+    if isinstance(value, Config):
+        return config_digest(value) == config_digest(default)
+    return bool(value == default)
 
 
 def static_skip_reason(arg: Any) -> Optional[str]:
@@ -104,7 +118,7 @@ def static_skip_reason(arg: Any) -> Optional[str]:
 class _Frame:
     """One configuration being encoded (an explicit stack replaces recursion)."""
 
-    __slots__ = ("config", "depth", "pending", "low", "contextual")
+    __slots__ = ("config", "depth", "pending", "low", "contextual", "local")
 
     def __init__(self, config: Config, depth: int) -> None:
         self.config = config
@@ -114,6 +128,8 @@ class _Frame:
         self.low = depth
         #: True when the encoding depends on the surrounding computation (instance positions).
         self.contextual = False
+        #: Digests of children that refer back above themselves: valid only within this frame.
+        self.local: dict[int, bytes] = {}
 
 
 class _Computation:
@@ -141,7 +157,7 @@ class _Computation:
                 frame.pending = self._children_to_compute(frame)
             if frame.pending:
                 child = frame.pending.pop()
-                if id(child) in memo or id(child) in on_stack:
+                if id(child) in memo or id(child) in on_stack or id(child) in frame.local:
                     continue
                 cached = child.__xpm__.digest_cache
                 if cached is not None:
@@ -160,7 +176,10 @@ class _Computation:
                 if frame.low < parent.low:
                     parent.low = frame.low
                 parent.contextual = parent.contextual or frame.contextual
-            if frame.low >= frame.depth:
+            if frame.low < frame.depth:
+                if stack:
+                    stack[-1].local[id(frame.config)] = digest
+            else:
                 memo[id(frame.config)] = digest
                 info = frame.config.__xpm__
                 if info.sealed and not frame.contextual:
@@ -169,27 +188,37 @@ class _Computation:
         return result
 
     def _children_to_compute(self, frame: _Frame) -> list[Config]:
+        """The configurations this one refers to, in encoding order, reversed (popped from the end).
+
+        Order matters: InstanceConfig positions are given in first-encounter order.
+        """
         cfg = frame.config
         info = cfg.__xpm__
         values = cfg.__dict__
         children: list[Config] = []
-        stack_values: list[Any] = []
         if info.task is not None:
             children.append(info.task)
-        for arg, _ in info.xpmtype.counted:
+        work: list[Any] = []
+        for arg, _ in reversed(info.xpmtype.counted):
             value = values.get(arg.name, NOTSET)
             if value is NOTSET or skip_reason(arg, value) is not None:
                 continue
-            stack_values.append(value)
-        while stack_values:
-            v = stack_values.pop()
+            work.append(value)
+        while work:
+            v = work.pop()
             if isinstance(v, Config):
                 if not v.__xpm__.meta:
                     children.append(v)
-            elif isinstance(v, (list, tuple, set, frozenset)):
-                stack_values.extend(v)
+            elif isinstance(v, (list, tuple)):
+                work.extend(reversed(v))
             elif isinstance(v, dict):
-                stack_values.extend(v.values())
+                try:
+                    keys = sorted(v)
+                except TypeError:
+                    keys = list(v)
+                work.extend(v[k] for k in reversed(keys))
+            elif isinstance(v, (set, frozenset)):
+                work.extend(v)
         children.extend(info.init_tasks)
         children.reverse()
         return children
@@ -226,7 +255,7 @@ class _Computation:
             if depth < frame.low:
                 frame.low = depth
             return
-        digest = self.memo[id(cfg)]
+        digest = frame.local.get(id(cfg)) or self.memo[id(cfg)]
         out += CONFIG
         out += digest
         if isinstance(cfg, InstanceConfig):

@@ -6,7 +6,7 @@ Tags never enter the identifier. ``tag(value)`` (in ``config.py``) marks a param
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
 
 from .config import Config, tag
 
@@ -27,9 +27,11 @@ def tagspath(config: Config) -> str:
     return "_".join(f"{_clean(str(k))}={_clean(str(v))}" for k, v in tags(config).items())
 
 
-def sealed_set(items: Iterable[Config]) -> frozenset:
-    """A set of configurations, sealed first (for experimaestro 2.x compatibility)."""
-    items = list(items)
+def sealed_set(*items: Any) -> frozenset:
+    """A set of configurations, sealed first: ``sealed_set(a, b)`` or ``sealed_set([a, b])``
+    (for experimaestro 2.x compatibility; plain sets of configurations work too)."""
+    if len(items) == 1 and not isinstance(items[0], Config):
+        items = tuple(items[0])
     for item in items:
         item.__xpm__.seal()
     return frozenset(items)

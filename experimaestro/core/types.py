@@ -165,7 +165,8 @@ class AnyType(TypeSpec):
 
 class IntType(TypeSpec):
     def convert(self, value: Any) -> Any:
-        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        # bool is an int in Python (True == 1), and experimaestro 2.x accepts it: so do we.
+        if isinstance(value, numbers.Integral):
             return int(value)
         raise _Reject
 

@@ -1,0 +1,135 @@
+"""The abstract connector: where files and processes live (docs/architecture.md, section 5).
+
+A connector knows nothing about configurations or jobs: it only offers file, process, lock and
+token operations on its machine. The local connector does them in-process; the SSH connector
+forwards them to an agent that runs the same local connector on the remote host. The operations
+therefore take and return plain values (paths, strings, small dataclasses) that travel as JSON.
+
+Imports: connectors sit below the scheduler. The only scheduler modules they use are
+``scheduler.jobfiles`` (a leaf module: the job-directory protocol helpers, e.g. :class:`PidRecord`)
+and ``scheduler.tokens``, imported lazily inside ``createtoken``.
+"""
+
+from __future__ import annotations
+
+import abc
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Protocol, Sequence, Union
+
+from ..scheduler.jobfiles import PidRecord
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..scheduler.tokens import CounterToken
+
+#: A path on the connector's machine.
+PathLike = Union[str, Path]
+
+
+class Lock(Protocol):
+    """A cross-process lock (``filelock.FileLock`` locally): usable as a context manager."""
+
+    def acquire(self, timeout: Optional[float] = None) -> Any: ...
+
+    def release(self) -> None: ...
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, *exc: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class FileStat:
+    """What :meth:`Connector.stat_many` tells about one existing path."""
+
+    size: int
+    mtime: float
+    is_dir: bool
+
+
+@dataclass
+class StartedProcess:
+    """A process started by :meth:`Connector.start_detached`.
+
+    ``popen`` is the local handle (None when the process runs on another host); the caller that
+    holds it should ``poll()`` it so that the finished process does not stay a zombie. ``record``
+    is what goes into the job's ``.pid`` file to find the process again.
+    """
+
+    popen: Optional["subprocess.Popen[bytes]"]
+    record: PidRecord
+
+
+class Connector(abc.ABC):
+    """Where files and processes live: the operations launchers and the scheduler rely on.
+
+    Paths are paths on the connector's machine. Operations are synchronous; a remote connector
+    makes each one a single round trip.
+    """
+
+    @abc.abstractmethod
+    def resolve(self, path: PathLike) -> Path:
+        """The absolute, normalised form of ``path`` on the connector's machine."""
+
+    @abc.abstractmethod
+    def read_text(self, path: PathLike) -> str:
+        """The content of a text file (raises FileNotFoundError when it is missing)."""
+
+    @abc.abstractmethod
+    def write_atomic(self, path: PathLike, data: Union[str, bytes]) -> None:
+        """Write a file atomically: readers see the old content or the new one, never a part."""
+
+    @abc.abstractmethod
+    def stat_many(self, paths: Sequence[PathLike]) -> list[Optional[FileStat]]:
+        """Stat several paths in one call: one entry per path, None for a missing one."""
+
+    @abc.abstractmethod
+    def listdir(self, path: PathLike) -> list[str]:
+        """The names in a folder, sorted (raises FileNotFoundError when it is missing)."""
+
+    @abc.abstractmethod
+    def mkdir(self, path: PathLike, parents: bool = True, exist_ok: bool = True) -> None:
+        """Make a folder (and its parents by default)."""
+
+    @abc.abstractmethod
+    def run(
+        self,
+        cmd: Sequence[str],
+        cwd: Optional[PathLike] = None,
+        env: Optional[Mapping[str, str]] = None,
+        timeout: Optional[float] = None,
+    ) -> "subprocess.CompletedProcess[str]":
+        """Run a command to completion, capturing its output as text (no check on the code)."""
+
+    @abc.abstractmethod
+    def start_detached(
+        self,
+        cmd: Sequence[str],
+        cwd: PathLike,
+        stdout_path: PathLike,
+        stderr_path: PathLike,
+        env: Optional[Mapping[str, str]] = None,
+    ) -> StartedProcess:
+        """Start a process in its own session, so that it outlives the caller.
+
+        Its stdin is empty; its stdout and stderr are appended to the given files (never truncated,
+        so a retry keeps the previous attempt's logs).
+        """
+
+    @abc.abstractmethod
+    def lock(self, path: PathLike) -> Lock:
+        """A cross-process lock on ``path`` (not taken yet)."""
+
+    @abc.abstractmethod
+    def createtoken(self, name: str, total: int) -> "CounterToken":
+        """The counter token ``name`` of ``total`` units, shared by every process on this
+        connector that uses the same workspace."""
+
+    @abc.abstractmethod
+    def copy_to_local(self, path: PathLike, local_path: Path) -> None:
+        """Copy the tree at ``path`` (on the connector) into ``local_path``, merging folders."""
+
+    @abc.abstractmethod
+    def copy_from_local(self, local_path: Path, path: PathLike) -> None:
+        """Copy the local tree at ``local_path`` to ``path`` on the connector, merging folders."""

@@ -1,0 +1,377 @@
+"""``params.json``: the serialized configuration graph of a job (pure: text in, text out).
+
+The document is an attrs model turned into JSON (and back) by a cattrs converter. Configurations are
+listed dependencies first; values refer to them by position. Non-JSON values are tagged objects:
+
+* ``{"$config": i}``: the i-th object; ``{"$path": "rel", "base": "job"|"workspace"|null}``;
+* ``{"$enum": "module:QualName", "name": "MEMBER"}``; ``{"$dict": [[k, v], ...]}``;
+* ``{"$set": [...]}``; ``{"$tuple": [...]}``. Lists, str, int, float, bool and None are plain JSON.
+
+Reading imports each class by module and qualified name, so a fresh process rebuilds a graph with the
+same identifiers. Classes defined in a script run as ``__main__`` are found again through the script's
+file (its ``if __name__ == "__main__":`` block is not run).
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import importlib.util
+import json
+import sys
+from pathlib import Path, PurePath
+from typing import Any, Optional
+
+import attrs
+import cattrs
+
+from .config import Config, ConfigInformation, iter_values, xpmtype
+from .types import ValidationError, _Reject
+
+#: The format written by this version; a document with a larger number is refused with a clear error.
+FORMAT_VERSION = 1
+
+
+class ParamsFormatError(ValueError):
+    """A params.json that cannot be read (newer format, another tool's format, or damaged)."""
+
+
+@attrs.define
+class ObjectRecord:
+    """One configuration of the graph."""
+
+    module: str
+    type: str
+    typeid: str
+    fields: dict[str, Any] = attrs.field(factory=dict)
+    tags: dict[str, Any] = attrs.field(factory=dict)
+    task: Optional[int] = None
+    init_tasks: list[int] = attrs.field(factory=list)
+    meta: Optional[bool] = None
+    file: Optional[str] = None
+
+
+@attrs.define
+class ParamsDocument:
+    """The whole params.json."""
+
+    xpm_format: int
+    root: int
+    objects: list[ObjectRecord]
+    identifier: Optional[str] = None
+    workspace: Optional[str] = None
+    job: Optional[str] = None
+    experimaestro: str = ""
+
+
+_converter = cattrs.Converter(forbid_extra_keys=False)
+_converter.register_unstructure_hook(Any, lambda v: v)
+
+
+class _Bases:
+    def __init__(self, job: Optional[Path], workspace: Optional[Path]) -> None:
+        self.bases = [(n, Path(p)) for n, p in (("job", job), ("workspace", workspace)) if p]
+
+    def relative(self, path: PurePath) -> dict[str, Any]:
+        if path.is_absolute():
+            for name, base in self.bases:
+                try:
+                    return {"$path": str(Path(path).relative_to(base)), "base": name}
+                except ValueError:
+                    continue
+        return {"$path": str(path), "base": None}
+
+    def absolute(self, data: dict[str, Any]) -> Path:
+        base = data.get("base")
+        for name, path in self.bases:
+            if name == base:
+                return path / data["$path"]
+        return Path(data["$path"])
+
+
+# --- Writing ----------------------------------------------------------------------------------
+
+
+def _ordered_graph(root: Config) -> list[Config]:
+    """Every configuration reachable from ``root`` (values, producing tasks, init tasks), listed so
+    that each comes after everything it refers to. Iterative post-order walk."""
+    order: list[Config] = []
+    state: dict[int, int] = {}  # 1 = on the stack, 2 = listed
+    stack: list[tuple[Config, bool]] = [(root, False)]
+    while stack:
+        cfg, expanded = stack.pop()
+        key = id(cfg)
+        if expanded:
+            if state.get(key) != 2:
+                state[key] = 2
+                order.append(cfg)
+            continue
+        if key in state:
+            continue
+        state[key] = 1
+        stack.append((cfg, True))
+        info = cfg.__xpm__
+        refs: list[Config] = []
+        if info.task is not None and info.task is not cfg:
+            refs.append(info.task)
+        values = cfg.__dict__
+        refs.extend(
+            iter_values([values[n] for n in info.xpmtype.arguments if n in values])
+        )
+        refs.extend(info.init_tasks)
+        for ref in reversed(refs):
+            if id(ref) not in state:
+                stack.append((ref, False))
+    return order
+
+
+def _encode(value: Any, ids: dict[int, int], bases: _Bases) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)) and not isinstance(
+        value, enum.Enum
+    ):
+        return value
+    if isinstance(value, Config):
+        return {"$config": ids[id(value)]}
+    if isinstance(value, PurePath):
+        return bases.relative(value)
+    if isinstance(value, enum.Enum):
+        cls = type(value)
+        return {"$enum": f"{cls.__module__}:{cls.__qualname__}", "name": value.name}
+    if isinstance(value, list):
+        return [_encode(v, ids, bases) for v in value]
+    if isinstance(value, tuple):
+        return {"$tuple": [_encode(v, ids, bases) for v in value]}
+    if isinstance(value, (set, frozenset)):
+        return {"$set": [_encode(v, ids, bases) for v in value]}
+    if isinstance(value, dict):
+        return {"$dict": [[_encode(k, ids, bases), _encode(v, ids, bases)] for k, v in value.items()]}
+    raise ValidationError(f"cannot write a value of type {type(value).__qualname__} to params.json")
+
+
+def _module_of(cls: type) -> tuple[str, Optional[str]]:
+    module = cls.__module__
+    file = None
+    if module == "__main__":
+        file = getattr(sys.modules.get("__main__"), "__file__", None)
+        if file is not None:
+            file = str(Path(file).resolve())
+    return module, file
+
+
+def to_document(
+    root: Config, *, job: Optional[Path] = None, workspace: Optional[Path] = None
+) -> ParamsDocument:
+    """The params document of a configuration graph."""
+    from ..version import __version__
+    from .identifier import config_digest
+
+    order = _ordered_graph(root)
+    ids = {id(cfg): i for i, cfg in enumerate(order)}
+    bases = _Bases(job, workspace)
+    records = []
+    for cfg in order:
+        info = cfg.__xpm__
+        t = info.xpmtype
+        module, file = _module_of(type(cfg))
+        values = cfg.__dict__
+        records.append(
+            ObjectRecord(
+                module=module,
+                type=type(cfg).__qualname__,
+                typeid=t.typeid,
+                fields={
+                    name: _encode(values[name], ids, bases)
+                    for name in t.arguments
+                    if name in values
+                },
+                tags=dict(info._tags),
+                task=ids[id(info.task)] if info.task is not None else None,
+                init_tasks=[ids[id(c)] for c in info.init_tasks],
+                meta=info.meta,
+                file=file,
+            )
+        )
+    return ParamsDocument(
+        xpm_format=FORMAT_VERSION,
+        root=ids[id(root)],
+        objects=records,
+        identifier=config_digest(root).hex(),
+        workspace=str(workspace) if workspace else None,
+        job=str(job) if job else None,
+        experimaestro=__version__,
+    )
+
+
+def dumps(root: Config, *, job: Optional[Path] = None, workspace: Optional[Path] = None) -> str:
+    """params.json text for a configuration graph."""
+    return json.dumps(_converter.unstructure(to_document(root, job=job, workspace=workspace)))
+
+
+# --- Reading ----------------------------------------------------------------------------------
+
+_MAIN_ALIAS = "__xpm_main__"
+
+
+def _import_class(record: ObjectRecord) -> type:
+    module_name = record.module
+    if module_name == "__main__":
+        module = sys.modules.get(_MAIN_ALIAS)
+        main = sys.modules.get("__main__")
+        if module is None and main is not None and getattr(main, "__file__", None) == record.file:
+            module = main
+        if module is None:
+            module = _load_script(record.file)
+    else:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ParamsFormatError(
+                f"cannot import module {module_name!r} for {record.type}: {exc} "
+                f"(is the experiment's Python environment active?)"
+            ) from exc
+    obj: Any = module
+    for part in record.type.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise ParamsFormatError(
+                f"module {module_name!r} has no class {record.type!r} (was it renamed or removed?)"
+            )
+    if not (isinstance(obj, type) and issubclass(obj, Config)):
+        raise ParamsFormatError(f"{module_name}.{record.type} is not a configuration class")
+    return obj
+
+
+def _load_script(file: Optional[str]) -> Any:
+    """Load the experiment script that defined ``__main__`` classes, without running its main block."""
+    if file is None or not Path(file).exists():
+        raise ParamsFormatError(
+            f"the classes were defined in a script run as __main__, and that script ({file}) "
+            f"cannot be found: move the classes into a module"
+        )
+    spec = importlib.util.spec_from_file_location(_MAIN_ALIAS, file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[_MAIN_ALIAS] = module
+    spec.loader.exec_module(module)
+    # Its classes keep the type ids they had in the controller (``__main__.<name>``).
+    for value in list(vars(module).values()):
+        if isinstance(value, type) and value.__module__ == _MAIN_ALIAS:
+            value.__module__ = "__main__"
+    return module
+
+
+def _decode(data: Any, objects: list[Config], bases: _Bases) -> Any:
+    if isinstance(data, list):
+        return [_decode(v, objects, bases) for v in data]
+    if not isinstance(data, dict):
+        return data
+    if "$config" in data:
+        return objects[data["$config"]]
+    if "$path" in data:
+        return bases.absolute(data)
+    if "$enum" in data:
+        module_name, qualname = data["$enum"].split(":", 1)
+        cls: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            cls = getattr(cls, part)
+        return cls[data["name"]]
+    if "$tuple" in data:
+        return tuple(_decode(v, objects, bases) for v in data["$tuple"])
+    if "$set" in data:
+        return {_decode(v, objects, bases) for v in data["$set"]}
+    if "$dict" in data:
+        return {_decode(k, objects, bases): _decode(v, objects, bases) for k, v in data["$dict"]}
+    raise ParamsFormatError(f"unknown value in params.json: {data!r}")
+
+
+def from_document(
+    doc: ParamsDocument, *, job: Optional[Path] = None, workspace: Optional[Path] = None
+) -> Config:
+    """Rebuild the (sealed) configuration graph of a params document."""
+    bases = _Bases(job or (Path(doc.job) if doc.job else None), workspace or doc.workspace)
+    objects: list[Config] = []
+    for record in doc.objects:
+        cls = _import_class(record)
+        t = xpmtype(cls)
+        cfg = object.__new__(cls)
+        info = ConfigInformation(cfg)
+        values = cfg.__dict__
+        values["__xpm__"] = info
+        for name, raw in record.fields.items():
+            arg = t.arguments.get(name)
+            if arg is None:
+                raise ParamsFormatError(
+                    f"{cls.__qualname__} has no parameter {name!r} any more, but params.json sets it"
+                )
+            try:
+                values[name] = arg.type.convert(_decode(raw, objects, bases))
+            except _Reject:
+                raise ParamsFormatError(
+                    f"{cls.__qualname__}.{name}: the stored value {raw!r} is not a "
+                    f"{arg.type.describe()} any more"
+                ) from None
+        for arg in t.defaults:
+            if arg.name not in values:
+                values[arg.name] = arg.make_default() if arg.has_default else None
+        info._tags = dict(record.tags)
+        info.meta = record.meta
+        info.init_tasks = [objects[i] for i in record.init_tasks]  # type: ignore[misc]
+        objects.append(cfg)
+    for record, cfg in zip(doc.objects, objects):
+        if record.task is not None:
+            task = objects[record.task]
+            if task is not cfg:
+                cfg.__xpm__.task = task  # type: ignore[assignment]
+        cfg.__xpm__.sealed = True
+    return objects[doc.root]
+
+
+def parse_document(text: str, *, source: str = "params.json") -> ParamsDocument:
+    """Parse and check the format version of a params document."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ParamsFormatError(f"{source} is not valid JSON ({exc}); the file is damaged") from None
+    if not isinstance(data, dict):
+        raise ParamsFormatError(f"{source} does not hold a params document")
+    version = data.get("xpm_format")
+    if version is None:
+        if "version" in data and "objects" in data:
+            raise ParamsFormatError(
+                f"{source} was written by experimaestro {data.get('experimaestro', '2.x')} "
+                f"(its format version {data['version']}), which this version does not read"
+            )
+        raise ParamsFormatError(f"{source} does not hold a params document (no xpm_format)")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ParamsFormatError(
+            f"{source} was written in params format {version}, newer than this experimaestro "
+            f"reads ({FORMAT_VERSION}): upgrade experimaestro to read it"
+        )
+    try:
+        return _converter.structure(data, ParamsDocument)
+    except Exception as exc:  # cattrs raises a ClassValidationError group
+        raise ParamsFormatError(f"{source} is not a valid params document: {exc}") from None
+
+
+def loads(
+    text: str,
+    *,
+    job: Optional[Path] = None,
+    workspace: Optional[Path] = None,
+    source: str = "params.json",
+) -> Config:
+    """Rebuild the configuration graph stored in params.json text."""
+    return from_document(parse_document(text, source=source), job=job, workspace=workspace)
+
+
+__all__ = [
+    "FORMAT_VERSION",
+    "ObjectRecord",
+    "ParamsDocument",
+    "ParamsFormatError",
+    "dumps",
+    "from_document",
+    "loads",
+    "parse_document",
+    "to_document",
+]

@@ -1,0 +1,113 @@
+"""A job: one submitted task, its place in the workspace, and its state."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from ..core.config import Task
+from .jobfiles import FailureRecord, JobFiles, JobState
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .tokens import TokenDependency
+
+
+class Job:
+    """A submitted task. ``path`` is ``<workspace>/jobs/<type id>/<identifier>``.
+
+    Its state is written only by the scheduler thread; other threads read it, and wait with
+    :meth:`wait`.
+    """
+
+    def __init__(self, task: Task, workspace: Optional[Path], launcher: Any = None) -> None:
+        info = task.__xpm__
+        t = info.xpmtype
+        self.task = task
+        self.identifier: str = info.identifier.hex()
+        self.typeid: str = t.typeid
+        self.name: str = t.name
+        self.relpath = Path("jobs") / self.typeid / self.identifier
+        self.workspace = Path(workspace) if workspace is not None else None
+        self.launcher = launcher
+        self.state = JobState.UNSCHEDULED
+        self.failure: Optional[FailureRecord] = None
+        self.dependencies: list[Job] = []
+        self.dependents: list[Job] = []
+        self.tokens: list["TokenDependency"] = []
+        self.pending_dependencies = 0
+        self.experiments: list[Any] = []
+        self.callbacks: list[Callable[[], Any]] = []
+        self.submitted_at = time.time()
+        self.started_at: Optional[float] = None
+        self.ended_at: Optional[float] = None
+        #: True when the process was started by another controller (or an earlier run).
+        self.attached = False
+        self._finished = threading.Event()
+        self._files: Optional[JobFiles] = None
+
+    # -- paths -----------------------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        """The job directory."""
+        if self.workspace is None:
+            raise AttributeError(
+                f"job {self.typeid}/{self.identifier} has no workspace: submit inside "
+                f"`with experiment(...)` or pass submit(workspace=...)"
+            )
+        return self.workspace / self.relpath
+
+    @property
+    def jobpath(self) -> Path:
+        return self.path
+
+    @property
+    def files(self) -> JobFiles:
+        if self._files is None:
+            self._files = JobFiles(self.path, self.name)
+        return self._files
+
+    @property
+    def stdout(self) -> Path:
+        return self.files.stdout
+
+    @property
+    def stderr(self) -> Path:
+        return self.files.stderr
+
+    def tags(self) -> dict[str, Any]:
+        return self.task.tags()
+
+    # -- state -----------------------------------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        return self._finished.is_set()
+
+    def set_state(self, state: JobState, failure: Optional[FailureRecord] = None) -> None:
+        """Change the state (scheduler thread only); ending states release waiters."""
+        self.state = state
+        if state is JobState.RUNNING and self.started_at is None:
+            self.started_at = time.time()
+        if state.finished:
+            self.failure = failure
+            self.ended_at = time.time()
+            self._finished.set()
+
+    def reset(self) -> None:
+        """Make an ended job schedulable again (a failed job submitted anew)."""
+        self._finished.clear()
+        self.state = JobState.UNSCHEDULED
+        self.failure = None
+        self.started_at = self.ended_at = None
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Block until the job has ended; True when it ended well."""
+        if not self._finished.wait(timeout):
+            raise TimeoutError(f"job {self} did not end within {timeout} s")
+        return self.state is JobState.DONE
+
+    def __repr__(self) -> str:
+        return f"Job({self.typeid}/{self.identifier[:12]}, {self.state.value})"
