@@ -344,7 +344,8 @@ class Config:
         """The job directory of this task (or of the task that produced this output)."""
         job = self.__xpm__.owner_job
         if job is None:
-            raise AttributeError(
+            # Not an AttributeError: that would send Python to __getattr__ and hide this message.
+            raise RuntimeError(
                 f"{type(self).__qualname__} has no job path: it is not a submitted task "
                 f"nor the output of one"
             )

@@ -25,7 +25,7 @@ from typing import Any, Optional
 import attrs
 import cattrs
 
-from .config import Config, ConfigInformation, iter_values, xpmtype
+from .config import Config, ConfigInformation, Task, iter_values, xpmtype
 from .types import ValidationError, _Reject
 
 #: The format written by this version; a document with a larger number is refused with a clear error.
@@ -49,6 +49,8 @@ class ObjectRecord:
     init_tasks: list[int] = attrs.field(factory=list)
     meta: Optional[bool] = None
     file: Optional[str] = None
+    #: The identifier (hex) of a task, so that the job process knows every task's job folder.
+    identifier: Optional[str] = None
 
 
 @attrs.define
@@ -189,6 +191,7 @@ def to_document(
                 init_tasks=[ids[id(c)] for c in info.init_tasks],
                 meta=info.meta,
                 file=file,
+                identifier=config_digest(cfg).hex() if isinstance(cfg, Task) else None,
             )
         )
     return ParamsDocument(
@@ -287,7 +290,11 @@ def _decode(data: Any, objects: list[Config], bases: _Bases) -> Any:
 def from_document(
     doc: ParamsDocument, *, job: Optional[Path] = None, workspace: Optional[Path] = None
 ) -> Config:
-    """Rebuild the (sealed) configuration graph of a params document."""
+    """Rebuild the (sealed) configuration graph of a params document.
+
+    Tasks get no job here (``cfg.__xpm__.job`` stays None): the caller, who knows the workspace
+    layout, attaches one, using each task record's ``identifier``.
+    """
     bases = _Bases(job or (Path(doc.job) if doc.job else None), workspace or doc.workspace)
     objects: list[Config] = []
     for record in doc.objects:
@@ -315,6 +322,9 @@ def from_document(
                 values[arg.name] = arg.make_default() if arg.has_default else None
         info._tags = dict(record.tags)
         info.meta = record.meta
+        if record.identifier:
+            # Computed when the document was written; trusted, so the job process needs no hashing.
+            info.digest_cache = bytes.fromhex(record.identifier)
         info.init_tasks = [objects[i] for i in record.init_tasks]  # type: ignore[misc]
         objects.append(cfg)
     for record, cfg in zip(doc.objects, objects):

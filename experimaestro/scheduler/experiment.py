@@ -1,10 +1,273 @@
-"""Experiments (work in progress)."""
+"""``with experiment(workdir, name) as xp:``: the context in which tasks are submitted and run.
+
+On leaving the block normally, the experiment waits for its jobs. If some failed, it prints a summary
+(each failed job's folder and the tail of its stderr) and raises :class:`FailedExperiment`, so the
+script's exit code says it failed. On an exception inside the block, jobs that have not started are
+dropped; jobs already running are left to finish (they are detached processes), and a rerun of the
+script re-attaches to them.
+"""
+
 from __future__ import annotations
-from typing import Any, Optional
 
-_current: list[Any] = []
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Optional, Union
+
+from ..core.config import RunMode, Task
+from .job import Job
+from .jobfiles import JobState
+from .workspace import Workspace
+
+logger = logging.getLogger("experimaestro")
+
+_current: list["experiment"] = []
+_current_lock = threading.Lock()
 
 
-def current_experiment() -> Optional[Any]:
+def current_experiment() -> Optional["experiment"]:
     """The innermost running experiment of this process, or None."""
     return _current[-1] if _current else None
+
+
+class FailedExperiment(RuntimeError):
+    """Raised on leaving an experiment whose jobs failed; ``.jobs`` lists them."""
+
+    def __init__(self, message: str, jobs: list[Job]) -> None:
+        super().__init__(message)
+        self.jobs = jobs
+
+
+def _tail(path: Path, lines: int = 10) -> list[str]:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 8192))
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    return text.splitlines()[-lines:]
+
+
+class experiment:  # noqa: N801 - the public name users write
+    """An experiment: a name in a workspace, the jobs it submits, and its results folder.
+
+    :param workdir: the workspace folder (created if needed), shared by every experiment
+    :param name: the experiment's name (its folder under ``<workdir>/experiments/``)
+    :param port: port of the web monitor (accepted; served by a later version)
+    :param run_mode: NORMAL, GENERATE_ONLY (write job folders only) or DRY_RUN (write nothing)
+    :param launcher: the default launcher of submitted tasks (default: the local launcher)
+    """
+
+    def __init__(
+        self,
+        workdir: Union[str, Path],
+        name: str,
+        *,
+        port: Optional[int] = None,
+        run_mode: RunMode = RunMode.NORMAL,
+        launcher: Any = None,
+    ) -> None:
+        if not name or "/" in name or name in (".", ".."):
+            raise ValueError(f"experiment name {name!r} must be a plain folder name")
+        self.workspace = Workspace(workdir)
+        self.name = name
+        self.port = port
+        self.run_mode = run_mode
+        self._launcher = launcher
+        self._jobs: dict[str, Job] = {}
+        self._scheduler: Any = None
+        self._log_handler: Optional[logging.Handler] = None
+
+    # -- places ------------------------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        """The experiment's folder, ``<workdir>/experiments/<name>``."""
+        return self.workspace.experiment(self.name)
+
+    @property
+    def resultspath(self) -> Path:
+        """The experiment's results folder, ``<workdir>/experiments/<name>/results``."""
+        return self.path / "results"
+
+    @property
+    def jobspath(self) -> Path:
+        """The folder of links to this experiment's jobs."""
+        return self.path / "jobs"
+
+    @property
+    def jobs(self) -> list[Job]:
+        return list(self._jobs.values())
+
+    # -- context -------------------------------------------------------------------------------
+
+    def __enter__(self) -> "experiment":
+        if self.run_mode is not RunMode.DRY_RUN:
+            self.workspace.create()
+            self.resultspath.mkdir(parents=True, exist_ok=True)
+            self.jobspath.mkdir(parents=True, exist_ok=True)
+            handler = logging.FileHandler(self.path / "experiment.log")
+            handler.setFormatter(
+                logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+            )
+            self._log_handler = handler
+            root = logging.getLogger("experimaestro")
+            root.addHandler(handler)
+            if root.level == logging.NOTSET or root.level > logging.INFO:
+                root.setLevel(logging.INFO)
+            logger.info("experiment %s started in %s (pid %d)", self.name, self.path, os.getpid())
+        with _current_lock:
+            _current.append(self)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        try:
+            if exc is not None:
+                pending = [j for j in self._jobs.values() if not j.finished]
+                if pending and self._scheduler is not None:
+                    self._scheduler.cancel_pending(pending)
+                logger.error(
+                    "experiment %s stopped by %s: jobs not started are dropped, running jobs "
+                    "go on (rerun the script to re-attach to them)", self.name, exc_type.__name__
+                    if exc_type else "an exception",
+                )
+                return
+            if self.run_mode is RunMode.DRY_RUN:
+                return
+            self.wait()
+            failed = [j for j in self._jobs.values() if j.state is JobState.ERROR]
+            if failed:
+                summary = self._failure_summary(failed)
+                sys.stderr.write(summary + "\n")
+                logger.error(summary)
+                raise FailedExperiment(
+                    f"experiment {self.name}: {len(failed)} of {len(self._jobs)} jobs failed "
+                    f"(summary above)", failed
+                )
+            logger.info("experiment %s: all %d jobs done", self.name, len(self._jobs))
+        finally:
+            with _current_lock:
+                if self in _current:
+                    _current.remove(self)
+            if self._log_handler is not None:
+                logging.getLogger("experimaestro").removeHandler(self._log_handler)
+                self._log_handler.close()
+                self._log_handler = None
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    @property
+    def scheduler(self) -> Any:
+        if self._scheduler is None:
+            from .scheduler import Scheduler
+
+            self._scheduler = Scheduler.instance()
+        return self._scheduler
+
+    def submit(self, task: Task, *, launcher: Any = None, run_mode: Optional[RunMode] = None) -> Job:
+        """Schedule a sealed task (called by ``task.submit()``)."""
+        if launcher is None:
+            launcher = self._launcher
+        if launcher is None:
+            from ..launchers.direct import default_launcher
+
+            launcher = default_launcher()
+        job = Job(task, self.workspace.path, launcher=launcher)
+        job = self.scheduler.submit(job, run_mode or self.run_mode)
+        if job.identifier not in self._jobs:
+            self._jobs[job.identifier] = job
+            job.experiments.append(self)
+            self._link(job)
+        return job
+
+    def _link(self, job: Job) -> None:
+        link = self.jobspath / job.typeid / job.identifier
+        try:
+            os.symlink(job.path, link)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            link.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.symlink(job.path, link)
+            except FileExistsError:
+                pass
+
+    def token(self, name: str, count: int) -> Any:
+        """A counter token of this workspace: ``xp.token("gpu", 2)``."""
+        from ..connectors.local import LocalConnector
+
+        return LocalConnector.instance().createtoken(name, count)
+
+    def counts(self) -> dict[str, int]:
+        """How many of this experiment's jobs are done, running, waiting and failed."""
+        counts = {"done": 0, "running": 0, "waiting": 0, "failed": 0}
+        for job in self._jobs.values():
+            state = job.state
+            if state is JobState.DONE:
+                counts["done"] += 1
+            elif state is JobState.ERROR:
+                counts["failed"] += 1
+            elif state is JobState.RUNNING:
+                counts["running"] += 1
+            else:
+                counts["waiting"] += 1
+        return counts
+
+    def wait(self) -> bool:
+        """Block until every submitted job has ended; True when all ended well.
+
+        On a terminal, a one-line progress display is kept up to date.
+        """
+        if not self._jobs:
+            return True
+        scheduler = self.scheduler
+        show = sys.stderr.isatty()
+        last = ""
+        while True:
+            with scheduler.changed:
+                pending = [j for j in self._jobs.values() if not j.finished]
+                if pending:
+                    scheduler.changed.wait(timeout=1.0 if show else 30.0)
+            if show:
+                c = self.counts()
+                line = (
+                    f"[{self.name}] done {c['done']} | running {c['running']} | "
+                    f"waiting {c['waiting']} | failed {c['failed']}"
+                )
+                if line != last:
+                    sys.stderr.write("\r" + line + "\x1b[K")
+                    sys.stderr.flush()
+                    last = line
+            if not pending:
+                break
+        if show:
+            sys.stderr.write("\n")
+        return all(j.state is JobState.DONE for j in self._jobs.values())
+
+    def _failure_summary(self, failed: list[Job]) -> str:
+        lines = [f"experiment {self.name}: {len(failed)} job(s) failed"]
+        for job in failed:
+            reason = job.failure.reason if job.failure else "failed"
+            message = f" - {job.failure.message}" if job.failure and job.failure.message else ""
+            lines.append(f"- {job.typeid} [{reason}]{message}")
+            lines.append(f"  folder: {job.path}")
+            if reason != "dependency":
+                tail = _tail(job.stderr)
+                if tail:
+                    lines.append(f"  last lines of {job.stderr.name}:")
+                    lines.extend(f"    {line}" for line in tail)
+        return "\n".join(lines)
+
+
+__all__ = ["FailedExperiment", "current_experiment", "experiment"]

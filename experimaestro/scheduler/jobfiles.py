@@ -27,6 +27,10 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 
+#: The runner's exit code when another runner already holds the job's lock (EX_TEMPFAIL).
+EXIT_LOCKED = 75
+
+
 class JobState(enum.Enum):
     """The states of a job, as derived from its directory and the scheduler's knowledge."""
 

@@ -39,6 +39,11 @@ from .jobfiles import JobFiles, atomic_write, process_alive
 
 logger = logging.getLogger("experimaestro.tokens")
 
+#: How long to wait for a token's file lock. It is held for milliseconds only, so waiting longer
+#: means something is wrong (e.g. a file system without ``flock``, where a crashed process can leave
+#: a soft lock behind): better an error naming the lock file than a silent hang.
+LOCK_TIMEOUT = 60.0
+
 #: Token names become folder names: keep them simple and portable.
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
@@ -46,8 +51,9 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 class CounterToken:
     """A named counter of `total` units, shared by every process that uses the same workspace.
 
-    Create it through a connector (``LocalConnector.instance().createtoken("gpu", 2)``) and use it on
-    a task before submitting it: ``token(1, task)`` or ``task.add_dependencies(token.dependency(1))``.
+    Create it through a connector (``LocalConnector.instance().createtoken("gpu", 2)``) and use
+    it on a task before submitting it: ``token(1, task)`` or
+    ``task.add_dependencies(token.dependency(1))``.
     Tokens compare by identity; the scheduler maps a token to its on-disk state with
     :meth:`TokenStore.open`.
     """
@@ -201,7 +207,7 @@ class TokenStore:
         self.token: CounterToken = token
         self.total_path: Path = directory / "total"
         self.holders_dir: Path = directory / "holders"
-        self._filelock = FileLock(str(directory / "lock"))
+        self._filelock = FileLock(str(directory / "lock"), timeout=LOCK_TIMEOUT)
         self._declared: Optional[int] = None
         self._bad_total: Optional[str] = None  # last corrupt content warned about
 
@@ -322,7 +328,7 @@ class TokenStore:
             return self._reclaim_locked()[1]
 
     def _reclaim_locked(self) -> Tuple[List[Holder], int]:
-        """Reclaim stale holders (the lock must be held); returns the live holders and units freed."""
+        """Reclaim stale holders (the lock must be held): returns the live holders, units freed."""
         holders, corrupt = self._read_holders()
         for path in corrupt:
             logger.warning(

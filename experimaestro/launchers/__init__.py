@@ -1,0 +1,1 @@
+"""Launchers: how a job is started and watched on a connector."""

@@ -1,0 +1,35 @@
+"""The launcher interface: start a job's runner somewhere, and say how to watch it."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from ..scheduler.jobfiles import JobFiles, PidRecord
+
+
+@dataclass
+class Launched:
+    """A started job process.
+
+    ``wait`` blocks until the process ends and returns its exit code, when the launcher can wait
+    (a child of this process); otherwise it is None and the scheduler watches the job's files.
+    """
+
+    record: PidRecord
+    wait: Optional[Callable[[], int]] = None
+
+
+class Launcher(abc.ABC):
+    """Starts ``python -m experimaestro run <jobdir>/params.json`` for a job."""
+
+    #: How many jobs this launcher runs at once (None: no limit of its own).
+    max_jobs: Optional[int] = None
+
+    @abc.abstractmethod
+    def launch(self, files: JobFiles) -> Launched:
+        """Write the launch script and start the job; params.json is already in place."""
+
+    def describe(self) -> str:
+        return type(self).__name__

@@ -1,0 +1,149 @@
+"""The job side: ``python -m experimaestro run <jobdir>/params.json``.
+
+Runs one task in its job directory and writes the job's truth there:
+
+1. take ``<name>.lock`` (exit 75 at once if another runner holds it: never two runs of one job);
+2. exit 0 at once if ``<name>.done`` exists (a job is done once);
+3. load params.json, call ``execute()`` of the init tasks then of the task, cwd = the job directory;
+4. write ``<name>.done`` atomically, or ``<name>.failed`` (JSON code + reason) on an error.
+
+Imports are kept minimal: this runs once per job, and its start-up cost is paid by every job.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Optional
+
+
+class _RunnerJob:
+    """What ``task.__xpm__.job`` is inside the job process."""
+
+    def __init__(self, path: Path, name: str) -> None:
+        self.path = path
+        self.name = name
+
+    @property
+    def stdout(self) -> Path:
+        return self.path / f"{self.name}.out"
+
+    @property
+    def stderr(self) -> Path:
+        return self.path / f"{self.name}.err"
+
+
+class _Cancelled(BaseException):
+    """Raised in the job when it receives SIGTERM (scancel, jobs kill)."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Cancelled()
+
+
+def _attach_jobs(task: Any, configs: list[Any], path: Path) -> None:
+    """Give each task of the graph its job folder (``jobpath`` works on dependencies too)."""
+    from .core.config import Task
+
+    jobs_root = path.parent.parent  # <workspace>/jobs
+    for cfg in configs:
+        if isinstance(cfg, Task):
+            info = cfg.__xpm__
+            t = info.xpmtype
+            if cfg is task:
+                info.job = _RunnerJob(path, t.name)
+            else:
+                info.job = _RunnerJob(jobs_root / t.typeid / info.identifier.hex(), t.name)
+
+
+def _banner(text: str) -> None:
+    line = f"===== experimaestro: {text} ({time.strftime('%Y-%m-%d %H:%M:%S')}) =====\n"
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.write(line)
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def run(params_path: Path) -> int:
+    """Run the job whose params.json is given; returns the process exit code."""
+    from .scheduler.jobfiles import EXIT_LOCKED, JobFiles
+
+    params_path = params_path.resolve()
+    files = JobFiles.of_directory(params_path.parent)
+    lock_fd = os.open(files.lock, os.O_RDWR | os.O_CREAT, 0o644)
+    # A controller's liveness probe may hold the lock for a few microseconds: retry briefly.
+    deadline = time.monotonic() + 2.0
+    while True:
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                sys.stderr.write(
+                    f"experimaestro: job {files.path} is already running; not starting it\n"
+                )
+                return EXIT_LOCKED
+            time.sleep(0.02)
+    if files.done.exists():
+        return 0
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    _banner(f"job started, pid {os.getpid()}")
+    code = 0
+    reason = "failed"
+    message = ""
+    try:
+        from .core.config import iter_configs
+        from .core.serialization import loads
+
+        task = loads(params_path.read_text(), job=files.path, source=str(params_path))
+        os.chdir(files.path)
+        configs = list(iter_configs(task))
+        _attach_jobs(task, configs, files.path)
+        for cfg in reversed(configs):
+            post_init = getattr(cfg, "__post_init__", None)
+            if post_init is not None:
+                post_init()
+        for init in task.__xpm__.init_tasks:
+            init.execute()
+        task.execute()
+    except _Cancelled:
+        code, reason, message = 128 + signal.SIGTERM, "cancelled", "received SIGTERM"
+    except MemoryError:
+        code, reason, message = 1, "memory", "MemoryError"
+        traceback.print_exc()
+    except BaseException as exc:  # the task's own error, whatever it is
+        traceback.print_exc()
+        code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 1
+        if isinstance(exc, SystemExit) and code == 0:
+            code = 0
+        else:
+            code = code or 1
+            message = f"{type(exc).__name__}: {exc}"
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    if code == 0:
+        files.write_done()
+        _banner("job done")
+    else:
+        files.write_failure(code, reason, message)
+        _banner(f"job failed ({reason}, code {code})")
+    return code
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Entry point of ``python -m experimaestro run PARAMS``."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        sys.stderr.write("usage: python -m experimaestro run <jobdir>/params.json\n")
+        return 2
+    return run(Path(argv[0]))

@@ -1,0 +1,474 @@
+"""The scheduler: one per process, an event loop in a background thread.
+
+For each job it walks these steps (docs/architecture.md, section 4):
+
+1. done: reuse it;  2. running elsewhere: wait on it, never launch a second copy;
+3. wait for its dependencies;  4. a failed dependency fails it with reason "dependency";
+5. take all its tokens or none;  6. launch it (under the job's launch lock) and watch it;
+7. when it ends: release its tokens, fire its callbacks, wake its dependents.
+
+Only the scheduler thread changes job states. Other threads post events (callables) to its queue.
+Watching costs nothing while nothing happens: a launched job is reaped by a thread blocked in
+``wait()``, a job started by another controller is watched with file events, and a slow sweep
+checks liveness.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional
+
+from filelock import FileLock
+
+from ..core.config import RunMode, resource_dependencies, task_dependencies
+from ..core.serialization import dumps
+from .job import Job
+from .jobfiles import EXIT_LOCKED, FailureRecord, JobState, atomic_write
+from .tokens import HolderInfo, TokenDependency, TokenStore, acquire_all, release_all
+from .watcher import FolderWatcher
+
+logger = logging.getLogger("experimaestro.scheduler")
+
+
+def _sweep_interval() -> float:
+    return float(os.environ.get("XPM_SWEEP_INTERVAL", "5"))
+
+
+class Scheduler:
+    """Schedules the jobs of every experiment of this process."""
+
+    _instance: Optional["Scheduler"] = None
+    _instance_lock = threading.Lock()
+
+    @classmethod
+    def instance(cls) -> "Scheduler":
+        with cls._instance_lock:
+            if cls._instance is None:
+                cls._instance = cls()
+            return cls._instance
+
+    def __init__(self) -> None:
+        self._events: "queue.SimpleQueue[Callable[[], None]]" = queue.SimpleQueue()
+        self._jobs: dict[str, Job] = {}
+        self._jobs_lock = threading.Lock()
+        self._ready: list[Job] = []
+        self._running: set[Job] = set()
+        self._attached: set[Job] = set()
+        self._load: Counter[int] = Counter()
+        self._held: dict[Job, list[TokenStore]] = {}
+        self._watched_tokens: set[Path] = set()
+        self._dirty = False
+        self._watcher = FolderWatcher(self._on_file_event)
+        self._watched_jobs: dict[Path, Job] = {}
+        #: Notified on every job state change (progress displays, ``Experiment.wait``).
+        self.changed = threading.Condition()
+        self.sweep_interval = _sweep_interval()
+        self._thread = threading.Thread(target=self._loop, name="xpm-scheduler", daemon=True)
+        self._thread.start()
+
+    # -- from other threads --------------------------------------------------------------------
+
+    def post(self, event: Callable[[], None]) -> None:
+        """Run ``event()`` in the scheduler thread."""
+        self._events.put(event)
+
+    def submit(self, job: Job, run_mode: RunMode = RunMode.NORMAL) -> Job:
+        """Register a job (caller's thread); returns the job that represents it in this process."""
+        with self._jobs_lock:
+            existing = self._jobs.get(job.identifier)
+            if existing is not None:
+                if existing.state is JobState.ERROR and existing.finished:
+                    # A failed job submitted again is run again.
+                    existing.reset()
+                    self.post(lambda: self._schedule(existing))
+                return existing
+            self._jobs[job.identifier] = job
+        task = job.task
+        for dep in task_dependencies(task):
+            dep_job = dep.__xpm__.job
+            if not isinstance(dep_job, Job):
+                raise RuntimeError(
+                    f"{type(task).__qualname__} depends on {type(dep).__qualname__}, which was not "
+                    f"submitted to an experiment (dry-run jobs cannot be dependencies)"
+                )
+            job.dependencies.append(dep_job)
+        for dep in resource_dependencies(task):
+            if not isinstance(dep, TokenDependency):
+                raise TypeError(
+                    f"{type(task).__qualname__}.add_dependencies: unsupported dependency {dep!r} "
+                    f"(give tasks, task outputs or token.dependency(n))"
+                )
+            job.tokens.append(dep)
+        job.callbacks.extend(task.__xpm__.completion_callbacks)
+        if run_mode is RunMode.GENERATE_ONLY:
+            self._write_job_directory(job)
+            job.set_state(JobState.UNSCHEDULED)
+            job._finished.set()
+            return job
+        # Fast path (no thread hop): a done job is reused at once.
+        if job.files.done.exists():
+            self.post(lambda: self._finish(job, JobState.DONE))
+        else:
+            self.post(lambda: self._schedule(job))
+        return job
+
+    def cancel_pending(self, jobs: Iterable[Job]) -> None:
+        """Drop jobs that have not started (an experiment left by an exception)."""
+        pending = list(jobs)
+        self.post(lambda: self._cancel(pending))
+
+    def jobs(self) -> list[Job]:
+        with self._jobs_lock:
+            return list(self._jobs.values())
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        next_sweep = time.monotonic() + self.sweep_interval
+        while True:
+            timeout = max(0.0, next_sweep - time.monotonic())
+            try:
+                event = self._events.get(timeout=timeout)
+            except queue.Empty:
+                event = None
+            if event is not None:
+                self._run(event)
+                # Drain what is queued before deciding what to launch.
+                while True:
+                    try:
+                        event = self._events.get_nowait()
+                    except queue.Empty:
+                        break
+                    self._run(event)
+            if time.monotonic() >= next_sweep:
+                self._run(self._sweep)
+                next_sweep = time.monotonic() + self.sweep_interval
+            if self._dirty:
+                self._dirty = False
+                self._run(self._launch_ready)
+
+    def _run(self, event: Callable[[], None]) -> None:
+        try:
+            event()
+        except Exception:  # the loop must survive any single failure
+            logger.exception("internal error in the scheduler")
+
+    def _notify(self) -> None:
+        with self.changed:
+            self.changed.notify_all()
+
+    # -- steps -------------------------------------------------------------------------------------
+
+    def _schedule(self, job: Job) -> None:
+        if job.finished:
+            return
+        files = job.files
+        if job.path.is_dir():
+            record = files.read_pid()
+            if record is not None and record.is_alive() and files.marker_state() is None:
+                self._attach(job)
+                return
+            if files.done.exists():
+                self._finish(job, JobState.DONE)
+                return
+        pending = 0
+        for dep in job.dependencies:
+            if dep.state is JobState.ERROR and dep.finished:
+                self._fail_dependents_of(dep, [job])
+                return
+            if dep.state is not JobState.DONE:
+                pending += 1
+                dep.dependents.append(job)
+        job.pending_dependencies = pending
+        if pending:
+            job.set_state(JobState.WAITING)
+            self._notify()
+        else:
+            self._make_ready(job)
+
+    def _make_ready(self, job: Job) -> None:
+        job.set_state(JobState.READY)
+        self._ready.append(job)
+        self._dirty = True
+        self._notify()
+
+    def _launch_ready(self) -> None:
+        if not self._ready:
+            return
+        launchers = Counter(id(job.launcher) for job in self._ready)
+        full: set[int] = set()
+        blocked_tokens: set[str] = set()
+        still: list[Job] = []
+        for index, job in enumerate(self._ready):
+            lid = id(job.launcher)
+            if lid in full:
+                still.append(job)
+                continue
+            limit = job.launcher.max_jobs
+            if limit is not None and self._load[lid] >= limit:
+                full.add(lid)
+                still.append(job)
+                if len(full) == len(launchers):
+                    still.extend(self._ready[index + 1 :])
+                    break
+                continue
+            if job.tokens and not self._take_tokens(job, blocked_tokens):
+                still.append(job)
+                continue
+            self._launch(job)
+        self._ready = still
+
+    def _take_tokens(self, job: Job, blocked: set[str]) -> bool:
+        names = {dep.token.name for dep in job.tokens}
+        if names & blocked:
+            return False
+        assert job.workspace is not None
+        stores = [TokenStore.open(job.workspace, dep.token) for dep in job.tokens]
+        holder = HolderInfo.current_process(job.identifier, str(job.files.path / job.name))
+        job.path.mkdir(parents=True, exist_ok=True)
+        if acquire_all([(s, d.count) for s, d in zip(stores, job.tokens)], holder):
+            self._held[job] = stores
+            return True
+        blocked.update(names)
+        for store in stores:
+            if store.directory not in self._watched_tokens:
+                self._watched_tokens.add(store.directory)
+                store.holders_dir.mkdir(parents=True, exist_ok=True)
+                self._watcher.watch(store.holders_dir)
+                self._watcher.watch(store.directory)
+        return False
+
+    def _release_tokens(self, job: Job) -> None:
+        stores = self._held.pop(job, None)
+        if stores:
+            release_all(stores, job.identifier)
+            self._dirty = True
+
+    def _write_job_directory(self, job: Job) -> None:
+        job.path.mkdir(parents=True, exist_ok=True)
+        assert job.workspace is not None
+        atomic_write(job.files.params, dumps(job.task, job=job.path, workspace=job.workspace))
+
+    def _launch(self, job: Job) -> None:
+        files = job.files
+        files.path.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(files.path / ".launch.lock")):
+            # Order matters: a dead process has written its marker before it died.
+            record = files.read_pid()
+            if record is not None and record.is_alive() and files.marker_state() is None:
+                self._release_tokens(job)
+                self._attach(job)
+                return
+            if files.done.exists():
+                self._release_tokens(job)
+                self._finish(job, JobState.DONE)
+                return
+            if files.failed.exists():
+                files.failed.unlink()
+            self._write_job_directory(job)
+            try:
+                launched = job.launcher.launch(files)
+            except Exception as exc:
+                logger.error("could not launch %s: %s", job, exc)
+                files.write_failure(1, "launch", f"{type(exc).__name__}: {exc}")
+                self._finish(job, JobState.ERROR, FailureRecord(1, "launch", str(exc)))
+                return
+            atomic_write(files.pidfile, launched.record.to_json())
+        self._load[id(job.launcher)] += 1
+        self._running.add(job)
+        job.set_state(JobState.RUNNING)
+        self._notify()
+        wait = launched.wait
+        if wait is not None:
+
+            def reap() -> None:
+                code = wait()
+                self.post(lambda: self._process_ended(job, code))
+
+            threading.Thread(target=reap, name=f"xpm-reap-{job.identifier[:8]}", daemon=True).start()
+        else:
+            self._watch_job(job)
+
+    def _process_ended(self, job: Job, code: int) -> None:
+        self._running.discard(job)
+        self._load[id(job.launcher)] -= 1
+        self._dirty = True
+        files = job.files
+        if code == EXIT_LOCKED and files.marker_state() is None:
+            logger.info("%s is run by another runner: waiting on it", job)
+            self._release_tokens(job)
+            self._attach(job)
+            return
+        self._conclude_from_files(job, code)
+
+    def _conclude_from_files(self, job: Job, code: Optional[int]) -> None:
+        """The process is gone: its marker decides; without one, write why it failed."""
+        files = job.files
+        state = files.marker_state()
+        if state is JobState.DONE:
+            self._finish(job, JobState.DONE)
+            return
+        failure = files.read_failure()
+        if failure is None:
+            if code is None:
+                failure = FailureRecord(1, "lost", "the job process ended without a marker")
+            elif code < 0:
+                failure = FailureRecord(
+                    128 - code, "killed", f"the job process was killed by signal {-code}"
+                )
+            else:
+                failure = FailureRecord(
+                    code or 1,
+                    "failed",
+                    f"the job process exited with code {code} before writing a marker "
+                    f"(see {files.stderr})",
+                )
+            files.write_failure(failure.code, failure.reason, failure.message)
+        self._finish(job, JobState.ERROR, failure)
+
+    # -- jobs run by someone else ----------------------------------------------------------------
+
+    def _attach(self, job: Job) -> None:
+        job.attached = True
+        self._attached.add(job)
+        job.set_state(JobState.RUNNING)
+        self._watch_job(job)
+        self._notify()
+        # The marker may have appeared before the watch started.
+        self._check_attached(job)
+
+    def _watch_job(self, job: Job) -> None:
+        self._watched_jobs[job.path] = job
+        self._watcher.watch(job.path)
+
+    def _on_file_event(self, folder: Path, path: Path) -> None:
+        # Watchdog thread: hand over to the scheduler thread.
+        job = self._watched_jobs.get(folder)
+        if job is not None:
+            if path.name in (f"{job.name}.done", f"{job.name}.failed"):
+                self.post(lambda: self._check_attached(job))
+        elif folder.name == "holders" or path.name == "total":
+            self.post(self._wake)
+
+    def _wake(self) -> None:
+        self._dirty = True
+
+    def _check_attached(self, job: Job) -> None:
+        if job.finished or job not in self._attached:
+            return
+        if job.files.marker_state() is not None:
+            self._conclude_from_files(job, None)
+
+    def _alive_elsewhere(self, job: Job) -> bool:
+        files = job.files
+        record = files.read_pid()
+        if record is not None and record.type != "local":
+            return True
+        if record is not None and record.is_alive():
+            return True
+        return _lock_held(files.lock)
+
+    def _sweep(self) -> None:
+        """The slow liveness sweep: attached jobs that died without a marker, token releases."""
+        for job in list(self._attached):
+            if job.finished:
+                continue
+            if job.files.marker_state() is not None:
+                self._conclude_from_files(job, None)
+            elif not self._alive_elsewhere(job) and job.files.marker_state() is None:
+                logger.warning("%s: its process is gone without a marker", job)
+                self._conclude_from_files(job, None)
+        if self._ready:
+            self._dirty = True
+
+    # -- endings ---------------------------------------------------------------------------------
+
+    def _finish(self, job: Job, state: JobState, failure: Optional[FailureRecord] = None) -> None:
+        if job.finished:
+            return
+        self._release_tokens(job)
+        if job in self._attached:
+            self._attached.discard(job)
+        if self._watched_jobs.pop(job.path, None) is not None:
+            self._watcher.unwatch(job.path)
+        job.set_state(state, failure)
+        if state is JobState.DONE:
+            for callback in job.callbacks:
+                try:
+                    callback()
+                except Exception:
+                    logger.exception("on_completed callback of %s raised", job)
+            ready = []
+            for dependent in job.dependents:
+                if dependent.finished or dependent.state is not JobState.WAITING:
+                    continue
+                dependent.pending_dependencies -= 1
+                if dependent.pending_dependencies == 0:
+                    ready.append(dependent)
+            for dependent in ready:
+                self._make_ready(dependent)
+        else:
+            logger.warning(
+                "%s failed (%s)%s", job, failure.reason if failure else "error",
+                f": {failure.message}" if failure and failure.message else "",
+            )
+            self._fail_dependents_of(job, job.dependents)
+        job.dependents = []
+        self._dirty = True
+        self._notify()
+
+    def _fail_dependents_of(self, failed: Job, dependents: list[Job]) -> None:
+        """Fail (transitively) the jobs that wait for a failed one, with reason "dependency"."""
+        work = [(failed, d) for d in dependents]
+        while work:
+            cause, job = work.pop()
+            if job.finished:
+                continue
+            message = f"dependency {cause.typeid}/{cause.identifier} failed"
+            failure = FailureRecord(1, "dependency", message)
+            if job in self._ready:
+                self._ready.remove(job)
+            try:
+                job.path.mkdir(parents=True, exist_ok=True)
+                job.files.write_failure(failure.code, failure.reason, failure.message)
+            except OSError as exc:
+                logger.warning("cannot write the failure marker of %s: %s", job, exc)
+            job.set_state(JobState.ERROR, failure)
+            work.extend((job, d) for d in job.dependents)
+            job.dependents = []
+        self._notify()
+
+    def _cancel(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            if job.finished or job.state is JobState.RUNNING:
+                continue
+            if job in self._ready:
+                self._ready.remove(job)
+            job.set_state(JobState.ERROR, FailureRecord(1, "cancelled", "experiment aborted"))
+        self._notify()
+
+
+def _lock_held(path: Path) -> bool:
+    """Whether a runner holds the job's lock file (flock), i.e. is alive on this machine."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+

@@ -1,0 +1,80 @@
+"""File events on folders (watchdog), so that waiting on jobs costs nothing while nothing happens."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+logger = logging.getLogger("experimaestro.scheduler")
+
+
+class FolderWatcher:
+    """Calls ``callback(folder, path)`` when a file in a watched folder is created, changed or moved.
+
+    Folders are watched non-recursively, and each folder once however often it is asked for
+    (a count of users per folder).
+    """
+
+    def __init__(self, callback: Callable[[Path, Path], None]) -> None:
+        self._callback = callback
+        self._observer: Any = None
+        self._watches: dict[Path, tuple[Any, int]] = {}
+        self._lock = threading.Lock()
+
+    def _ensure_observer(self) -> Any:
+        if self._observer is None:
+            from watchdog.observers import Observer
+
+            self._observer = Observer()
+            self._observer.daemon = True
+            self._observer.start()
+        return self._observer
+
+    def watch(self, folder: Path) -> None:
+        from watchdog.events import FileSystemEventHandler
+
+        watcher = self
+
+        class _Handler(FileSystemEventHandler):
+            def on_any_event(self, event: Any) -> None:
+                if event.event_type in ("opened", "closed_no_write"):
+                    return
+                path = Path(getattr(event, "dest_path", "") or event.src_path)
+                watcher._callback(folder, path)
+
+        with self._lock:
+            entry = self._watches.get(folder)
+            if entry is not None:
+                self._watches[folder] = (entry[0], entry[1] + 1)
+                return
+            try:
+                handle = self._ensure_observer().schedule(_Handler(), str(folder), recursive=False)
+            except OSError as exc:  # e.g. inotify limits: the slow sweep still covers the folder
+                logger.warning("cannot watch %s (%s); relying on the periodic sweep", folder, exc)
+                handle = None
+            self._watches[folder] = (handle, 1)
+
+    def unwatch(self, folder: Path) -> None:
+        with self._lock:
+            entry = self._watches.get(folder)
+            if entry is None:
+                return
+            handle, count = entry
+            if count > 1:
+                self._watches[folder] = (handle, count - 1)
+                return
+            del self._watches[folder]
+            if handle is not None and self._observer is not None:
+                try:
+                    self._observer.unschedule(handle)
+                except (KeyError, ValueError, OSError):
+                    pass
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._observer is not None:
+                self._observer.stop()
+                self._observer = None
+            self._watches.clear()

@@ -1,0 +1,61 @@
+"""The workspace layout, shared by every experiment that uses the same folder.
+
+```
+<workdir>/
+  jobs/<type id>/<identifier>/          one folder per job (docs/architecture.md, section 3)
+  experiments/<name>/
+    results/                            xp.resultspath: the experiment's own results
+    jobs/<type id>/<identifier>         links to the jobs it submitted
+    experiment.log                      the controller's log, appended run after run
+  .experimaestro/tokens/<name>/         counter tokens (shared by all controllers)
+```
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, Union
+
+
+class Workspace:
+    """A workspace folder and the places inside it."""
+
+    def __init__(self, path: Union[str, Path]) -> None:
+        self.path = Path(path).expanduser().absolute()
+
+    @property
+    def jobs(self) -> Path:
+        return self.path / "jobs"
+
+    @property
+    def experiments(self) -> Path:
+        return self.path / "experiments"
+
+    @property
+    def private(self) -> Path:
+        return self.path / ".experimaestro"
+
+    def experiment(self, name: str) -> Path:
+        return self.experiments / name
+
+    def job_directories(self) -> Iterator[Path]:
+        """Every job folder of the workspace (``jobs/<type id>/<identifier>``)."""
+        if not self.jobs.is_dir():
+            return
+        for type_dir in sorted(self.jobs.iterdir()):
+            if type_dir.is_dir():
+                for job_dir in sorted(type_dir.iterdir()):
+                    if job_dir.is_dir():
+                        yield job_dir
+
+    def experiment_names(self) -> list[str]:
+        if not self.experiments.is_dir():
+            return []
+        return sorted(p.name for p in self.experiments.iterdir() if p.is_dir())
+
+    def create(self) -> None:
+        for folder in (self.jobs, self.experiments, self.private):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"Workspace({self.path})"
