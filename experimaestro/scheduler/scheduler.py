@@ -55,7 +55,8 @@ class Scheduler:
 
     def __init__(self) -> None:
         self._events: "queue.SimpleQueue[Callable[[], None]]" = queue.SimpleQueue()
-        self._jobs: dict[str, Job] = {}
+        #: Jobs by folder (one identifier may live in several workspaces).
+        self._jobs: dict[Path, Job] = {}
         self._jobs_lock = threading.Lock()
         self._ready: list[Job] = []
         self._running: set[Job] = set()
@@ -81,14 +82,17 @@ class Scheduler:
     def submit(self, job: Job, run_mode: RunMode = RunMode.NORMAL) -> Job:
         """Register a job (caller's thread); returns the job that represents it in this process."""
         with self._jobs_lock:
-            existing = self._jobs.get(job.identifier)
+            existing = self._jobs.get(job.path)
             if existing is not None:
+                if job.task is not existing.task:
+                    existing.callbacks.extend(job.task.__xpm__.completion_callbacks)
                 if existing.state is JobState.ERROR and existing.finished:
-                    # A failed job submitted again is run again.
+                    # A failed job submitted again is run again, by the new submission's launcher.
                     existing.reset()
+                    existing.launcher = job.launcher
                     self.post(lambda: self._schedule(existing))
                 return existing
-            self._jobs[job.identifier] = job
+            self._jobs[job.path] = job
         task = job.task
         for dep in task_dependencies(task):
             dep_job = dep.__xpm__.job
@@ -119,9 +123,19 @@ class Scheduler:
         return job
 
     def cancel_pending(self, jobs: Iterable[Job]) -> None:
-        """Drop jobs that have not started (an experiment left by an exception)."""
+        """Drop jobs that have not started (an experiment left by an exception); returns once
+        the scheduler has done it."""
         pending = list(jobs)
-        self.post(lambda: self._cancel(pending))
+        done = threading.Event()
+
+        def cancel() -> None:
+            try:
+                self._cancel(pending)
+            finally:
+                done.set()
+
+        self.post(cancel)
+        done.wait()
 
     def jobs(self) -> list[Job]:
         with self._jobs_lock:
@@ -335,6 +349,7 @@ class Scheduler:
     # -- jobs run by someone else ----------------------------------------------------------------
 
     def _attach(self, job: Job) -> None:
+        logger.info("%s is already running: waiting on it", job)
         job.attached = True
         self._attached.add(job)
         job.set_state(JobState.RUNNING)

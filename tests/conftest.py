@@ -1,0 +1,67 @@
+"""Shared test helpers: conditions with deadlines, controller subprocesses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import pytest
+
+HELPERS = Path(__file__).parent / "helpers"
+if str(HELPERS) not in sys.path:
+    # Job processes inherit the controller's import folders (see launchers/direct.py).
+    sys.path.insert(0, str(HELPERS))
+
+
+def wait_until(
+    predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.01, what: str = ""
+) -> object:
+    """Poll ``predicate`` until it returns a true value; fail the test after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+def controller_env(extra: Optional[dict[str, str]] = None) -> dict[str, str]:
+    env = dict(os.environ)
+    paths = [str(HELPERS), str(Path(__file__).parents[1])]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    env.update(extra or {})
+    return env
+
+
+def start_controller(
+    script: str, directory: Path, name: str = "controller.py", env: Optional[dict[str, str]] = None
+) -> subprocess.Popen:
+    """Start a controller script (Python source) in a subprocess; output goes to files."""
+    path = directory / name
+    path.write_text(textwrap.dedent(script))
+    out = open(directory / f"{name}.out", "ab")
+    return subprocess.Popen(
+        [sys.executable, str(path)], stdout=out, stderr=subprocess.STDOUT,
+        env=controller_env(env), cwd=directory,
+    )
+
+
+def run_controller(script: str, directory: Path, name: str = "controller.py",
+                   env: Optional[dict[str, str]] = None, timeout: float = 120) -> tuple[int, str]:
+    """Run a controller script to its end; returns (exit code, output)."""
+    proc = start_controller(script, directory, name, env)
+    try:
+        code = proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return code, (directory / f"{name}.out").read_text()

@@ -1,0 +1,107 @@
+"""Tasks used by the scheduler tests (imported by controllers and by job processes).
+
+Every execution appends one line to an execution log (one ``write`` on an O_APPEND descriptor, so
+concurrent lines never interleave): ``<event> <name> <time> <pid>``. Tests count executions and
+read start/end times from it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Optional
+
+from experimaestro import Config, Meta, Param, Task
+
+
+def record(log: Path, event: str, name: str) -> None:
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{event} {name} {time.time():.6f} {os.getpid()}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def wait_for_file(path: Path, timeout: float = 120.0) -> None:
+    """Block (in the job) until ``path`` exists; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.02)
+
+
+class Step(Task):
+    """A job that records its start and end; it may wait for a gate file, sleep, or fail."""
+
+    name: Param[str]
+    log: Meta[Path]
+    after: Param[Optional["Step"]] = None
+    fail: Param[bool] = False
+    gate: Meta[Optional[Path]] = None
+    duration: Meta[float] = 0.0
+
+    def execute(self) -> None:
+        record(self.log, "start", self.name)
+        if self.gate is not None:
+            wait_for_file(self.gate)
+        if self.duration:
+            time.sleep(self.duration)
+        if self.fail:
+            record(self.log, "fail", self.name)
+            raise RuntimeError(f"step {self.name} fails on purpose")
+        Path("output.txt").write_text(self.name)
+        record(self.log, "end", self.name)
+
+
+class Result(Config):
+    """The output of a Producer."""
+
+    value: Param[int]
+    producer: Param["Producer"]
+
+
+class Producer(Task):
+    """Writes ``value`` into its job folder; its output is a ``Result``."""
+
+    value: Param[int]
+    log: Meta[Path]
+
+    def execute(self) -> None:
+        record(self.log, "start", f"producer{self.value}")
+        Path("value.txt").write_text(str(self.value))
+        record(self.log, "end", f"producer{self.value}")
+
+    def task_outputs(self, dep):  # type: ignore[no-untyped-def]
+        return dep(Result.C(value=self.value, producer=self))
+
+
+class Consumer(Task):
+    """Reads the producer's file through its Result."""
+
+    result: Param[Result]
+    log: Meta[Path]
+
+    def execute(self) -> None:
+        record(self.log, "start", "consumer")
+        value = (self.result.producer.jobpath / "value.txt").read_text()
+        Path("seen.txt").write_text(value)
+        record(self.log, "end", "consumer")
+
+
+def executions(log: Path) -> list[tuple[str, str, float, int]]:
+    """The parsed lines of an execution log."""
+    if not log.exists():
+        return []
+    rows = []
+    for line in log.read_text().splitlines():
+        event, name, stamp, pid = line.split()
+        rows.append((event, name, float(stamp), int(pid)))
+    return rows
+
+
+def count(log: Path, event: str, name: str) -> int:
+    return sum(1 for e, n, _, _ in executions(log) if e == event and n == name)
+
+

@@ -1,0 +1,148 @@
+"""Two controllers on one workspace: never two executions of a job; tokens shared by both."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from conftest import start_controller, wait_until
+from xpm_tasks import count, executions
+
+RACER = """
+from pathlib import Path
+from experimaestro import experiment
+from experimaestro.launchers.direct import DirectLauncher
+from xpm_tasks import Step
+
+root = Path({root!r})
+go = root / "go"
+while not go.exists():  # both controllers start submitting at the same moment
+    pass
+with experiment(root / "ws", {xp!r}, launcher=DirectLauncher(max_jobs=4)):
+    for i in range({n}):
+        Step.C(name=f"{prefix}{{i}}", log=root / "log").submit()
+"""
+
+
+@pytest.mark.parametrize("round_", range(4))
+def test_two_controllers_race_to_start_the_same_jobs(tmp_path: Path, round_: int) -> None:
+    n = 8
+    controllers = [
+        start_controller(
+            RACER.format(root=str(tmp_path), xp=xp, n=n, prefix=f"r{round_}-"), tmp_path, f"{xp}.py"
+        )
+        for xp in ("left", "right")
+    ]
+    try:
+        (tmp_path / "go").touch()
+        for c in controllers:
+            assert c.wait(timeout=120) == 0
+    finally:
+        for c in controllers:
+            if c.poll() is None:
+                c.kill()
+    log = tmp_path / "log"
+    for i in range(n):
+        assert count(log, "start", f"r{round_}-{i}") == 1, executions(log)
+        assert count(log, "end", f"r{round_}-{i}") == 1
+
+
+TOKEN_USER = """
+from pathlib import Path
+from experimaestro import experiment
+from experimaestro.connectors.local import LocalConnector
+from experimaestro.launchers.direct import DirectLauncher
+from xpm_tasks import Step
+
+root = Path({root!r})
+token = LocalConnector.instance().createtoken("tk", {total})
+with experiment(root / "ws", {xp!r}, launcher=DirectLauncher(max_jobs=4)):
+    for i in range({n}):
+        step = Step.C(name=f"{xp}{{i}}", log=root / "log", duration={duration}, gate={gate})
+        token(1, step)
+        step.submit()
+"""
+
+
+def _max_overlap(log: Path) -> int:
+    events = sorted(
+        (stamp, 1 if event == "start" else -1) for event, _, stamp, _ in executions(log)
+        if event in ("start", "end")
+    )
+    current = peak = 0
+    for _, delta in events:
+        current += delta
+        peak = max(peak, current)
+    return peak
+
+
+def test_token_limit_across_two_controllers(tmp_path: Path) -> None:
+    controllers = [
+        start_controller(
+            TOKEN_USER.format(root=str(tmp_path), xp=xp, total=2, n=3, duration=0.3, gate=None),
+            tmp_path, f"{xp}.py",
+        )
+        for xp in ("a", "b")
+    ]
+    try:
+        for c in controllers:
+            assert c.wait(timeout=120) == 0
+    finally:
+        for c in controllers:
+            if c.poll() is None:
+                c.kill()
+    log = tmp_path / "log"
+    assert sum(1 for e, *_ in executions(log) if e == "end") == 6
+    # Never more than 2 at once, and the token is used fully (jobs not serialised needlessly).
+    assert _max_overlap(log) == 2
+
+
+def test_token_total_edited_live(tmp_path: Path) -> None:
+    log, gate = tmp_path / "log", tmp_path / "gate"
+    controller = start_controller(
+        TOKEN_USER.format(root=str(tmp_path), xp="live", total=1, n=3, duration=0,
+                          gate=f"Path({str(gate)!r})"),
+        tmp_path,
+    )
+    try:
+        wait_until(lambda: sum(1 for e, *_ in executions(log) if e == "start") == 1,
+                   what="the first job")
+        total = tmp_path / "ws" / ".experimaestro" / "tokens" / "tk" / "total"
+        total.write_text("3\n")
+        wait_until(lambda: sum(1 for e, *_ in executions(log) if e == "start") == 3,
+                   what="all three jobs to run at once after the edit")
+        gate.touch()
+        assert controller.wait(timeout=60) == 0
+    finally:
+        if controller.poll() is None:
+            controller.kill()
+
+
+def test_token_of_killed_controller_and_job_is_reclaimed(tmp_path: Path) -> None:
+    log, gate = tmp_path / "log", tmp_path / "gate"
+    first = start_controller(
+        TOKEN_USER.format(root=str(tmp_path), xp="dead", total=1, n=1, duration=0,
+                          gate=f"Path({str(gate)!r})"),
+        tmp_path, "dead.py",
+    )
+    try:
+        wait_until(lambda: count(log, "start", "dead0") == 1, what="the token holder to start")
+        pidfile = next((tmp_path / "ws" / "jobs").glob("xpm_tasks.step/*/step.pid"))
+        first.kill()
+        first.wait(timeout=10)
+        os.kill(json.loads(pidfile.read_text())["pid"], signal.SIGKILL)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    gate.touch()
+    second = start_controller(
+        TOKEN_USER.format(root=str(tmp_path), xp="alive", total=1, n=1, duration=0, gate=None),
+        tmp_path, "alive.py",
+    )
+    assert second.wait(timeout=60) == 0
+    assert count(log, "end", "alive0") == 1
+    experiment_log = (tmp_path / "ws" / "experiments" / "alive" / "experiment.log").read_text()
+    assert "reclaim" in experiment_log.lower()

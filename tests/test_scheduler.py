@@ -1,0 +1,192 @@
+"""The scheduler with real job processes (local launcher): running, reusing, dependencies,
+failures, callbacks. Controllers run in the test process here; crash and race cases are in
+test_crash.py and test_race.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from xpm_tasks import Consumer, Producer, Step, count, executions
+
+from conftest import run_controller, wait_until
+from experimaestro import FailedExperiment, JobState, RunMode, experiment
+from experimaestro.launchers.direct import DirectLauncher
+
+
+def test_run_then_reuse(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    with experiment(tmp_path / "ws", "xp") as xp:
+        step = Step.C(name="a", log=log).submit()
+    job = step.__xpm__.job
+    assert job.state is JobState.DONE
+    assert job.path == tmp_path / "ws" / "jobs" / "xpm_tasks.step" / job.identifier
+    assert (job.path / "step.done").exists()
+    assert (job.path / "output.txt").read_text() == "a"
+    assert (xp.jobspath / "xpm_tasks.step" / job.identifier).resolve() == job.path
+    assert xp.resultspath.is_dir()
+    pid = json.loads((job.path / "step.pid").read_text())
+    assert {"pid", "create_time", "host", "started", "type"} <= set(pid)
+
+    # A rerun reuses the done job: nothing starts.
+    with experiment(tmp_path / "ws", "xp2"):
+        again = Step.C(name="a", log=log).submit()
+    assert again.__xpm__.job.state is JobState.DONE
+    assert count(log, "start", "a") == 1
+
+
+def test_output_dependency_and_explicit_dependency(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    with experiment(tmp_path / "ws", "xp"):
+        result = Producer.C(value=42, log=log).submit()
+        consumer = Consumer.C(result=result, log=log).submit()
+        first = Step.C(name="first", log=log).submit()
+        second = Step.C(name="second", log=log)
+        second.add_dependencies(first)
+        second.submit()
+    rows = executions(log)
+    times = {(e, n): t for e, n, t, _ in rows}
+    assert times[("start", "consumer")] >= times[("end", "producer42")]
+    assert times[("start", "second")] >= times[("end", "first")]
+    assert (consumer.jobpath / "seen.txt").read_text() == "42"
+    assert result.jobpath == result.producer.jobpath
+
+
+def test_failure_propagates_to_dependents(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    log = tmp_path / "log"
+    with pytest.raises(FailedExperiment) as info:
+        with experiment(tmp_path / "ws", "xp"):
+            bad = Step.C(name="bad", log=log, fail=True).submit()
+            child = Step.C(name="child", log=log, after=bad).submit()
+            grandchild = Step.C(name="grandchild", log=log, after=child).submit()
+            ok = Step.C(name="ok", log=log).submit()
+    assert {j.task.name for j in info.value.jobs} == {"bad", "child", "grandchild"}
+    assert ok.__xpm__.job.state is JobState.DONE
+    assert bad.__xpm__.job.failure.reason == "failed"
+    for dependent in (child, grandchild):
+        job = dependent.__xpm__.job
+        assert job.state is JobState.ERROR
+        assert job.failure.reason == "dependency"
+        assert json.loads((job.path / "step.failed").read_text())["reason"] == "dependency"
+    assert count(log, "start", "child") == 0 and count(log, "start", "grandchild") == 0
+    summary = capsys.readouterr().err
+    assert str(bad.jobpath) in summary
+    assert "step bad fails on purpose" in summary  # the tail of its stderr
+
+
+def test_runner_that_never_starts_fails_then_reruns(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    launcher = DirectLauncher(python="/bin/false")  # the runner never starts
+    with pytest.raises(FailedExperiment):
+        with experiment(tmp_path / "ws", "xp1"):
+            step = Step.C(name="flaky", log=log).submit(launcher=launcher)
+    job = step.__xpm__.job
+    failure = json.loads((job.path / "step.failed").read_text())
+    assert failure["reason"] == "failed" and "before writing a marker" in failure["message"]
+
+    # Submitted again by a later experiment, a failed job runs again.
+    with experiment(tmp_path / "ws", "xp2"):
+        again = Step.C(name="flaky", log=log).submit()
+    assert again.__xpm__.job.state is JobState.DONE
+    assert not (job.path / "step.failed").exists()
+    assert count(log, "end", "flaky") == 1
+
+
+def test_retry_appends_logs(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    flag = tmp_path / "flag"
+
+    def make() -> Step:
+        return Step.C(name="retry", log=log, gate=flag)
+
+    # First attempt killed: the gate never appears, so we kill the job process.
+    with pytest.raises(FailedExperiment) as info:
+        with experiment(tmp_path / "ws", "xp1") as xp:
+            step = make().submit()
+            job = step.__xpm__.job
+            wait_until(lambda: count(log, "start", "retry") == 1, what="job start")
+            os.kill(json.loads((job.path / "step.pid").read_text())["pid"], signal.SIGKILL)
+            xp.wait()
+    assert info.value.jobs[0].failure.reason == "killed"
+    flag.touch()
+    with experiment(tmp_path / "ws", "xp2"):
+        make().submit()
+    err = (job.path / "step.err").read_text()
+    assert err.count("job started") == 2, err
+    assert "job done" in err
+
+
+def test_on_completed_callbacks(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    log = tmp_path / "log"
+    seen: list[str] = []
+    with experiment(tmp_path / "ws", "xp"):
+        step = Step.C(name="cb", log=log)
+        step.on_completed(lambda: 1 / 0)  # reported, does not stop the scheduler
+        step.on_completed(lambda: seen.append("cb"))
+        step.submit()
+        later = Step.C(name="later", log=log, after=step).submit()
+    assert seen == ["cb"]
+    assert later.__xpm__.job.state is JobState.DONE
+    assert "on_completed callback" in caplog.text
+
+
+def test_task_wait_and_log_paths(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    with experiment(tmp_path / "ws", "xp"):
+        step = Step.C(name="w", log=log).submit()
+        assert step.wait() is True
+        assert step.__xpm__.job.state is JobState.DONE
+        assert step.stdout() == step.jobpath / "step.out"
+        assert "job done" in step.stderr().read_text()
+
+
+def test_exception_in_block_drops_unstarted_jobs(tmp_path: Path) -> None:
+    log, gate = tmp_path / "log", tmp_path / "gate"
+    with pytest.raises(KeyError):
+        with experiment(tmp_path / "ws", "xp"):
+            first = Step.C(name="first", log=log, gate=gate).submit()
+            second = Step.C(name="second", log=log, after=first).submit()
+            raise KeyError("user error")
+    assert second.__xpm__.job.state is JobState.ERROR
+    assert second.__xpm__.job.failure.reason == "cancelled"
+    gate.touch()
+    # The running job is left to finish.
+    first.__xpm__.job.wait(timeout=30)
+    assert count(log, "start", "second") == 0
+
+
+def test_submit_outside_experiment_is_explained() -> None:
+    with pytest.raises(RuntimeError, match="with experiment"):
+        Step.C(name="x", log=Path("/nonexistent")).submit()
+
+
+def test_dry_run_experiment_writes_nothing(tmp_path: Path) -> None:
+    with experiment(tmp_path / "ws", "xp", run_mode=RunMode.DRY_RUN):
+        step = Step.C(name="dry", log=tmp_path / "log").submit()
+    assert step.jobpath == tmp_path / "ws" / "jobs" / "xpm_tasks.step" / step.__xpm__.identifier.hex()
+    assert not (tmp_path / "ws").exists()
+
+
+def test_generate_only_writes_params(tmp_path: Path) -> None:
+    with experiment(tmp_path / "ws", "xp", run_mode=RunMode.GENERATE_ONLY):
+        step = Step.C(name="gen", log=tmp_path / "log").submit()
+    assert (step.jobpath / "params.json").exists()
+    assert not (tmp_path / "log").exists()
+
+
+def test_failed_experiment_exit_code(tmp_path: Path) -> None:
+    code, out = run_controller(
+        f"""
+        from pathlib import Path
+        from experimaestro import experiment
+        from xpm_tasks import Step
+        with experiment({str(tmp_path / "ws")!r}, "xp"):
+            Step.C(name="bad", log=Path({str(tmp_path / "log")!r}), fail=True).submit()
+        """,
+        tmp_path,
+    )
+    assert code != 0
+    assert "FailedExperiment" in out and "1 job(s) failed" in out
