@@ -1,9 +1,11 @@
-"""The ``experimaestro`` command."""
+"""The ``experimaestro`` command (click). Each group of commands lives in its own module."""
 
 from __future__ import annotations
 
 import click
 
+from .cli_explain import explain_id
+from .cli_jobs import experiments, jobs
 from .version import __version__
 
 
@@ -11,3 +13,8 @@ from .version import __version__
 @click.version_option(__version__, prog_name="experimaestro")
 def main() -> None:
     """experimaestro: run and manage experiments made of many jobs."""
+
+
+main.add_command(explain_id)
+main.add_command(jobs)
+main.add_command(experiments)

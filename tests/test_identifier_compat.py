@@ -76,13 +76,7 @@ BEYOND_270: dict[str, Union[str, Raises]] = {
 }
 
 #: Mismatches that are bugs of ours (strict xfail: fix the core, then remove the entry).
-KNOWN_BUGS: dict[str, str] = {
-    "instance_task_init_shared": (
-        "InstanceConfig positions are given in encoding (post-)order: the init task's instance "
-        "gets position 0 before the task's own parameter; 2.7.0 numbers them in first-encounter "
-        "(pre-)order"
-    ),
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 
 @pytest.fixture

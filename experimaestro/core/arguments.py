@@ -13,9 +13,14 @@ from typing import Any, Callable, Optional
 
 from .types import (
     NOTSET,
+    DictType,
     FieldSpec,
+    ListType,
+    NoneType,
     ParamKind,
     PathType,
+    SetType,
+    TupleType,
     TypeSpec,
     UnionType,
     split_annotation,
@@ -85,7 +90,9 @@ class Argument:
 
     @property
     def is_path(self) -> bool:
-        return isinstance(self.type, PathType)
+        """Whether the declared type holds only paths (``Path``, ``Optional[Path]``,
+        ``List[Path]``...): such a parameter says where things are, not what they are."""
+        return _only_paths(self.type)
 
     @property
     def is_optional(self) -> bool:
@@ -136,6 +143,23 @@ class Argument:
 
     def __repr__(self) -> str:
         return f"Argument({self.owner.__qualname__}.{self.name}: {self.kind.value})"
+
+
+def _only_paths(t: TypeSpec) -> bool:
+    if isinstance(t, PathType):
+        return True
+    if isinstance(t, UnionType):
+        options = [o for o in t.options if not isinstance(o, NoneType)]
+        return bool(options) and all(_only_paths(o) for o in options)
+    if isinstance(t, (ListType, SetType)):
+        return _only_paths(t.item)
+    if isinstance(t, DictType):
+        return _only_paths(t.value)
+    if isinstance(t, TupleType):
+        if t.variadic is not None:
+            return _only_paths(t.variadic)
+        return bool(t.items) and all(_only_paths(i) for i in t.items or [])
+    return False
 
 
 _DOCSTRINGS: dict[type, dict[str, str]] = {}

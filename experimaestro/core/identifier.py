@@ -137,13 +137,18 @@ class _Computation:
 
     def __init__(self) -> None:
         self.memo: dict[int, bytes] = {}
+        #: InstanceConfig objects seen, grouped by digest, in first-encounter order.
         self.instances: dict[bytes, list[int]] = {}
+        self.positions: dict[int, int] = {}
+        #: When set, the bytes of each parameter of this configuration are recorded (explain).
+        self.record_for: Optional[Config] = None
+        self.recorded: dict[str, bytes] = {}
         self.stack: list[_Frame] = []
         self.on_stack: dict[int, int] = {}
 
-    def digest(self, root: Config) -> bytes:
+    def digest(self, root: Config, use_cache: bool = True) -> bytes:
         cached = root.__xpm__.digest_cache
-        if cached is not None:
+        if cached is not None and use_cache:
             return cached
         stack = self.stack
         memo = self.memo
@@ -162,6 +167,7 @@ class _Computation:
                 cached = child.__xpm__.digest_cache
                 if cached is not None:
                     memo[id(child)] = cached
+                    self._encountered(child, cached)
                     continue
                 depth = len(stack)
                 stack.append(_Frame(child, depth))
@@ -169,6 +175,7 @@ class _Computation:
                 continue
             # Every sub-digest is known: encode this configuration.
             digest = self._encode(frame)
+            self._encountered(frame.config, digest)
             stack.pop()
             del on_stack[id(frame.config)]
             if stack:
@@ -233,12 +240,16 @@ class _Computation:
             self._config_ref(info.task, out, frame)
         out += t.typeid_bytes
         values = cfg.__dict__
+        record = cfg is self.record_for
         for arg, prefix in t.counted:
             value = values.get(arg.name, NOTSET)
             if value is NOTSET or skip_reason(arg, value) is not None:
                 continue
             out += prefix
+            start = len(out)
             self._value(value, out, frame)
+            if record:
+                self.recorded[arg.name] = bytes(out[start:])
         if info.init_tasks:
             out += INIT_TASKS
             for init in info.init_tasks:
@@ -260,15 +271,21 @@ class _Computation:
         out += digest
         if isinstance(cfg, InstanceConfig):
             frame.contextual = True
-            seen = self.instances.setdefault(digest, [])
-            try:
-                position = seen.index(id(cfg))
-            except ValueError:
-                position = len(seen)
-                seen.append(id(cfg))
+            position = self.positions[id(cfg)]
             if position:
                 out += INSTANCE
                 out += _pack_q(position)
+
+    def _encountered(self, cfg: Config, digest: bytes) -> None:
+        """Give an InstanceConfig its position among the distinct instances with its digest.
+
+        Called as soon as its digest is known, which happens in first-encounter order (children
+        are computed one after the other, in encoding order, before their parent is encoded).
+        """
+        if isinstance(cfg, InstanceConfig) and id(cfg) not in self.positions:
+            seen = self.instances.setdefault(digest, [])
+            self.positions[id(cfg)] = len(seen)
+            seen.append(id(cfg))
 
     def _value(self, value: Any, out: bytearray, frame: _Frame) -> None:
         # Containers are encoded with an explicit work list (no recursion); entries are either a
@@ -304,6 +321,7 @@ class _Computation:
                 out += _pack_d(len(v))
                 work.extend(reversed(v))
             elif tv is tuple:
+                v = tuple(x for x in v if not (isinstance(x, Config) and x.__xpm__.meta))
                 out += TUPLE
                 out += _pack_q(len(v))
                 work.extend(reversed(v))
@@ -318,6 +336,7 @@ class _Computation:
                     work.append(v[key])
                     work.append(key)
             elif tv is set or tv is frozenset:
+                v = [x for x in v if not (isinstance(x, Config) and x.__xpm__.meta)]
                 out += SET
                 out += _pack_d(len(v))
                 encoded = []
@@ -341,6 +360,15 @@ class _Computation:
                 raise IdentifierError(
                     f"cannot compute an identifier for a value of type {tv.__qualname__}: {v!r}"
                 )
+
+
+def parameter_encodings(config: Config) -> dict[str, bytes]:
+    """The bytes each parameter that counts adds to ``config``'s digest (after ``03 name 05``),
+    exactly as its own identifier computation encodes them."""
+    computation = _Computation()
+    computation.record_for = config
+    computation.digest(config, use_cache=False)
+    return computation.recorded
 
 
 def config_digest(config: Config) -> bytes:

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs and runs it: `bash scripts/test.sh [pytest arguments]`.
+# Exits non-zero when a test fails, and also when no test ran (pytest's exit code 5).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup-venv.sh
+setup_venv test
+echo "== running the tests"
+exec .venv/bin/python -m pytest "$@"
