@@ -123,10 +123,10 @@ class Learn(Task):
 def main(workdir: str, epochs: int, layers: int) -> None:
     """Run the seed experiment: Learn over dlen_max x n_tokens."""
     token = LocalConnector.instance().createtoken("seed-learner", 1)
+    learners = []
     with experiment(workdir, "seed") as xp:
         runs = xp.resultspath / "runs"
         runs.mkdir(parents=True, exist_ok=True)
-        learners = []
         for dlen_max in [10, 50]:
             for n_tokens in [2_000, 20_000]:
                 data = Data.C(dlen_max=tag(dlen_max), n_tokens=tag(n_tokens))
@@ -139,15 +139,16 @@ def main(workdir: str, epochs: int, layers: int) -> None:
                     link.symlink_to(learn.jobpath / "runs")
                 learners.append(learn)
         xp.wait()
+    # Leaving the block raised FailedExperiment if a job failed: here, every job is done.
 
-        click.echo(f"\n{'dlen_max':>8} {'n_tokens':>8} {'perplexity':>10}  job")
-        for learn in learners:
-            metrics = json.loads((learn.jobpath / "runs" / "metrics.json").read_text())
-            tags = learn.tags()
-            click.echo(
-                f"{tags['dlen_max']:>8} {tags['n_tokens']:>8} {metrics['perplexity']:>10.3f}  "
-                f"{learn.jobpath.relative_to(xp.workspace.path)}"
-            )
+    click.echo(f"\n{'dlen_max':>8} {'n_tokens':>8} {'perplexity':>10}  job")
+    for learn in learners:
+        metrics = json.loads((learn.jobpath / "runs" / "metrics.json").read_text())
+        tags = learn.tags()
+        click.echo(
+            f"{tags['dlen_max']:>8} {tags['n_tokens']:>8} {metrics['perplexity']:>10.3f}  "
+            f"{learn.jobpath.relative_to(xp.workspace.path)}"
+        )
 
 
 if __name__ == "__main__":

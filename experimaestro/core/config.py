@@ -66,6 +66,17 @@ def tag(value: Any) -> Any:
 
 # --- Class-level information ---------------------------------------------------------------------
 
+#: The module name under which a job process loads the experiment script that was ``__main__`` in
+#: the controller (its ``if __name__ == "__main__":`` block must not run again).
+MAIN_ALIAS = "__xpm_main__"
+
+
+def module_name(cls: type) -> str:
+    """The module of a class as the controller names it (``__main__`` for the script's classes)."""
+    module = cls.__module__
+    return "__main__" if module == MAIN_ALIAS else module
+
+
 
 class XPMType:
     """Per-class information: the declared parameters (inherited ones included) and the type id."""
@@ -86,7 +97,7 @@ class XPMType:
         self.arguments = arguments
         xpmid = cls.__dict__.get("__xpmid__")
         self.typeid: str = (
-            str(xpmid) if xpmid is not None else f"{cls.__module__}.{cls.__qualname__}"
+            str(xpmid) if xpmid is not None else f"{module_name(cls)}.{cls.__qualname__}"
         ).lower()
         self.typeid_bytes = self.typeid.encode("utf-8")
         # Arguments that may enter the identifier, sorted by name, with their prefix bytes

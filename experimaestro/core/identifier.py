@@ -16,7 +16,7 @@ import hashlib
 import struct
 from typing import Any, Optional
 
-from .config import Config, InstanceConfig, XPMType, xpmtype
+from .config import Config, InstanceConfig, XPMType, module_name, xpmtype
 from .types import NOTSET, ParamKind
 
 _sha256 = hashlib.sha256
@@ -349,7 +349,7 @@ class _Computation:
                     out += item_bytes
             elif isinstance(v, enum.Enum):
                 out += ENUM
-                out += f"{tv.__module__}.{tv.__qualname__}:{v.name}".encode("utf-8")
+                out += f"{module_name(tv)}.{tv.__qualname__}:{v.name}".encode("utf-8")
             elif isinstance(v, int):
                 work.append(int(v))
             elif isinstance(v, float):

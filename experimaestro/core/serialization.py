@@ -25,7 +25,7 @@ from typing import Any, Optional
 import attrs
 import cattrs
 
-from .config import Config, ConfigInformation, Task, iter_values, xpmtype
+from .config import MAIN_ALIAS, Config, ConfigInformation, Task, iter_values, module_name, xpmtype
 from .types import ValidationError, _Reject
 
 #: The format written by this version; a document with a larger number is refused with a clear error.
@@ -138,7 +138,7 @@ def _encode(value: Any, ids: dict[int, int], bases: _Bases) -> Any:
         return bases.relative(value)
     if isinstance(value, enum.Enum):
         cls = type(value)
-        return {"$enum": f"{cls.__module__}:{cls.__qualname__}", "name": value.name}
+        return {"$enum": f"{module_name(cls)}:{cls.__qualname__}", "name": value.name}
     if isinstance(value, list):
         return [_encode(v, ids, bases) for v in value]
     if isinstance(value, tuple):
@@ -151,7 +151,7 @@ def _encode(value: Any, ids: dict[int, int], bases: _Bases) -> Any:
 
 
 def _module_of(cls: type) -> tuple[str, Optional[str]]:
-    module = cls.__module__
+    module = module_name(cls)
     file = None
     if module == "__main__":
         file = getattr(sys.modules.get("__main__"), "__file__", None)
@@ -212,12 +212,12 @@ def dumps(root: Config, *, job: Optional[Path] = None, workspace: Optional[Path]
 
 # --- Reading ----------------------------------------------------------------------------------
 
-_MAIN_ALIAS = "__xpm_main__"
+_MAIN_ALIAS = MAIN_ALIAS
 
 
 def _import_class(record: ObjectRecord) -> type:
-    module_name = record.module
-    if module_name == "__main__":
+    module_path = record.module
+    if module_path == "__main__":
         module = sys.modules.get(_MAIN_ALIAS)
         main = sys.modules.get("__main__")
         if module is None and main is not None and getattr(main, "__file__", None) == record.file:
@@ -226,10 +226,10 @@ def _import_class(record: ObjectRecord) -> type:
             module = _load_script(record.file)
     else:
         try:
-            module = importlib.import_module(module_name)
+            module = importlib.import_module(module_path)
         except ImportError as exc:
             raise ParamsFormatError(
-                f"cannot import module {module_name!r} for {record.type}: {exc} "
+                f"cannot import module {module_path!r} for {record.type}: {exc} "
                 f"(is the experiment's Python environment active?)"
             ) from exc
     obj: Any = module
@@ -237,10 +237,10 @@ def _import_class(record: ObjectRecord) -> type:
         obj = getattr(obj, part, None)
         if obj is None:
             raise ParamsFormatError(
-                f"module {module_name!r} has no class {record.type!r} (was it renamed or removed?)"
+                f"module {module_path!r} has no class {record.type!r} (was it renamed or removed?)"
             )
     if not (isinstance(obj, type) and issubclass(obj, Config)):
-        raise ParamsFormatError(f"{module_name}.{record.type} is not a configuration class")
+        raise ParamsFormatError(f"{module_path}.{record.type} is not a configuration class")
     return obj
 
 
@@ -255,11 +255,8 @@ def _load_script(file: Optional[str]) -> Any:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[_MAIN_ALIAS] = module
+    # Its classes keep the type ids they had in the controller (config.module_name).
     spec.loader.exec_module(module)
-    # Its classes keep the type ids they had in the controller (``__main__.<name>``).
-    for value in list(vars(module).values()):
-        if isinstance(value, type) and value.__module__ == _MAIN_ALIAS:
-            value.__module__ = "__main__"
     return module
 
 
@@ -273,8 +270,12 @@ def _decode(data: Any, objects: list[Config], bases: _Bases) -> Any:
     if "$path" in data:
         return bases.absolute(data)
     if "$enum" in data:
-        module_name, qualname = data["$enum"].split(":", 1)
-        cls: Any = importlib.import_module(module_name)
+        module, qualname = data["$enum"].split(":", 1)
+        cls: Any = (
+            sys.modules.get(_MAIN_ALIAS) or sys.modules["__main__"]
+            if module == "__main__"
+            else importlib.import_module(module)
+        )
         for part in qualname.split("."):
             cls = getattr(cls, part)
         return cls[data["name"]]
