@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import signal
 import threading
 import time
 from collections import Counter
@@ -332,6 +333,10 @@ class Scheduler:
         if failure is None:
             if code is None:
                 failure = FailureRecord(1, "lost", "the job process ended without a marker")
+            elif code == -signal.SIGTERM:
+                failure = FailureRecord(
+                    128 - code, "cancelled", "the job process was terminated (SIGTERM)"
+                )
             elif code < 0:
                 failure = FailureRecord(
                     128 - code, "killed", f"the job process was killed by signal {-code}"
