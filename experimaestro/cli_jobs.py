@@ -11,7 +11,6 @@ Registered in ``cli.py`` with ``main.add_command(jobs)`` and ``main.add_command(
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -569,30 +568,13 @@ def _remove_job(entry: JobEntry, state: str) -> bool:
     try:
         with FileLock(str(files.path / ".launch.lock"), timeout=10):
             current = files.disk_state()
-            if STATE_NAMES[current] != state or _lock_held(files.lock):
+            if STATE_NAMES[current] != state or files.runner_alive():
                 return False
             shutil.rmtree(files.path)
     except Timeout:
         return False
     _remove_if_empty(files.path.parent)
     return True
-
-
-def _lock_held(path: Path) -> bool:
-    """Whether a job runner holds ``<name>.lock`` (it does while the job runs on this machine)."""
-    try:
-        fd = os.open(path, os.O_RDWR)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
 
 
 def _remove_if_empty(folder: Path) -> None:

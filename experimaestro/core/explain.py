@@ -13,8 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional
 
-from .config import Config, iter_values
-from .identifier import config_digest, parameter_encodings, skip_reason, static_skip_reason
+from .config import Config
+from .identifier import (
+    config_digest,
+    configs_in,
+    parameter_encodings,
+    skip_reason,
+    static_skip_reason,
+)
 from .types import NOTSET
 
 #: Left-out reasons, as ``ParameterExplanation.reason`` gives them.
@@ -136,7 +142,7 @@ def _explain_one(cfg: Config) -> tuple[ConfigExplanation, list[Config]]:
         explained, value = _parameter(cfg, name, arg, encodings)
         parameters.append(explained)
         if value is not NOTSET:
-            children.extend(_configs_in(value))
+            children.extend(configs_in([value]))
     children.extend(info.init_tasks)
     explanation = ConfigExplanation(
         typeid=t.typeid,
@@ -146,29 +152,6 @@ def _explain_one(cfg: Config) -> tuple[ConfigExplanation, list[Config]]:
         init_tasks=tuple(describe_config(i) for i in info.init_tasks),
     )
     return explanation, children
-
-
-def _configs_in(value: Any) -> list[Config]:
-    """Configurations inside a value, in encoding order (meta configurations are not encoded)."""
-    found: list[Config] = []
-    work = [value]
-    while work:
-        v = work.pop()
-        if isinstance(v, Config):
-            if not v.__xpm__.meta:
-                found.append(v)
-        elif isinstance(v, (list, tuple)):
-            work.extend(reversed(v))
-        elif isinstance(v, dict):
-            try:
-                keys = sorted(v)
-            except TypeError:
-                keys = list(v)
-            work.extend(v[k] for k in reversed(keys))
-        elif isinstance(v, (set, frozenset)):
-            members = [c for c in iter_values(list(v)) if not c.__xpm__.meta]
-            found.extend(sorted(members, key=config_digest))
-    return found
 
 
 def _explain_graph(root: Config) -> Iterator[ConfigExplanation]:

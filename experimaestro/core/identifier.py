@@ -115,6 +115,29 @@ def static_skip_reason(arg: Any) -> Optional[str]:
     return None
 
 
+def configs_in(values: list[Any]) -> list[Config]:
+    """The configurations inside values, in encoding order: list and tuple items in order, dict
+    values by sorted keys, set items in iteration order. Meta configurations are not encoded."""
+    found: list[Config] = []
+    work = list(reversed(values))
+    while work:
+        v = work.pop()
+        if isinstance(v, Config):
+            if not v.__xpm__.meta:
+                found.append(v)
+        elif isinstance(v, (list, tuple)):
+            work.extend(reversed(v))
+        elif isinstance(v, dict):
+            try:
+                keys = sorted(v)
+            except TypeError:
+                keys = list(v)
+            work.extend(v[k] for k in reversed(keys))
+        elif isinstance(v, (set, frozenset)):
+            work.extend(v)
+    return found
+
+
 class _Frame:
     """One configuration being encoded (an explicit stack replaces recursion)."""
 
@@ -206,26 +229,12 @@ class _Computation:
         if info.task is not None:
             children.append(info.task)
         work: list[Any] = []
-        for arg, _ in reversed(info.xpmtype.counted):
+        for arg, _ in info.xpmtype.counted:
             value = values.get(arg.name, NOTSET)
             if value is NOTSET or skip_reason(arg, value) is not None:
                 continue
             work.append(value)
-        while work:
-            v = work.pop()
-            if isinstance(v, Config):
-                if not v.__xpm__.meta:
-                    children.append(v)
-            elif isinstance(v, (list, tuple)):
-                work.extend(reversed(v))
-            elif isinstance(v, dict):
-                try:
-                    keys = sorted(v)
-                except TypeError:
-                    keys = list(v)
-                work.extend(v[k] for k in reversed(keys))
-            elif isinstance(v, (set, frozenset)):
-                work.extend(v)
+        children.extend(configs_in(work))
         children.extend(info.init_tasks)
         children.reverse()
         return children

@@ -218,19 +218,6 @@ class PathType(TypeSpec):
         return "Path"
 
 
-class EnumType(TypeSpec):
-    def __init__(self, cls: type) -> None:
-        self.cls = cls
-
-    def convert(self, value: Any) -> Any:
-        if isinstance(value, self.cls):
-            return value
-        raise _Reject
-
-    def describe(self) -> str:
-        return self.cls.__qualname__
-
-
 class ListType(TypeSpec):
     def __init__(self, item: TypeSpec) -> None:
         self.item = item
@@ -339,23 +326,8 @@ class NoneType(TypeSpec):
         return "None"
 
 
-class ConfigType(TypeSpec):
-    """A configuration class: accepts instances of the class and of its subclasses."""
-
-    def __init__(self, cls: type) -> None:
-        self.cls = cls
-
-    def convert(self, value: Any) -> Any:
-        if isinstance(value, self.cls):
-            return value
-        raise _Reject
-
-    def describe(self) -> str:
-        return self.cls.__qualname__
-
-
 class InstanceOfType(TypeSpec):
-    """Any other class: ``isinstance`` decides."""
+    """A class: ``isinstance`` decides."""
 
     def __init__(self, cls: type) -> None:
         self.cls = cls
@@ -367,6 +339,14 @@ class InstanceOfType(TypeSpec):
 
     def describe(self) -> str:
         return getattr(self.cls, "__qualname__", repr(self.cls))
+
+
+class EnumType(InstanceOfType):
+    """An ``Enum`` class: its members."""
+
+
+class ConfigType(InstanceOfType):
+    """A configuration class: instances of the class and of its subclasses."""
 
 
 _SCALARS: dict[Any, TypeSpec] = {

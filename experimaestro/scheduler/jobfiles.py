@@ -237,6 +237,28 @@ class JobFiles:
             return JobState.RUNNING
         return JobState.UNSCHEDULED
 
+    def runner_alive(self) -> bool:
+        """Whether a runner holds ``<name>.lock`` (it does while the job runs on this machine).
+
+        The probe takes the lock for an instant when it is free; the runner retries for a while,
+        so it never mistakes a probe for another runner.
+        """
+        import fcntl
+
+        try:
+            fd = os.open(self.lock, os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        finally:
+            os.close(fd)
+
     def write_failure(self, code: int, reason: str, message: str = "") -> None:
         atomic_write(self.failed, FailureRecord(code, reason, message).to_json())
 

@@ -392,7 +392,7 @@ class Scheduler:
             return True
         if record is not None and record.is_alive():
             return True
-        return _lock_held(files.lock)
+        return files.runner_alive()
 
     def _sweep(self) -> None:
         """The slow liveness sweep: attached jobs that died without a marker, token releases."""
@@ -472,23 +472,3 @@ class Scheduler:
                 self._ready.remove(job)
             job.set_state(JobState.ERROR, FailureRecord(1, "cancelled", "experiment aborted"))
         self._notify()
-
-
-def _lock_held(path: Path) -> bool:
-    """Whether a runner holds the job's lock file (flock), i.e. is alive on this machine."""
-    import fcntl
-
-    try:
-        fd = os.open(path, os.O_RDWR)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
-
