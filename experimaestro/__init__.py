@@ -19,7 +19,6 @@ from .core.config import (
     setmeta,
     tag,
 )
-from .core.identifier import Identifier
 from .core.tags import tags, tagspath
 from .core.types import Any, Constant, Meta, Option, Param, ValidationError, field, help
 from .version import __version__
@@ -35,6 +34,7 @@ _LAZY = {
     "JobState": "experimaestro.scheduler.jobfiles",
     "CounterToken": "experimaestro.scheduler.tokens",
     "explain": "experimaestro.core.explain",
+    "Identifier": "experimaestro.core.identifier",
     "sealed_set": "experimaestro.core.tags",
 }
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import ast
 import copy
-import inspect
 import sys
-import textwrap
 import types
 import typing
 from typing import Any, Callable, Optional
@@ -173,6 +170,10 @@ def class_docstrings(cls: type) -> dict[str, str]:
     cached = _DOCSTRINGS.get(cls)
     if cached is not None:
         return cached
+    import ast  # only when help is asked for: job processes never pay for these imports
+    import inspect
+    import textwrap
+
     result: dict[str, str] = {}
     try:
         source = textwrap.dedent(inspect.getsource(cls))

@@ -19,8 +19,6 @@ from __future__ import annotations
 import enum
 import json
 import os
-import socket
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +48,9 @@ def atomic_write(path: Path, data: Union[str, bytes]) -> None:
     """Write a file atomically: a temporary file in the same folder, fsync'ed, then renamed."""
     path = Path(path)
     raw = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # A name unique to this process and call; O_EXCL never reuses another writer's file.
+    tmp = str(path.parent / f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
@@ -100,6 +100,8 @@ class PidRecord:
     @staticmethod
     def of_process(pid: int) -> "PidRecord":
         """The record for a live local process."""
+        import socket
+
         import psutil
 
         return PidRecord(
