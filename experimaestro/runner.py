@@ -17,7 +17,6 @@ import os
 import signal
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Optional
 
@@ -59,6 +58,12 @@ def _attach_jobs(task: Any, configs: list[Any], path: Path) -> None:
                 info.job = _RunnerJob(path, t.name)
             else:
                 info.job = _RunnerJob(jobs_root / t.typeid / info.identifier.hex(), t.name)
+
+
+def _print_exception() -> None:
+    import traceback  # only on failure: every job pays for the runner's imports
+
+    traceback.print_exc()
 
 
 def _banner(text: str) -> None:
@@ -117,9 +122,9 @@ def run(params_path: Path) -> int:
         code, reason, message = 128 + signal.SIGTERM, "cancelled", "received SIGTERM"
     except MemoryError:
         code, reason, message = 1, "memory", "MemoryError"
-        traceback.print_exc()
+        _print_exception()
     except BaseException as exc:  # the task's own error, whatever it is
-        traceback.print_exc()
+        _print_exception()
         code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 1
         if isinstance(exc, SystemExit) and code == 0:
             code = 0
@@ -131,18 +136,43 @@ def run(params_path: Path) -> int:
         sys.stderr.flush()
     except (OSError, ValueError):
         pass
+    # The banner first: once the marker exists, the controller may read the logs.
     if code == 0:
-        files.write_done()
         _banner("job done")
+        files.write_done()
     else:
-        files.write_failure(code, reason, message)
         _banner(f"job failed ({reason}, code {code})")
+        files.write_failure(code, reason, message)
     return code
 
 
+def standby() -> int:
+    """Wait, with the imports done, for the path of a params.json on stdin; then run that job.
+
+    The direct launcher keeps one such process ready, so that a job (a dependent whose dependency
+    just ended, typically) starts without paying for the interpreter start-up and imports. Output
+    goes to the job's log files from the moment the job is known. End of input: exit quietly.
+    """
+    from .core import serialization  # noqa: F401 - the imports are the point of standing by
+    from .scheduler.jobfiles import JobFiles
+
+    line = sys.stdin.readline().strip()
+    if not line:
+        return 0
+    params = Path(line)
+    files = JobFiles.of_directory(params.resolve().parent)
+    for path, fd in ((files.stdout, 1), (files.stderr, 2)):
+        target = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.dup2(target, fd)
+        os.close(target)
+    return run(params)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
-    """Entry point of ``python -m experimaestro run PARAMS``."""
+    """Entry point of ``python -m experimaestro run (PARAMS | --standby)``."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv == ["--standby"]:
+        return standby()
     if len(argv) != 1:
         sys.stderr.write("usage: python -m experimaestro run <jobdir>/params.json\n")
         return 2

@@ -107,14 +107,16 @@ class Connector(abc.ABC):
         self,
         cmd: Sequence[str],
         cwd: PathLike,
-        stdout_path: PathLike,
-        stderr_path: PathLike,
+        stdout_path: Optional[PathLike],
+        stderr_path: Optional[PathLike],
         env: Optional[Mapping[str, str]] = None,
+        stdin_pipe: bool = False,
     ) -> StartedProcess:
         """Start a process in its own session, so that it outlives the caller.
 
-        Its stdin is empty; its stdout and stderr are appended to the given files (never truncated,
-        so a retry keeps the previous attempt's logs).
+        Its stdin is empty (or a pipe with ``stdin_pipe``); its stdout and stderr are appended to
+        the given files (never truncated, so a retry keeps the previous attempt's logs), or go to
+        /dev/null when no file is given.
         """
 
     @abc.abstractmethod

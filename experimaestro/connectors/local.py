@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Dict, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, Mapping, Optional, Sequence, Union
 
 from filelock import FileLock
 
@@ -103,21 +103,23 @@ class LocalConnector(Connector):
         self,
         cmd: Sequence[str],
         cwd: PathLike,
-        stdout_path: PathLike,
-        stderr_path: PathLike,
+        stdout_path: Optional[PathLike],
+        stderr_path: Optional[PathLike],
         env: Optional[Mapping[str, str]] = None,
+        stdin_pipe: bool = False,
     ) -> StartedProcess:
         """Start ``cmd`` in a new session (it survives the controller), output appended to files.
 
         ``env`` replaces the environment (None: inherit this process's). The returned ``popen``
-        must be polled by its owner so that the ended process is reaped.
+        must be polled by its owner so that the ended process is reaped. A missing output path
+        means /dev/null; with ``stdin_pipe``, ``popen.stdin`` is a pipe to the process.
         """
-        with open(stdout_path, "ab") as out, open(stderr_path, "ab") as err:
+        with _append_or_null(stdout_path) as out, _append_or_null(stderr_path) as err:
             popen = subprocess.Popen(
                 list(cmd),
                 cwd=cwd,
                 env=dict(env) if env is not None else None,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
                 start_new_session=True,
@@ -165,3 +167,8 @@ def _copy(source: Path, target: Path) -> None:
     else:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, target)
+
+
+def _append_or_null(path: Optional[PathLike]) -> Any:
+    """A file opened for appending, or /dev/null when no path is given."""
+    return open(path if path is not None else os.devnull, "ab")

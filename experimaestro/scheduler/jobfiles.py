@@ -20,7 +20,6 @@ import enum
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -44,8 +43,12 @@ class JobState(enum.Enum):
         return self in (JobState.DONE, JobState.ERROR)
 
 
-def atomic_write(path: Path, data: Union[str, bytes]) -> None:
-    """Write a file atomically: a temporary file in the same folder, fsync'ed, then renamed."""
+def atomic_write(path: Path, data: Union[str, bytes], durable: bool = False) -> None:
+    """Write a file atomically: a temporary file in the same folder, then renamed.
+
+    Readers see the old content or the new one, never a part. With ``durable``, the data is also
+    flushed to disk before the rename (for markers, which must survive a machine crash).
+    """
     path = Path(path)
     raw = data.encode("utf-8") if isinstance(data, str) else data
     # A name unique to this process and call; O_EXCL never reuses another writer's file.
@@ -54,8 +57,9 @@ def atomic_write(path: Path, data: Union[str, bytes]) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -65,15 +69,27 @@ def atomic_write(path: Path, data: Union[str, bytes]) -> None:
         raise
 
 
-@dataclass(frozen=True)
 class PidRecord:
     """How to find a job's process again: pid **and** create time (guards against pid reuse)."""
 
-    pid: int
-    create_time: float
-    host: str
-    started: float
-    type: str = "local"
+    __slots__ = ("pid", "create_time", "host", "started", "type")
+
+    def __init__(
+        self, pid: int, create_time: float, host: str, started: float, type: str = "local"
+    ) -> None:
+        self.pid = pid
+        self.create_time = create_time
+        self.host = host
+        self.started = started
+        self.type = type
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PidRecord) and all(
+            getattr(self, name) == getattr(other, name) for name in self.__slots__
+        )
+
+    def __repr__(self) -> str:
+        return f"PidRecord(pid={self.pid}, create_time={self.create_time}, host={self.host!r})"
 
     def to_json(self) -> str:
         return json.dumps(
@@ -129,13 +145,23 @@ def process_alive(pid: int, create_time: float) -> bool:
         return False
 
 
-@dataclass(frozen=True)
 class FailureRecord:
     """The content of ``<name>.failed``."""
 
-    code: int
-    reason: str
-    message: str = ""
+    __slots__ = ("code", "reason", "message")
+
+    def __init__(self, code: int, reason: str, message: str = "") -> None:
+        self.code = code
+        self.reason = reason
+        self.message = message
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FailureRecord) and (self.code, self.reason, self.message) == (
+            other.code, other.reason, other.message
+        )
+
+    def __repr__(self) -> str:
+        return f"FailureRecord({self.code}, {self.reason!r}, {self.message!r})"
 
     def to_json(self) -> str:
         return json.dumps({"code": self.code, "reason": self.reason, "message": self.message})
@@ -262,7 +288,7 @@ class JobFiles:
             os.close(fd)
 
     def write_failure(self, code: int, reason: str, message: str = "") -> None:
-        atomic_write(self.failed, FailureRecord(code, reason, message).to_json())
+        atomic_write(self.failed, FailureRecord(code, reason, message).to_json(), durable=True)
 
     def write_done(self) -> None:
-        atomic_write(self.done, "")
+        atomic_write(self.done, "", durable=True)

@@ -307,8 +307,9 @@ class Scheduler:
                 self.post(lambda: self._process_ended(job, code))
 
             threading.Thread(target=reap, name=f"xpm-reap-{job.identifier[:8]}", daemon=True).start()
-        else:
-            self._watch_job(job)
+        # Its marker is seen (file event) before the process has finished tearing down, so that
+        # dependents start at once; the launcher slot is freed when the process is reaped.
+        self._watch_job(job)
 
     def _process_ended(self, job: Job, code: int) -> None:
         self._running.discard(job)
@@ -361,7 +362,7 @@ class Scheduler:
         self._watch_job(job)
         self._notify()
         # The marker may have appeared before the watch started.
-        self._check_attached(job)
+        self._check_markers(job)
 
     def _watch_job(self, job: Job) -> None:
         self._watched_jobs[job.path] = job
@@ -372,17 +373,15 @@ class Scheduler:
         job = self._watched_jobs.get(folder)
         if job is not None:
             if path.name in (f"{job.name}.done", f"{job.name}.failed"):
-                self.post(lambda: self._check_attached(job))
+                self.post(lambda: self._check_markers(job))
         elif folder.name == "holders" or path.name == "total":
             self.post(self._wake)
 
     def _wake(self) -> None:
         self._dirty = True
 
-    def _check_attached(self, job: Job) -> None:
-        if job.finished or job not in self._attached:
-            return
-        if job.files.marker_state() is not None:
+    def _check_markers(self, job: Job) -> None:
+        if not job.finished and job.files.marker_state() is not None:
             self._conclude_from_files(job, None)
 
     def _alive_elsewhere(self, job: Job) -> bool:
