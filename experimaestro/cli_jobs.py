@@ -43,47 +43,10 @@ SHORT_ID = 12
 # --- Reading the workspace -----------------------------------------------------------------------
 
 
-def _config_refs(value: Any) -> Iterator[int]:
-    """The object indices (``{"$config": i}``) found in an encoded value, in the order of
-    :func:`experimaestro.core.config.iter_values` (so that tag precedence is the same)."""
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, list):
-            stack.extend(v)
-        elif isinstance(v, dict):
-            if "$config" in v:
-                yield int(v["$config"])
-            elif "$tuple" in v:
-                stack.extend(v["$tuple"])
-            elif "$set" in v:
-                stack.extend(v["$set"])
-            elif "$dict" in v:
-                stack.extend(pair[1] for pair in v["$dict"])
-
-
 def document_tags(doc: ParamsDocument) -> dict[str, Any]:
-    """The tags of the whole graph stored in a params document, as ``Config.tags()`` gives them:
-    the union of the tags of the configurations reachable from the root (through parameters and
-    init tasks), a configuration's own tags winning over those of what it contains."""
-    objects = doc.objects
-    order: list[int] = []
-    seen = {doc.root}
-    stack = [doc.root]
-    while stack:
-        index = stack.pop()
-        order.append(index)
-        record = objects[index]
-        children: list[Any] = list(record.fields.values())
-        children.extend({"$config": i} for i in record.init_tasks)
-        for child in _config_refs(children):
-            if child not in seen:
-                seen.add(child)
-                stack.append(child)
-    tags: dict[str, Any] = {}
-    for index in reversed(order):
-        tags.update(objects[index].tags)
-    return dict(sorted(tags.items()))
+    """The tags of the whole graph stored in a params document (``Config.tags()`` of its root,
+    recorded when the document was written)."""
+    return dict(sorted(doc.tags.items()))
 
 
 def read_tags(params: Path) -> dict[str, Any]:

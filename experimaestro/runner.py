@@ -45,6 +45,31 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise _Cancelled()
 
 
+def _load(params_path: Path) -> Any:
+    """The task of a job folder's params.json, ready to run: every task of the graph knows its job
+    folder, ``__post_init__`` has run, and upstream tasks (stored as references to their own job
+    folders) are read from their params.json when first used."""
+    from .core.config import iter_configs
+    from .core.serialization import loads
+
+    path = params_path.parent
+    workspace = path.parent.parent.parent
+
+    def load_reference(relpath: str) -> Any:
+        return _load(workspace / relpath / "params.json")
+
+    task = loads(
+        params_path.read_text(), job=path, source=str(params_path), load_reference=load_reference
+    )
+    configs = list(iter_configs(task))
+    _attach_jobs(task, configs, path)
+    for cfg in reversed(configs):
+        post_init = getattr(cfg, "__post_init__", None)
+        if post_init is not None:
+            post_init()
+    return task
+
+
 def _attach_jobs(task: Any, configs: list[Any], path: Path) -> None:
     """Give each task of the graph its job folder (``jobpath`` works on dependencies too)."""
     from .core.config import Task
@@ -104,17 +129,8 @@ def run(params_path: Path) -> int:
     reason = "failed"
     message = ""
     try:
-        from .core.config import iter_configs
-        from .core.serialization import loads
-
-        task = loads(params_path.read_text(), job=files.path, source=str(params_path))
+        task = _load(params_path)
         os.chdir(files.path)
-        configs = list(iter_configs(task))
-        _attach_jobs(task, configs, files.path)
-        for cfg in reversed(configs):
-            post_init = getattr(cfg, "__post_init__", None)
-            if post_init is not None:
-                post_init()
         for init in task.__xpm__.init_tasks:
             init.execute()
         task.execute()

@@ -10,7 +10,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from xpm_tasks import Consumer, Producer, Step, count, executions
+from xpm_tasks import ChainReader, Consumer, Producer, Step, count, executions
 
 from conftest import run_controller, wait_until
 from experimaestro import FailedExperiment, JobState, RunMode, experiment
@@ -53,6 +53,24 @@ def test_output_dependency_and_explicit_dependency(tmp_path: Path) -> None:
     assert times[("start", "second")] >= times[("end", "first")]
     assert (consumer.jobpath / "seen.txt").read_text() == "42"
     assert result.jobpath == result.producer.jobpath
+
+
+def test_upstream_tasks_are_references_read_when_used(tmp_path: Path) -> None:
+    """A job's params.json refers to upstream jobs instead of copying their graphs (a chain of n
+    tasks writes O(n) bytes, not O(n^2)), and the job process still reads their values."""
+    log = tmp_path / "log"
+    with experiment(tmp_path / "ws", "xp"):
+        step = None
+        for i in range(5):
+            step = Step.C(name=f"s{i}", log=log, after=step).submit()
+        reader = ChainReader.C(last=step).submit()
+    assert (reader.jobpath / "chain.txt").read_text() == " ".join(
+        f"s{i}:s{i}" for i in reversed(range(5))
+    )
+    document = json.loads((reader.jobpath / "params.json").read_text())
+    assert len(document["objects"]) == 2  # the reader, and a reference to the last step
+    reference = document["objects"][0]
+    assert reference["job"] == str(step.__xpm__.job.relpath) and reference["fields"] == {}
 
 
 def test_failure_propagates_to_dependents(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

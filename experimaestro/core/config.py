@@ -143,6 +143,8 @@ class ConfigInformation:
         "completion_callbacks",
         "meta",
         "digest_cache",
+        "tags_cache",
+        "loader",
     )
 
     def __init__(self, config: "Config") -> None:
@@ -160,6 +162,10 @@ class ConfigInformation:
         #: Set with :func:`setmeta`: a meta config never enters the identifier of its parents.
         self.meta: Optional[bool] = None
         self.digest_cache: Optional[bytes] = None
+        self.tags_cache: Optional[dict[str, Any]] = None
+        #: Set on a configuration read from a params.json that only refers to it (an upstream
+        #: task): fills its values on first access (see serialization.py).
+        self.loader: Optional[Callable[[], None]] = None
 
     @property
     def xpmtype(self) -> XPMType:
@@ -201,6 +207,56 @@ class ConfigInformation:
             info.sealed = True
 
 
+def ensure_loaded(config: "Config") -> None:
+    """Fill the values of a configuration that was read as a reference (no-op otherwise)."""
+    info = config.__dict__["__xpm__"]
+    loader, info.loader = info.loader, None
+    if loader is not None:
+        loader()
+
+
+def _children(cfg: "Config") -> list["Config"]:
+    info = cfg.__xpm__
+    values = cfg.__dict__
+    children: list[Any] = [values[name] for name in info.xpmtype.arguments if name in values]
+    children.extend(info.init_tasks)
+    return list(iter_values(children))
+
+
+def graph_tags(root: "Config") -> dict[str, Any]:
+    """The tags of a configuration graph: each configuration's own tags override those of the
+    values it holds; among these, a later parameter (in declaration order) overrides an earlier
+    one. Cached on sealed configurations; iterative."""
+    done: dict[int, dict[str, Any]] = {}
+    stack: list[tuple[Config, bool]] = [(root, False)]
+    entered: set[int] = set()
+    while stack:
+        cfg, expanded = stack.pop()
+        info = cfg.__xpm__
+        key = id(cfg)
+        if key in done:
+            continue
+        if info.tags_cache is not None:
+            done[key] = info.tags_cache
+            continue
+        children = _children(cfg)
+        if not expanded:
+            if key in entered:  # a cycle: its tags are being gathered further up
+                continue
+            entered.add(key)
+            stack.append((cfg, True))
+            stack.extend((c, False) for c in children if id(c) not in done)
+            continue
+        merged: dict[str, Any] = {}
+        for child in children:
+            merged.update(done.get(id(child), {}))
+        merged.update(info._tags)
+        done[key] = merged
+        if info.sealed:
+            info.tags_cache = merged
+    return done[id(root)]
+
+
 def setmeta(config: C, flag: bool = True) -> C:
     """Mark a configuration as meta: it is then left out of the identifiers of its parents."""
     config.__xpm__.meta = flag
@@ -233,11 +289,7 @@ def iter_configs(
     while stack:
         cfg = stack.pop()
         yield cfg
-        info = cfg.__xpm__
-        values = cfg.__dict__
-        children: list[Any] = [values[name] for name in info.xpmtype.arguments if name in values]
-        children.extend(info.init_tasks)
-        for child in iter_values(children):
+        for child in _children(cfg):
             if id(child) in seen or (stop is not None and stop(child)):
                 continue
             seen.add(id(child))
@@ -322,6 +374,10 @@ class Config:
 
     def __getattr__(self, name: str) -> Any:
         # Only called when normal lookup fails.
+        info = self.__dict__.get("__xpm__")
+        if info is not None and info.loader is not None:
+            ensure_loaded(self)
+            return getattr(self, name)
         if not (name.startswith("__") and name.endswith("__")):
             arguments = xpmtype(type(self)).arguments
             if name in arguments:
@@ -342,11 +398,7 @@ class Config:
 
     def tags(self) -> dict[str, Any]:
         """The tags of the whole configuration graph (a configuration's own tags win)."""
-        configs = list(iter_configs(self))
-        result: dict[str, Any] = {}
-        for cfg in reversed(configs):
-            result.update(cfg.__xpm__._tags)
-        return result
+        return dict(graph_tags(self))
 
     # -- job access ----------------------------------------------------------------------------
 

@@ -20,12 +20,21 @@ import importlib.util
 import json
 import sys
 from pathlib import Path, PurePath
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import attrs
 import cattrs
 
-from .config import MAIN_ALIAS, Config, ConfigInformation, Task, iter_values, module_name, xpmtype
+from .config import (
+    MAIN_ALIAS,
+    Config,
+    ConfigInformation,
+    Task,
+    graph_tags,
+    iter_values,
+    module_name,
+    xpmtype,
+)
 from .types import ValidationError, _Reject
 
 #: The format written by this version; a document with a larger number is refused with a clear error.
@@ -51,6 +60,11 @@ class ObjectRecord:
     file: Optional[str] = None
     #: The identifier (hex) of a task, so that the job process knows every task's job folder.
     identifier: Optional[str] = None
+    #: For a task submitted earlier: its job folder, relative to the workspace. The record is then
+    #: a reference: its values are read, when first needed, from that folder's own params.json.
+    job: Optional[str] = None
+    #: For a reference: the tags of its whole graph.
+    graph_tags: Optional[dict[str, Any]] = None
 
 
 @attrs.define
@@ -64,6 +78,8 @@ class ParamsDocument:
     workspace: Optional[str] = None
     job: Optional[str] = None
     experimaestro: str = ""
+    #: The tags of the whole graph (``Config.tags()`` of the root), for tools that read the file.
+    tags: dict[str, Any] = attrs.field(factory=dict)
 
 
 _converter = cattrs.Converter(forbid_extra_keys=False)
@@ -94,9 +110,10 @@ class _Bases:
 # --- Writing ----------------------------------------------------------------------------------
 
 
-def _ordered_graph(root: Config) -> list[Config]:
+def _ordered_graph(root: Config, is_reference: Any) -> list[Config]:
     """Every configuration reachable from ``root`` (values, producing tasks, init tasks), listed so
-    that each comes after everything it refers to. Iterative post-order walk."""
+    that each comes after everything it refers to. Iterative post-order walk; a configuration for
+    which ``is_reference`` is true is listed but not entered."""
     order: list[Config] = []
     state: dict[int, int] = {}  # 1 = on the stack, 2 = listed
     stack: list[tuple[Config, bool]] = [(root, False)]
@@ -112,6 +129,8 @@ def _ordered_graph(root: Config) -> list[Config]:
             continue
         state[key] = 1
         stack.append((cfg, True))
+        if is_reference(cfg):
+            continue
         info = cfg.__xpm__
         refs: list[Config] = []
         if info.task is not None and info.task is not cfg:
@@ -167,7 +186,10 @@ def to_document(
     from ..version import __version__
     from .identifier import config_digest
 
-    order = _ordered_graph(root)
+    def is_reference(cfg: Config) -> bool:
+        return cfg is not root and _job_relpath(cfg) is not None
+
+    order = _ordered_graph(root, is_reference)
     ids = {id(cfg): i for i, cfg in enumerate(order)}
     bases = _Bases(job, workspace)
     records = []
@@ -175,25 +197,26 @@ def to_document(
         info = cfg.__xpm__
         t = info.xpmtype
         module, file = _module_of(type(cfg))
-        values = cfg.__dict__
-        records.append(
-            ObjectRecord(
-                module=module,
-                type=type(cfg).__qualname__,
-                typeid=t.typeid,
-                fields={
-                    name: _encode(values[name], ids, bases)
-                    for name in t.arguments
-                    if name in values
-                },
-                tags=dict(info._tags),
-                task=ids[id(info.task)] if info.task is not None else None,
-                init_tasks=[ids[id(c)] for c in info.init_tasks],
-                meta=info.meta,
-                file=file,
-                identifier=config_digest(cfg).hex() if isinstance(cfg, Task) else None,
-            )
+        record = ObjectRecord(
+            module=module,
+            type=type(cfg).__qualname__,
+            typeid=t.typeid,
+            tags=dict(info._tags),
+            meta=info.meta,
+            file=file,
+            identifier=config_digest(cfg).hex() if isinstance(cfg, Task) else None,
         )
+        if is_reference(cfg):
+            record.job = str(_job_relpath(cfg))
+            record.graph_tags = graph_tags(cfg)
+        else:
+            values = cfg.__dict__
+            record.fields = {
+                name: _encode(values[name], ids, bases) for name in t.arguments if name in values
+            }
+            record.task = ids[id(info.task)] if info.task is not None else None
+            record.init_tasks = [ids[id(c)] for c in info.init_tasks]
+        records.append(record)
     return ParamsDocument(
         xpm_format=FORMAT_VERSION,
         root=ids[id(root)],
@@ -202,7 +225,16 @@ def to_document(
         workspace=str(workspace) if workspace else None,
         job=str(job) if job else None,
         experimaestro=__version__,
+        tags=dict(sorted(graph_tags(root).items())),
     )
+
+
+def _job_relpath(cfg: Config) -> Optional[str]:
+    """The workspace-relative job folder of a submitted task (its job says it), else None."""
+    if not isinstance(cfg, Task):
+        return None
+    relpath = getattr(cfg.__xpm__.job, "relpath", None)
+    return str(relpath) if relpath is not None else None
 
 
 def dumps(root: Config, *, job: Optional[Path] = None, workspace: Optional[Path] = None) -> str:
@@ -215,7 +247,19 @@ def dumps(root: Config, *, job: Optional[Path] = None, workspace: Optional[Path]
 _MAIN_ALIAS = MAIN_ALIAS
 
 
+_classes: dict[tuple[str, str, Optional[str]], type] = {}
+
+
 def _import_class(record: ObjectRecord) -> type:
+    """The class of a record (cached: a document lists many objects of few classes)."""
+    key = (record.module, record.type, record.file)
+    cls = _classes.get(key)
+    if cls is None:
+        cls = _classes[key] = _find_class(record)
+    return cls
+
+
+def _find_class(record: ObjectRecord) -> type:
     module_path = record.module
     if module_path == "__main__":
         module = sys.modules.get(_MAIN_ALIAS)
@@ -288,13 +332,39 @@ def _decode(data: Any, objects: list[Config], bases: _Bases) -> Any:
     raise ParamsFormatError(f"unknown value in params.json: {data!r}")
 
 
+#: Reads the job folder (workspace-relative) of a referenced task and returns its configuration.
+ReferenceLoader = Callable[[str], Config]
+
+
+def _fill(placeholder: Config, loaded: Config) -> None:
+    """Give a referenced task the values (and init tasks) of its own params.json."""
+    values = {k: v for k, v in loaded.__dict__.items() if k != "__xpm__"}
+    placeholder.__dict__.update(values)
+    placeholder.__xpm__.init_tasks = loaded.__xpm__.init_tasks
+
+
+def _no_loader(record: ObjectRecord) -> Callable[[], None]:
+    def fail() -> None:
+        raise ParamsFormatError(
+            f"{record.type} refers to the job {record.job}, whose values are not available here "
+            f"(read the document with a reference loader)"
+        )
+
+    return fail
+
+
 def from_document(
-    doc: ParamsDocument, *, job: Optional[Path] = None, workspace: Optional[Path] = None
+    doc: ParamsDocument,
+    *,
+    job: Optional[Path] = None,
+    workspace: Optional[Path] = None,
+    load_reference: Optional[ReferenceLoader] = None,
 ) -> Config:
     """Rebuild the (sealed) configuration graph of a params document.
 
     Tasks get no job here (``cfg.__xpm__.job`` stays None): the caller, who knows the workspace
-    layout, attaches one, using each task record's ``identifier``.
+    layout, attaches one, using each task record's ``identifier``. A referenced task (an upstream
+    job) gets its values from ``load_reference(record.job)`` on first access.
     """
     bases = _Bases(job or (Path(doc.job) if doc.job else None), workspace or doc.workspace)
     objects: list[Config] = []
@@ -305,6 +375,20 @@ def from_document(
         info = ConfigInformation(cfg)
         values = cfg.__dict__
         values["__xpm__"] = info
+        if record.job is not None:
+            info._tags = dict(record.tags)
+            info.tags_cache = dict(record.graph_tags or record.tags)
+            info.digest_cache = bytes.fromhex(record.identifier) if record.identifier else None
+            info.sealed = True
+            if load_reference is None:
+                info.loader = _no_loader(record)
+            else:
+                reference = record.job
+                info.loader = lambda cfg=cfg, reference=reference: _fill(  # type: ignore[misc]
+                    cfg, load_reference(reference)
+                )
+            objects.append(cfg)
+            continue
         for name, raw in record.fields.items():
             arg = t.arguments.get(name)
             if arg is None:
@@ -370,9 +454,13 @@ def loads(
     job: Optional[Path] = None,
     workspace: Optional[Path] = None,
     source: str = "params.json",
+    load_reference: Optional[ReferenceLoader] = None,
 ) -> Config:
     """Rebuild the configuration graph stored in params.json text."""
-    return from_document(parse_document(text, source=source), job=job, workspace=workspace)
+    return from_document(
+        parse_document(text, source=source), job=job, workspace=workspace,
+        load_reference=load_reference,
+    )
 
 
 __all__ = [

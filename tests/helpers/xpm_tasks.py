@@ -105,3 +105,16 @@ def count(log: Path, event: str, name: str) -> int:
     return sum(1 for e, n, _, _ in executions(log) if e == event and n == name)
 
 
+
+
+class ChainReader(Task):
+    """Walks a chain of Steps through their ``after`` parameters (upstream jobs' own values)."""
+
+    last: Param[Step]
+
+    def execute(self) -> None:
+        names, step = [], self.last
+        while step is not None:
+            names.append(f"{step.name}:{(step.jobpath / 'output.txt').read_text()}")
+            step = step.after
+        Path("chain.txt").write_text(" ".join(names))
