@@ -80,6 +80,8 @@ class experiment:  # noqa: N801 - the public name users write
         self.run_mode = run_mode
         self._launcher = launcher
         self._jobs: dict[str, Job] = {}
+        #: Jobs not finished yet (guarded by the scheduler's condition).
+        self._pending: set[Job] = set()
         self._scheduler: Any = None
         self._log_handler: Optional[logging.Handler] = None
 
@@ -184,11 +186,25 @@ class experiment:  # noqa: N801 - the public name users write
             launcher = default_launcher()
         job = Job(task, self.workspace.path, launcher=launcher)
         job = self.scheduler.submit(job, run_mode or self.run_mode)
-        if job.identifier not in self._jobs:
-            self._jobs[job.identifier] = job
-            job.experiments.append(self)
+        with self.scheduler.changed:
+            if job.identifier not in self._jobs:
+                self._jobs[job.identifier] = job
+                job.experiments.append(self)
+                new = True
+            else:
+                new = False
+            if not job.finished:
+                self._pending.add(job)
+        if new:
             self._link(job)
         return job
+
+    def job_finished(self, job: Job) -> None:
+        """Called (scheduler thread) when one of this experiment's jobs ends."""
+        with self.scheduler.changed:
+            self._pending.discard(job)
+            if not self._pending:
+                self.scheduler.changed.notify_all()
 
     def _link(self, job: Job) -> None:
         link = self.jobspath / job.typeid / job.identifier
@@ -236,9 +252,9 @@ class experiment:  # noqa: N801 - the public name users write
         last = ""
         while True:
             with scheduler.changed:
-                pending = [j for j in self._jobs.values() if not j.finished]
-                if pending:
-                    scheduler.changed.wait(timeout=1.0 if show else 30.0)
+                if self._pending:
+                    scheduler.changed.wait(timeout=1.0 if show else None)
+                pending = bool(self._pending)
             if show:
                 c = self.counts()
                 line = (

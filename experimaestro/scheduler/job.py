@@ -95,6 +95,8 @@ class Job:
             self.failure = failure
             self.ended_at = time.time()
             self._finished.set()
+            for xp in self.experiments:
+                xp.job_finished(self)
 
     def reset(self) -> None:
         """Make an ended job schedulable again (a failed job submitted anew)."""

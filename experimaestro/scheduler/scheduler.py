@@ -21,7 +21,7 @@ import queue
 import signal
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
@@ -59,7 +59,9 @@ class Scheduler:
         #: Jobs by folder (one identifier may live in several workspaces).
         self._jobs: dict[Path, Job] = {}
         self._jobs_lock = threading.Lock()
-        self._ready: list[Job] = []
+        #: Jobs ready to start, in submission order, one queue per (launcher, token names): a queue
+        #: blocked on a launcher slot or on its tokens is skipped as a whole (no rescans).
+        self._ready: dict[tuple[int, tuple[str, ...]], deque[Job]] = {}
         self._running: set[Job] = set()
         self._attached: set[Job] = set()
         self._load: Counter[int] = Counter()
@@ -209,40 +211,33 @@ class Scheduler:
 
     def _make_ready(self, job: Job) -> None:
         job.set_state(JobState.READY)
-        self._ready.append(job)
+        key = (id(job.launcher), tuple(sorted({dep.token.name for dep in job.tokens})))
+        queue = self._ready.get(key)
+        if queue is None:
+            queue = self._ready[key] = deque()
+        queue.append(job)
         self._dirty = True
         self._notify()
 
     def _launch_ready(self) -> None:
-        if not self._ready:
-            return
-        launchers = Counter(id(job.launcher) for job in self._ready)
-        full: set[int] = set()
-        blocked_tokens: set[str] = set()
-        still: list[Job] = []
-        for index, job in enumerate(self._ready):
-            lid = id(job.launcher)
-            if lid in full:
-                still.append(job)
-                continue
-            limit = job.launcher.max_jobs
-            if limit is not None and self._load[lid] >= limit:
-                full.add(lid)
-                still.append(job)
-                if len(full) == len(launchers):
-                    still.extend(self._ready[index + 1 :])
+        for key in list(self._ready):
+            queue = self._ready[key]
+            while queue:
+                job = queue[0]
+                if job.finished or job.state is not JobState.READY:  # failed or cancelled
+                    queue.popleft()
+                    continue
+                limit = job.launcher.max_jobs
+                if limit is not None and self._load[id(job.launcher)] >= limit:
                     break
-                continue
-            if job.tokens and not self._take_tokens(job, blocked_tokens):
-                still.append(job)
-                continue
-            self._launch(job)
-        self._ready = still
+                if job.tokens and not self._take_tokens(job):
+                    break
+                queue.popleft()
+                self._launch(job)
+            if not queue:
+                del self._ready[key]
 
-    def _take_tokens(self, job: Job, blocked: set[str]) -> bool:
-        names = {dep.token.name for dep in job.tokens}
-        if names & blocked:
-            return False
+    def _take_tokens(self, job: Job) -> bool:
         assert job.workspace is not None
         stores = [TokenStore.open(job.workspace, dep.token) for dep in job.tokens]
         holder = HolderInfo.current_process(job.identifier, str(job.files.path / job.name))
@@ -250,7 +245,6 @@ class Scheduler:
         if acquire_all([(s, d.count) for s, d in zip(stores, job.tokens)], holder):
             self._held[job] = stores
             return True
-        blocked.update(names)
         for store in stores:
             if store.directory not in self._watched_tokens:
                 self._watched_tokens.add(store.directory)
@@ -451,8 +445,6 @@ class Scheduler:
                 continue
             message = f"dependency {cause.typeid}/{cause.identifier} failed"
             failure = FailureRecord(1, "dependency", message)
-            if job in self._ready:
-                self._ready.remove(job)
             try:
                 job.path.mkdir(parents=True, exist_ok=True)
                 job.files.write_failure(failure.code, failure.reason, failure.message)
@@ -467,7 +459,5 @@ class Scheduler:
         for job in jobs:
             if job.finished or job.state is JobState.RUNNING:
                 continue
-            if job in self._ready:
-                self._ready.remove(job)
             job.set_state(JobState.ERROR, FailureRecord(1, "cancelled", "experiment aborted"))
         self._notify()
