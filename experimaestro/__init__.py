@@ -31,7 +31,7 @@ _LAZY = {
     "experiment": "experimaestro.scheduler.experiment",
     "FailedExperiment": "experimaestro.scheduler.experiment",
     "Job": "experimaestro.scheduler.job",
-    "JobState": "experimaestro.scheduler.jobfiles",
+    "JobState": "experimaestro.launchers.jobfiles",
     "CounterToken": "experimaestro.scheduler.tokens",
     "explain": "experimaestro.core.explain",
     "Identifier": "experimaestro.core.identifier",

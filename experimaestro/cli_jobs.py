@@ -22,7 +22,8 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 import click
 
 from .core.serialization import ParamsDocument, ParamsFormatError, parse_document
-from .scheduler.jobfiles import FailureRecord, JobFiles, JobState, process_alive
+from .connectors.process import process_alive
+from .launchers.jobfiles import FailureRecord, JobFiles, JobState
 from .scheduler.workspace import Workspace
 
 #: The names under which states are shown and filtered (the marker names, for finished jobs).

@@ -103,7 +103,7 @@ def _banner(text: str) -> None:
 
 def run(params_path: Path) -> int:
     """Run the job whose params.json is given; returns the process exit code."""
-    from .scheduler.jobfiles import EXIT_LOCKED, JobFiles
+    from .launchers.jobfiles import EXIT_LOCKED, JobFiles
 
     params_path = params_path.resolve()
     files = JobFiles.of_directory(params_path.parent)
@@ -170,7 +170,7 @@ def standby() -> int:
     goes to the job's log files from the moment the job is known. End of input: exit quietly.
     """
     from .core import serialization  # noqa: F401 - the imports are the point of standing by
-    from .scheduler.jobfiles import JobFiles
+    from .launchers.jobfiles import JobFiles
 
     line = sys.stdin.readline().strip()
     if not line:

@@ -22,7 +22,7 @@ from conftest import wait_until
 from experimaestro import Config, LightweightTask, Param, Task, tag
 from experimaestro.cli_jobs import document_tags, experiments, jobs
 from experimaestro.core.serialization import dumps, parse_document
-from experimaestro.scheduler.jobfiles import FailureRecord
+from experimaestro.launchers.jobfiles import FailureRecord
 
 TASKS = '''
 import time

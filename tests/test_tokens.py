@@ -17,7 +17,8 @@ from typing import Callable, Iterator, List
 import pytest
 
 from experimaestro.connectors import LocalConnector
-from experimaestro.scheduler.jobfiles import PidRecord, atomic_write
+from experimaestro.connectors.files import atomic_write
+from experimaestro.connectors.process import PidRecord
 from experimaestro.scheduler.tokens import (
     CounterToken,
     HolderInfo,

@@ -5,9 +5,9 @@ token operations on its machine. The local connector does them in-process; the S
 forwards them to an agent that runs the same local connector on the remote host. The operations
 therefore take and return plain values (paths, strings, small dataclasses) that travel as JSON.
 
-Imports: connectors sit below the scheduler. The only scheduler modules they use are
-``scheduler.jobfiles`` (a leaf module: the job-directory protocol helpers, e.g. :class:`PidRecord`)
-and ``scheduler.tokens``, imported lazily inside ``createtoken``.
+Imports: connectors sit below the launchers and the scheduler, and import neither, with one
+exception: ``createtoken`` (part of the public API, ``LocalConnector.instance().createtoken``)
+returns the scheduler's :class:`CounterToken`, imported lazily inside the method.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Protocol, Sequence, Union
 
-from ..scheduler.jobfiles import PidRecord
+from .process import PidRecord
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..scheduler.tokens import CounterToken

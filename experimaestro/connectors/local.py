@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Dict, Mapping, Optional, Sequen
 
 from filelock import FileLock
 
-from ..scheduler.jobfiles import PidRecord, atomic_write
+from .files import atomic_write
+from .process import PidRecord
 from .base import Connector, FileStat, PathLike, StartedProcess
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, TypeVar
 
 from .arguments import Argument, collect_arguments
-from .types import NOTSET, ParamKind, ValidationError, _Reject
+from .types import ParamKind, ValidationError, _Reject
 
 if TYPE_CHECKING:  # pragma: no cover
     from .identifier import Identifier

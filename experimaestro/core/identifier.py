@@ -16,7 +16,7 @@ import hashlib
 import struct
 from typing import Any, Optional
 
-from .config import Config, InstanceConfig, XPMType, module_name, xpmtype
+from .config import Config, InstanceConfig, XPMType, module_name
 from .types import NOTSET, ParamKind
 
 _sha256 = hashlib.sha256

@@ -6,7 +6,8 @@ import abc
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from ..scheduler.jobfiles import JobFiles, PidRecord
+from ..connectors.process import PidRecord
+from .jobfiles import JobFiles
 
 
 @dataclass

@@ -12,7 +12,8 @@ from typing import Optional
 
 from ..connectors.base import StartedProcess
 from ..connectors.local import LocalConnector
-from ..scheduler.jobfiles import JobFiles, atomic_write
+from ..connectors.files import atomic_write
+from .jobfiles import JobFiles
 from .base import Launched, Launcher
 
 

@@ -19,7 +19,7 @@ from typing import Any, Optional, Union
 
 from ..core.config import RunMode, Task
 from .job import Job
-from .jobfiles import JobState
+from ..launchers.jobfiles import JobState
 from .workspace import Workspace
 
 logger = logging.getLogger("experimaestro")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ..core.config import Task
-from .jobfiles import FailureRecord, JobFiles, JobState
+from ..launchers.jobfiles import FailureRecord, JobFiles, JobState
 
 if TYPE_CHECKING:  # pragma: no cover
     from .tokens import TokenDependency

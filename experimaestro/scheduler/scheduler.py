@@ -23,14 +23,15 @@ import threading
 import time
 from collections import Counter, deque
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 from filelock import FileLock
 
 from ..core.config import RunMode, resource_dependencies, task_dependencies
 from ..core.serialization import dumps
 from .job import Job
-from .jobfiles import EXIT_LOCKED, FailureRecord, JobState, atomic_write
+from ..connectors.files import atomic_write
+from ..launchers.jobfiles import EXIT_LOCKED, FailureRecord, JobState
 from .tokens import HolderInfo, TokenDependency, TokenStore, acquire_all, release_all
 from .watcher import FolderWatcher
 

@@ -35,7 +35,9 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from filelock import FileLock
 
-from .jobfiles import JobFiles, atomic_write, process_alive
+from ..connectors.files import atomic_write
+from ..connectors.process import process_alive
+from ..launchers.jobfiles import JobFiles
 
 logger = logging.getLogger("experimaestro.tokens")
 

@@ -6,7 +6,7 @@ only reads it. This module is the single place that knows the file names and for
 | file             | content                                                            |
 |------------------|--------------------------------------------------------------------|
 | params.json      | the serialized configuration graph                                 |
-| <name>.py        | the launch script                                                  |
+| <name>.sh        | the launch script                                                  |
 | <name>.pid       | JSON {"type": "local", "pid", "create_time", "host", "started"}    |
 | <name>.out/.err  | stdout and stderr, appended                                        |
 | <name>.lock      | held (file lock) while the job runs                                |
@@ -19,9 +19,11 @@ from __future__ import annotations
 import enum
 import json
 import os
-import time
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional
+
+from ..connectors.files import atomic_write
+from ..connectors.process import PidRecord
 
 
 #: The runner's exit code when another runner already holds the job's lock (EX_TEMPFAIL).
@@ -41,108 +43,6 @@ class JobState(enum.Enum):
     @property
     def finished(self) -> bool:
         return self in (JobState.DONE, JobState.ERROR)
-
-
-def atomic_write(path: Path, data: Union[str, bytes], durable: bool = False) -> None:
-    """Write a file atomically: a temporary file in the same folder, then renamed.
-
-    Readers see the old content or the new one, never a part. With ``durable``, the data is also
-    flushed to disk before the rename (for markers, which must survive a machine crash).
-    """
-    path = Path(path)
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    # A name unique to this process and call; O_EXCL never reuses another writer's file.
-    tmp = str(path.parent / f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-class PidRecord:
-    """How to find a job's process again: pid **and** create time (guards against pid reuse)."""
-
-    __slots__ = ("pid", "create_time", "host", "started", "type")
-
-    def __init__(
-        self, pid: int, create_time: float, host: str, started: float, type: str = "local"
-    ) -> None:
-        self.pid = pid
-        self.create_time = create_time
-        self.host = host
-        self.started = started
-        self.type = type
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, PidRecord) and all(
-            getattr(self, name) == getattr(other, name) for name in self.__slots__
-        )
-
-    def __repr__(self) -> str:
-        return f"PidRecord(pid={self.pid}, create_time={self.create_time}, host={self.host!r})"
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "type": self.type,
-                "pid": self.pid,
-                "create_time": self.create_time,
-                "host": self.host,
-                "started": self.started,
-            }
-        )
-
-    @staticmethod
-    def from_json(text: str) -> "PidRecord":
-        data = json.loads(text)
-        return PidRecord(
-            pid=int(data["pid"]),
-            create_time=float(data.get("create_time", 0.0)),
-            host=str(data.get("host", "")),
-            started=float(data.get("started", 0.0)),
-            type=str(data.get("type", "local")),
-        )
-
-    @staticmethod
-    def of_process(pid: int) -> "PidRecord":
-        """The record for a live local process."""
-        import socket
-
-        import psutil
-
-        return PidRecord(
-            pid=pid,
-            create_time=psutil.Process(pid).create_time(),
-            host=socket.gethostname(),
-            started=time.time(),
-        )
-
-    def is_alive(self) -> bool:
-        """True when the very process recorded here is alive (local processes only)."""
-        return process_alive(self.pid, self.create_time)
-
-
-def process_alive(pid: int, create_time: float) -> bool:
-    """Whether process ``pid`` exists, is not a zombie, and was created at ``create_time``."""
-    import psutil
-
-    try:
-        p = psutil.Process(pid)
-        if create_time and abs(p.create_time() - create_time) > 0.05:
-            return False
-        return p.status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
-        return False
 
 
 class FailureRecord:

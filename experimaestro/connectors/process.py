@@ -1,0 +1,82 @@
+"""Finding a process again: its pid **and** its create time (a reused pid is not mistaken for it)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+
+class PidRecord:
+    """How to find a job's process again: pid **and** create time (guards against pid reuse)."""
+
+    __slots__ = ("pid", "create_time", "host", "started", "type")
+
+    def __init__(
+        self, pid: int, create_time: float, host: str, started: float, type: str = "local"
+    ) -> None:
+        self.pid = pid
+        self.create_time = create_time
+        self.host = host
+        self.started = started
+        self.type = type
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PidRecord) and all(
+            getattr(self, name) == getattr(other, name) for name in self.__slots__
+        )
+
+    def __repr__(self) -> str:
+        return f"PidRecord(pid={self.pid}, create_time={self.create_time}, host={self.host!r})"
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "type": self.type,
+                "pid": self.pid,
+                "create_time": self.create_time,
+                "host": self.host,
+                "started": self.started,
+            }
+        )
+
+    @staticmethod
+    def from_json(text: str) -> "PidRecord":
+        data = json.loads(text)
+        return PidRecord(
+            pid=int(data["pid"]),
+            create_time=float(data.get("create_time", 0.0)),
+            host=str(data.get("host", "")),
+            started=float(data.get("started", 0.0)),
+            type=str(data.get("type", "local")),
+        )
+
+    @staticmethod
+    def of_process(pid: int) -> "PidRecord":
+        """The record for a live local process."""
+        import socket
+
+        import psutil
+
+        return PidRecord(
+            pid=pid,
+            create_time=psutil.Process(pid).create_time(),
+            host=socket.gethostname(),
+            started=time.time(),
+        )
+
+    def is_alive(self) -> bool:
+        """True when the very process recorded here is alive (local processes only)."""
+        return process_alive(self.pid, self.create_time)
+
+
+def process_alive(pid: int, create_time: float) -> bool:
+    """Whether process ``pid`` exists, is not a zombie, and was created at ``create_time``."""
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        if create_time and abs(p.create_time() - create_time) > 0.05:
+            return False
+        return p.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return False
