@@ -16,7 +16,7 @@ from typing import Callable, Iterator, List
 
 import pytest
 
-from experimaestro.connectors import LocalConnector
+from experimaestro.connectors.local import LocalConnector
 from experimaestro.connectors.files import atomic_write
 from experimaestro.connectors.process import PidRecord
 from experimaestro.scheduler.tokens import (
