@@ -245,9 +245,10 @@ class experiment:  # noqa: N801 - the public name users write
 
         On a terminal, a one-line progress display is kept up to date.
         """
-        if not self._jobs:
-            return True
         scheduler = self.scheduler
+        with scheduler.changed:
+            if not self._pending:
+                return all(j.state is JobState.DONE for j in self._jobs.values())
         show = sys.stderr.isatty()
         last = ""
         while True:
