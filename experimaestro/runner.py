@@ -64,9 +64,10 @@ def _load(params_path: Path) -> Any:
     configs = list(iter_configs(task))
     _attach_jobs(task, configs, path)
     for cfg in reversed(configs):
-        post_init = getattr(cfg, "__post_init__", None)
-        if post_init is not None:
-            post_init()
+        # A reference runs its __post_init__ when it is read (its own _load).
+        post_init = getattr(type(cfg), "__post_init__", None)
+        if post_init is not None and cfg.__xpm__.loader is None:
+            post_init(cfg)
     return task
 
 
@@ -153,12 +154,16 @@ def run(params_path: Path) -> int:
     except (OSError, ValueError):
         pass
     # The banner first: once the marker exists, the controller may read the logs.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # never leave a job without its marker
     if code == 0:
         _banner("job done")
         files.write_done()
     else:
         _banner(f"job failed ({reason}, code {code})")
         files.write_failure(code, reason, message)
+    # The job is over: a new attempt may start even while this process finishes exiting
+    # (threads, worker processes...).
+    fcntl.flock(lock_fd, fcntl.LOCK_UN)
     return code
 
 

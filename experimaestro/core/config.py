@@ -11,6 +11,7 @@ This module is pure: submission is delegated to a *submitter* that the scheduler
 from __future__ import annotations
 
 import enum
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, TypeVar
 
@@ -207,12 +208,19 @@ class ConfigInformation:
             info.sealed = True
 
 
+_loading = threading.RLock()
+
+
 def ensure_loaded(config: "Config") -> None:
     """Fill the values of a configuration that was read as a reference (no-op otherwise)."""
     info = config.__dict__["__xpm__"]
-    loader, info.loader = info.loader, None
-    if loader is not None:
-        loader()
+    if info.loader is None:
+        return
+    with _loading:  # two threads of a job touching the same reference load it once
+        loader = info.loader
+        if loader is not None:
+            loader()
+            info.loader = None
 
 
 def _children(cfg: "Config") -> list["Config"]:
@@ -374,17 +382,19 @@ class Config:
 
     def __getattr__(self, name: str) -> Any:
         # Only called when normal lookup fails.
+        if name.startswith("__") and name.endswith("__"):
+            # Never load a reference for a special name (copy, pickle, getattr(..., None) probes).
+            raise AttributeError(f"{type(self).__qualname__!r} object has no attribute {name!r}")
         info = self.__dict__.get("__xpm__")
         if info is not None and info.loader is not None:
             ensure_loaded(self)
             return getattr(self, name)
-        if not (name.startswith("__") and name.endswith("__")):
-            arguments = xpmtype(type(self)).arguments
-            if name in arguments:
-                raise AttributeError(
-                    f"{type(self).__qualname__}.{name} is not set "
-                    f"(a required {arguments[name].type.describe()} parameter)"
-                )
+        arguments = xpmtype(type(self)).arguments
+        if name in arguments:
+            raise AttributeError(
+                f"{type(self).__qualname__}.{name} is not set "
+                f"(a required {arguments[name].type.describe()} parameter)"
+            )
         raise AttributeError(f"{type(self).__qualname__!r} object has no attribute {name!r}")
 
     # -- tags -----------------------------------------------------------------------------------

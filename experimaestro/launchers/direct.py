@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import atexit
 import os
 import shlex
 import sys
-import threading
-from collections import deque
 from typing import Optional
 
-from ..connectors.base import StartedProcess
 from ..connectors.local import LocalConnector
 from ..connectors.files import atomic_write
 from .jobfiles import JobFiles
+from . import standby
 from .base import Launched, Launcher
 
 
@@ -39,11 +36,9 @@ class DirectLauncher(Launcher):
 
     At most ``max_jobs`` jobs run at once (default: the number of CPUs); tokens come on top.
 
-    To start jobs fast, the launcher keeps one runner *standing by*: a detached process that has
-    already started Python and imported what a job needs, and waits for a job on its stdin (see
-    ``runner.standby``). Launching hands it the job and prepares the next one in the background.
-    If the controller ends, the standby process reads end-of-input and exits. ``spares`` sets how
-    many stand by (2 by default: with short jobs, one may still be importing).
+    To start jobs fast, a job is handed to a runner *standing by* (see ``standby.py``), and
+    ``spares`` runners (2 by default: with short jobs, one may still be importing) are kept ready
+    for the next ones.
     """
 
     def __init__(
@@ -62,9 +57,6 @@ class DirectLauncher(Launcher):
         self._pythonpath: Optional[str] = None
         #: How many runners stand by, ready for the next jobs (0: start each job from scratch).
         self.spares = spares
-        self._standby: deque[StartedProcess] = deque()
-        self._standby_lock = threading.Lock()
-        atexit.register(self.close)
 
     def command(self, files: JobFiles) -> list[str]:
         return [self.python, "-m", "experimaestro", "run", str(files.params)]
@@ -93,66 +85,27 @@ class DirectLauncher(Launcher):
         script = files.path / f"{files.name}.sh"
         atomic_write(script, self.script(files))
         os.chmod(script, 0o755)
-        started = self._take_standby(files)
+        env = self._job_env()
+        key = (self.python, tuple(sorted(env.items())))
+        started = standby.pool.take(key, str(files.params)) if self.spares else None
         if started is None:
             started = self.connector.start_detached(
                 self.command(files), cwd=files.path, stdout_path=files.stdout,
-                stderr_path=files.stderr, env=self._job_env(),
+                stderr_path=files.stderr, env=env,
             )
-        self._prepare_standby()
+        if self.spares:
+            standby.pool.refill(
+                key, self.spares,
+                lambda: self.connector.start_detached(
+                    [self.python, "-m", "experimaestro", "run", "--standby"], cwd="/",
+                    stdout_path=None, stderr_path=None, env=env, stdin_pipe=True,
+                ),
+            )
         assert started.popen is not None
         return Launched(record=started.record, wait=started.popen.wait)
 
-    def _take_standby(self, files: JobFiles) -> Optional[StartedProcess]:
-        """Hand the job to the oldest standing-by runner that is alive."""
-        while True:
-            with self._standby_lock:
-                if not self._standby:
-                    return None
-                standby = self._standby.popleft()
-            assert standby.popen is not None and standby.popen.stdin is not None
-            if standby.popen.poll() is not None:
-                continue
-            try:
-                standby.popen.stdin.write(f"{files.params}\n".encode())
-                standby.popen.stdin.close()
-            except OSError:  # it died meanwhile: try the next one
-                continue
-            return standby
-
-    def _prepare_standby(self) -> None:
-        """Start standing-by runners up to ``spares`` (each starts in a few milliseconds; its
-        imports then happen in the new process, off the job-start path)."""
-        while True:
-            with self._standby_lock:
-                if len(self._standby) >= self.spares:
-                    return
-            started = self.connector.start_detached(
-                [self.python, "-m", "experimaestro", "run", "--standby"], cwd="/",
-                stdout_path=None, stderr_path=None, env=self._job_env(), stdin_pipe=True,
-            )
-            with self._standby_lock:
-                self._standby.append(started)
-
-    def close(self) -> None:
-        """Dismiss the standing-by runners (each exits on end of input)."""
-        with self._standby_lock:
-            spares = list(self._standby)
-            self._standby.clear()
-        for started in spares:
-            _dismiss(started)
-
     def describe(self) -> str:
         return f"local (at most {self.max_jobs} at once)"
-
-
-def _dismiss(started: StartedProcess) -> None:
-    if started.popen is not None and started.popen.stdin is not None:
-        try:
-            started.popen.stdin.close()
-            started.popen.wait(timeout=5)
-        except (OSError, Exception):
-            pass
 
 
 _default: Optional[DirectLauncher] = None

@@ -83,6 +83,8 @@ class experiment:  # noqa: N801 - the public name users write
         #: Jobs not finished yet (guarded by the scheduler's condition).
         self._pending: set[Job] = set()
         self._scheduler: Any = None
+        #: True between entering and leaving the ``with`` block.
+        self.open = False
         self._log_handler: Optional[logging.Handler] = None
 
     # -- places ------------------------------------------------------------------------------------
@@ -125,6 +127,7 @@ class experiment:  # noqa: N801 - the public name users write
             logger.info("experiment %s started in %s (pid %d)", self.name, self.path, os.getpid())
         with _current_lock:
             _current.append(self)
+        self.open = True
         return self
 
     def __exit__(
@@ -137,7 +140,7 @@ class experiment:  # noqa: N801 - the public name users write
             if exc is not None:
                 pending = [j for j in self._jobs.values() if not j.finished]
                 if pending and self._scheduler is not None:
-                    self._scheduler.cancel_pending(pending)
+                    self._scheduler.cancel_pending(pending, self)
                 logger.error(
                     "experiment %s stopped by %s: jobs not started are dropped, running jobs "
                     "go on (rerun the script to re-attach to them)", self.name, exc_type.__name__
@@ -146,7 +149,13 @@ class experiment:  # noqa: N801 - the public name users write
                 return
             if self.run_mode is RunMode.DRY_RUN:
                 return
-            self.wait()
+            try:
+                self.wait()
+            except BaseException:  # Ctrl-C while waiting: an abort like any other
+                pending = [j for j in self._jobs.values() if not j.finished]
+                if pending:
+                    self.scheduler.cancel_pending(pending, self)
+                raise
             failed = [j for j in self._jobs.values() if j.state is JobState.ERROR]
             if failed:
                 summary = self._failure_summary(failed)
@@ -158,6 +167,7 @@ class experiment:  # noqa: N801 - the public name users write
                 )
             logger.info("experiment %s: all %d jobs done", self.name, len(self._jobs))
         finally:
+            self.open = False
             with _current_lock:
                 if self in _current:
                     _current.remove(self)

@@ -34,11 +34,16 @@ class Job:
         self.state = JobState.UNSCHEDULED
         self.failure: Optional[FailureRecord] = None
         self.dependencies: list[Job] = []
-        self.dependents: list[Job] = []
+        #: Jobs waiting for this one (a dict: ordered, and each dependent once).
+        self.dependents: dict[Job, None] = {}
         self.tokens: list["TokenDependency"] = []
         self.pending_dependencies = 0
         self.experiments: list[Any] = []
         self.callbacks: list[Callable[[], Any]] = []
+        #: The params.json text, written when the job is submitted (None for a reused done job).
+        self.params: Optional[str] = None
+        #: How many times this controller launched the job (events of older attempts are ignored).
+        self.attempt = 0
         self.submitted_at = time.time()
         self.started_at: Optional[float] = None
         self.ended_at: Optional[float] = None

@@ -84,20 +84,13 @@ class Scheduler:
         self._events.put(event)
 
     def submit(self, job: Job, run_mode: RunMode = RunMode.NORMAL) -> Job:
-        """Register a job (caller's thread); returns the job that represents it in this process."""
-        with self._jobs_lock:
-            existing = self._jobs.get(job.path)
-            if existing is not None:
-                if job.task is not existing.task:
-                    existing.callbacks.extend(job.task.__xpm__.completion_callbacks)
-                if existing.state is JobState.ERROR and existing.finished:
-                    # A failed job submitted again is run again, by the new submission's launcher.
-                    existing.reset()
-                    existing.launcher = job.launcher
-                    self.post(lambda: self._schedule(existing))
-                return existing
-            self._jobs[job.path] = job
+        """Register a job (caller's thread); returns the job that represents it in this process.
+
+        Errors (an unsupported dependency, a value that cannot be written to params.json) are
+        raised here, at the user's ``submit()`` line, before anything is registered or written.
+        """
         task = job.task
+        dependencies: list[Job] = []
         for dep in task_dependencies(task):
             dep_job = dep.__xpm__.job
             if not isinstance(dep_job, Job):
@@ -105,28 +98,70 @@ class Scheduler:
                     f"{type(task).__qualname__} depends on {type(dep).__qualname__}, which was not "
                     f"submitted to an experiment (dry-run jobs cannot be dependencies)"
                 )
-            job.dependencies.append(dep_job)
+            dependencies.append(dep_job)
+        tokens: list[TokenDependency] = []
         for dep in resource_dependencies(task):
             if not isinstance(dep, TokenDependency):
                 raise TypeError(
                     f"{type(task).__qualname__}.add_dependencies: unsupported dependency {dep!r} "
                     f"(give tasks, task outputs or token.dependency(n))"
                 )
-            job.tokens.append(dep)
-        job.callbacks.extend(task.__xpm__.completion_callbacks)
+            tokens.append(dep)
+        callbacks = list(task.__xpm__.completion_callbacks)
+        with self._jobs_lock:
+            existing = self._jobs.get(job.path)
+            if existing is not None:
+                return self._submit_again(existing, job, callbacks, run_mode)
+        done = job.files.done.exists()
+        if not done:
+            # Written now so that a value params.json cannot hold fails at the submit() line.
+            job.params = dumps(task, job=job.path, workspace=job.workspace)
+        job.dependencies = dependencies
+        job.tokens = tokens
+        job.callbacks = callbacks
+        with self._jobs_lock:
+            existing = self._jobs.get(job.path)
+            if existing is not None:  # registered by another thread meanwhile
+                return self._submit_again(existing, job, callbacks, run_mode)
+            self._jobs[job.path] = job
         if run_mode is RunMode.GENERATE_ONLY:
-            self._write_job_directory(job)
+            if not done:
+                self._write_job_directory(job)
             job.set_state(JobState.UNSCHEDULED)
             job._finished.set()
             return job
         # Fast path (no thread hop): a done job is reused at once.
-        if job.files.done.exists():
+        if done:
             self.post(lambda: self._finish(job, JobState.DONE))
         else:
             self.post(lambda: self._schedule(job))
         return job
 
-    def cancel_pending(self, jobs: Iterable[Job]) -> None:
+    def _submit_again(
+        self, existing: Job, job: Job, callbacks: list[Callable[[], object]], run_mode: RunMode
+    ) -> Job:
+        """The job is known in this process already: share it (and run it again if it ended
+        without success, with the new submission's launcher)."""
+        if job.task is not existing.task and callbacks:
+            def add_callbacks() -> None:
+                if existing.state is JobState.DONE:  # ended already: call them now
+                    self._call(existing, callbacks)
+                else:
+                    existing.callbacks.extend(callbacks)
+
+            self.post(add_callbacks)
+        if run_mode is not RunMode.GENERATE_ONLY and existing.finished and (
+            existing.state is not JobState.DONE
+        ):
+            existing.reset()
+            existing.launcher = job.launcher
+            if existing.params is None:
+                existing.params = dumps(existing.task, job=existing.path,
+                                        workspace=existing.workspace)
+            self.post(lambda: self._schedule(existing))
+        return existing
+
+    def cancel_pending(self, jobs: Iterable[Job], aborted: object) -> None:
         """Drop jobs that have not started (an experiment left by an exception); returns once
         the scheduler has done it."""
         pending = list(jobs)
@@ -134,7 +169,7 @@ class Scheduler:
 
         def cancel() -> None:
             try:
-                self._cancel(pending)
+                self._cancel(pending, aborted)
             finally:
                 done.set()
 
@@ -202,7 +237,7 @@ class Scheduler:
                 return
             if dep.state is not JobState.DONE:
                 pending += 1
-                dep.dependents.append(job)
+                dep.dependents[job] = None
         job.pending_dependencies = pending
         if pending:
             job.set_state(JobState.WAITING)
@@ -241,7 +276,7 @@ class Scheduler:
     def _take_tokens(self, job: Job) -> bool:
         assert job.workspace is not None
         stores = [TokenStore.open(job.workspace, dep.token) for dep in job.tokens]
-        holder = HolderInfo.current_process(job.identifier, str(job.files.path / job.name))
+        holder = self._holder(job)
         job.path.mkdir(parents=True, exist_ok=True)
         if acquire_all([(s, d.count) for s, d in zip(stores, job.tokens)], holder):
             self._held[job] = stores
@@ -254,18 +289,33 @@ class Scheduler:
                 self._watcher.watch(store.directory)
         return False
 
+    def _holder(self, job: Job) -> HolderInfo:
+        return HolderInfo.current_process(job.identifier, str(job.files.path / job.name))
+
     def _release_tokens(self, job: Job) -> None:
         stores = self._held.pop(job, None)
         if stores:
-            release_all(stores, job.identifier)
+            release_all(stores, job.identifier, self._holder(job))
             self._dirty = True
 
     def _write_job_directory(self, job: Job) -> None:
         job.path.mkdir(parents=True, exist_ok=True)
-        assert job.workspace is not None
-        atomic_write(job.files.params, dumps(job.task, job=job.path, workspace=job.workspace))
+        assert job.params is not None
+        atomic_write(job.files.params, job.params)
 
     def _launch(self, job: Job) -> None:
+        try:
+            self._start(job)
+        except Exception as exc:  # a launch failure must end the job, never leave it READY
+            logger.error("could not launch %s: %s", job, exc)
+            failure = FailureRecord(1, "launch", f"{type(exc).__name__}: {exc}")
+            try:
+                job.files.write_failure(failure.code, failure.reason, failure.message)
+            except OSError:
+                pass
+            self._finish(job, JobState.ERROR, failure)
+
+    def _start(self, job: Job) -> None:
         files = job.files
         files.path.mkdir(parents=True, exist_ok=True)
         with FileLock(str(files.path / ".launch.lock")):
@@ -282,15 +332,12 @@ class Scheduler:
             if files.failed.exists():
                 files.failed.unlink()
             self._write_job_directory(job)
-            try:
-                launched = job.launcher.launch(files)
-            except Exception as exc:
-                logger.error("could not launch %s: %s", job, exc)
-                files.write_failure(1, "launch", f"{type(exc).__name__}: {exc}")
-                self._finish(job, JobState.ERROR, FailureRecord(1, "launch", str(exc)))
-                return
+            launcher = job.launcher
+            launched = launcher.launch(files)
             atomic_write(files.pidfile, launched.record.to_json())
-        self._load[id(job.launcher)] += 1
+        job.attempt += 1
+        attempt = job.attempt
+        self._load[id(launcher)] += 1
         self._running.add(job)
         job.set_state(JobState.RUNNING)
         self._notify()
@@ -299,17 +346,22 @@ class Scheduler:
 
             def reap() -> None:
                 code = wait()
-                self.post(lambda: self._process_ended(job, code))
+                self.post(lambda: self._process_ended(job, attempt, launcher, code))
 
             threading.Thread(target=reap, name=f"xpm-reap-{job.identifier[:8]}", daemon=True).start()
         # Its marker is seen (file event) before the process has finished tearing down, so that
         # dependents start at once; the launcher slot is freed when the process is reaped.
         self._watch_job(job)
 
-    def _process_ended(self, job: Job, code: int) -> None:
-        self._running.discard(job)
-        self._load[id(job.launcher)] -= 1
+    def _process_ended(self, job: Job, attempt: int, launcher: object, code: int) -> None:
+        self._load[id(launcher)] -= 1
         self._dirty = True
+        if attempt != job.attempt or job.finished:
+            # An earlier attempt's process, or one whose marker was already seen.
+            if attempt == job.attempt:
+                self._running.discard(job)
+            return
+        self._running.discard(job)
         files = job.files
         if code == EXIT_LOCKED and files.marker_state() is None:
             logger.info("%s is run by another runner: waiting on it", job)
@@ -320,6 +372,8 @@ class Scheduler:
 
     def _conclude_from_files(self, job: Job, code: Optional[int]) -> None:
         """The process is gone: its marker decides; without one, write why it failed."""
+        if job.finished:
+            return
         files = job.files
         state = files.marker_state()
         if state is JobState.DONE:
@@ -360,8 +414,9 @@ class Scheduler:
         self._check_markers(job)
 
     def _watch_job(self, job: Job) -> None:
-        self._watched_jobs[job.path] = job
-        self._watcher.watch(job.path)
+        if job.path not in self._watched_jobs:
+            self._watched_jobs[job.path] = job
+            self._watcher.watch(job.path)
 
     def _on_file_event(self, folder: Path, path: Path) -> None:
         # Watchdog thread: hand over to the scheduler thread.
@@ -413,11 +468,7 @@ class Scheduler:
             self._watcher.unwatch(job.path)
         job.set_state(state, failure)
         if state is JobState.DONE:
-            for callback in job.callbacks:
-                try:
-                    callback()
-                except Exception:
-                    logger.exception("on_completed callback of %s raised", job)
+            self._call(job, job.callbacks)
             ready = []
             for dependent in job.dependents:
                 if dependent.finished or dependent.state is not JobState.WAITING:
@@ -432,10 +483,23 @@ class Scheduler:
                 "%s failed (%s)%s", job, failure.reason if failure else "error",
                 f": {failure.message}" if failure and failure.message else "",
             )
-            self._fail_dependents_of(job, job.dependents)
-        job.dependents = []
+            self._fail_dependents_of(job, list(job.dependents))
+        job.dependents = {}
         self._dirty = True
         self._notify()
+
+    def _call(self, job: Job, callbacks: list[Callable[[], object]]) -> None:
+        """Run ``on_completed`` callbacks: one that raises is reported and changes nothing else."""
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                logger.exception("on_completed callback of %s raised", job)
+
+    def _forget(self, job: Job) -> None:
+        """A job that will not run: its dependencies no longer wait to wake it."""
+        for dep in job.dependencies:
+            dep.dependents.pop(job, None)
 
     def _fail_dependents_of(self, failed: Job, dependents: list[Job]) -> None:
         """Fail (transitively) the jobs that wait for a failed one, with reason "dependency"."""
@@ -444,6 +508,7 @@ class Scheduler:
             cause, job = work.pop()
             if job.finished:
                 continue
+            self._forget(job)
             message = f"dependency {cause.typeid}/{cause.identifier} failed"
             failure = FailureRecord(1, "dependency", message)
             try:
@@ -453,12 +518,23 @@ class Scheduler:
                 logger.warning("cannot write the failure marker of %s: %s", job, exc)
             job.set_state(JobState.ERROR, failure)
             work.extend((job, d) for d in job.dependents)
-            job.dependents = []
+            job.dependents = {}
         self._notify()
 
-    def _cancel(self, jobs: list[Job]) -> None:
+    def _cancel(self, jobs: list[Job], aborted: object) -> None:
+        """Drop the jobs of an aborted experiment that have not started, unless another open
+        experiment of this process needs them."""
+        cancelled = []
         for job in jobs:
             if job.finished or job.state is JobState.RUNNING:
                 continue
+            if any(xp is not aborted and getattr(xp, "open", False) for xp in job.experiments):
+                continue
+            self._forget(job)
             job.set_state(JobState.ERROR, FailureRecord(1, "cancelled", "experiment aborted"))
+            cancelled.append(job)
+        # Jobs of other experiments that waited for a cancelled one cannot run either.
+        for job in cancelled:
+            self._fail_dependents_of(job, list(job.dependents))
+            job.dependents = {}
         self._notify()

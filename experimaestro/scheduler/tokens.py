@@ -103,6 +103,19 @@ class TokenDependency:
     count: int
 
 
+_create_times: Dict[int, float] = {}
+
+
+def _create_time(pid: int) -> float:
+    """The create time of a process (cached: asked once per job start for this process)."""
+    value = _create_times.get(pid)
+    if value is None:
+        import psutil
+
+        value = _create_times[pid] = psutil.Process(pid).create_time()
+    return value
+
+
 @dataclass(frozen=True)
 class HolderInfo:
     """Who asks for units: a job, and the controller process that acquires for it."""
@@ -117,10 +130,8 @@ class HolderInfo:
     @staticmethod
     def current_process(key: str, job_prefix: str) -> "HolderInfo":
         """A holder whose controller is the calling process."""
-        import psutil
-
         pid = os.getpid()
-        return HolderInfo(key, str(job_prefix), pid, psutil.Process(pid).create_time())
+        return HolderInfo(key, str(job_prefix), pid, _create_time(pid))
 
 
 @dataclass(frozen=True)
@@ -395,8 +406,12 @@ def acquire_all(requests: Sequence[Tuple[TokenStore, int]], holder: HolderInfo) 
         for store in ordered:
             live, _ = store._reclaim_locked()
             count = wanted[store]
-            already = next((h.count for h in live if h.key == holder.key), 0)
-            if already >= count:
+            mine = next((h for h in live if h.key == holder.key), None)
+            if mine is not None and not _same_controller(mine, holder):
+                # Another live controller holds the units of this very job (it is starting it):
+                # this one must wait, not share them.
+                return False
+            if mine is not None and mine.count >= count:
                 continue
             used = sum(h.count for h in live if h.key != holder.key)
             if used + count > store.current_total():
@@ -421,8 +436,29 @@ def acquire_all(requests: Sequence[Tuple[TokenStore, int]], holder: HolderInfo) 
             store._filelock.release()
 
 
-def release_all(stores: Sequence[TokenStore], key: str) -> None:
-    """Release whatever job ``key`` holds in ``stores`` (holding nothing is fine)."""
+def _same_controller(held: "Holder", holder: HolderInfo) -> bool:
+    return (
+        held.controller_pid == holder.controller_pid
+        and abs(held.controller_create_time - holder.controller_create_time) < 0.05
+    )
+
+
+def release_all(
+    stores: Sequence[TokenStore], key: str, owner: Optional[HolderInfo] = None
+) -> None:
+    """Release whatever job ``key`` holds in ``stores`` (holding nothing is fine).
+
+    With ``owner``, only a holder written by that controller is removed: a controller never
+    releases units that another controller took for the same job.
+    """
     for store in stores:
         with store._filelock:
-            _unlink(store.holder_path(key))
+            path = store.holder_path(key)
+            if owner is not None:
+                try:
+                    held = Holder.from_json(path.read_text())
+                except (OSError, ValueError, KeyError, TypeError):
+                    held = None
+                if held is not None and not _same_controller(held, owner):
+                    continue
+            _unlink(path)
