@@ -72,6 +72,16 @@ def test_upstream_tasks_are_references_read_when_used(tmp_path: Path) -> None:
     reference = document["objects"][0]
     assert reference["job"] == str(step.__xpm__.job.relpath) and reference["fields"] == {}
 
+    # In a job process, a reference is read only when one of its values is used.
+    from experimaestro.runner import _load
+
+    loaded = _load(reader.jobpath / "params.json")
+    last = loaded.__dict__["last"]
+    assert last.__xpm__.loader is not None and "name" not in last.__dict__
+    assert last.jobpath == step.jobpath  # known without reading it
+    assert last.name == "s4" and last.__xpm__.loader is None
+    assert last.after.__xpm__.loader is not None  # its own upstream is still not read
+
 
 def test_failure_propagates_to_dependents(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     log = tmp_path / "log"
@@ -208,3 +218,58 @@ def test_failed_experiment_exit_code(tmp_path: Path) -> None:
     )
     assert code != 0
     assert "FailedExperiment" in out and "1 job(s) failed" in out
+
+
+def test_submit_error_leaves_no_ghost_job(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    with experiment(tmp_path / "ws", "xp"):
+        with pytest.raises(TypeError, match="unsupported dependency"):
+            Step.C(name="ghost", log=log).add_dependencies("not a task").submit()
+        again = Step.C(name="ghost", log=log).submit()
+    assert again.__xpm__.job.state is JobState.DONE
+
+
+def test_value_that_params_json_cannot_hold_fails_at_submit(tmp_path: Path) -> None:
+    import datetime
+
+    from xpm_tasks import Anything
+
+    with experiment(tmp_path / "ws", "xp"):
+        with pytest.raises(Exception, match="params.json"):
+            Anything.C(value=datetime.date(2026, 1, 1)).submit()
+
+
+def test_resubmitted_failed_dependency_is_waited_for(tmp_path: Path) -> None:
+    """A dependent failed by a failed dependency, submitted again with it, waits for it again
+    (and for its other dependency), however the first attempt went."""
+    log, gate = tmp_path / "log", tmp_path / "gate"
+    with pytest.raises(FailedExperiment):
+        with experiment(tmp_path / "ws", "xp1"):
+            bad = Step.C(name="a", log=log, fail=True).submit()
+            other = Step.C(name="b", log=log, gate=gate).submit()
+            join = Step.C(name="join", log=log, after=bad)
+            join.add_dependencies(other)
+            join.submit()
+            bad.__xpm__.job.wait(timeout=30)
+            gate.touch()
+    with pytest.raises(FailedExperiment):
+        with experiment(tmp_path / "ws", "xp2"):
+            again = Step.C(name="a", log=log, fail=True).submit()
+            join = Step.C(name="join", log=log, after=again)
+            join.add_dependencies(Step.C(name="b", log=log, gate=gate).submit())
+            join.submit()
+    assert count(log, "start", "join") == 0
+    assert join.__xpm__.job.failure.reason == "dependency"
+
+
+def test_aborted_experiment_keeps_jobs_another_experiment_needs(tmp_path: Path) -> None:
+    log, gate = tmp_path / "log", tmp_path / "gate"
+    with experiment(tmp_path / "ws", "outer"):
+        first = Step.C(name="a", log=log, gate=gate).submit()
+        after = Step.C(name="b", log=log, after=first).submit()
+        with pytest.raises(KeyError):
+            with experiment(tmp_path / "ws", "inner"):
+                Step.C(name="a", log=log, gate=gate).submit()
+                raise KeyError("inner fails")
+        gate.touch()
+    assert after.__xpm__.job.state is JobState.DONE

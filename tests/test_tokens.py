@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, List
 
+import psutil
 import pytest
 
 from experimaestro.connectors.local import LocalConnector
@@ -261,3 +262,22 @@ def test_local_connector_files_and_processes(tmp_path: Path) -> None:
         pass
     connector.copy_to_local(tmp_path / "a", tmp_path / "copy")
     assert (tmp_path / "copy" / "f.txt").read_text() == "hello"
+
+
+def test_units_are_never_shared_by_two_controllers_for_one_job(tmp_path: Path) -> None:
+    """Two controllers asking for the same job: the second waits, and cannot release the first's
+    units."""
+    token = CounterToken("shared", 1)
+    store = TokenStore.open(tmp_path, token)
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    mine = HolderInfo.current_process("job", str(job_dir / "task"))
+    # Another live controller (our parent process stands for it).
+    parent = psutil.Process(os.getppid())
+    theirs = HolderInfo("job", str(job_dir / "task"), parent.pid, parent.create_time())
+    assert acquire_all([(store, 1)], theirs)
+    assert not acquire_all([(store, 1)], mine)
+    release_all([store], "job", mine)
+    assert store.available() == 0
+    release_all([store], "job", theirs)
+    assert store.available() == 1

@@ -118,3 +118,12 @@ class ChainReader(Task):
             names.append(f"{step.name}:{(step.jobpath / 'output.txt').read_text()}")
             step = step.after
         Path("chain.txt").write_text(" ".join(names))
+
+
+class Anything(Task):
+    """Holds any value outside the identifier (to test values that params.json cannot hold)."""
+
+    value: Meta[object]
+
+    def execute(self) -> None:
+        pass
