@@ -349,6 +349,9 @@ class Scheduler:
                 self.post(lambda: self._process_ended(job, attempt, launcher, code))
 
             threading.Thread(target=reap, name=f"xpm-reap-{job.identifier[:8]}", daemon=True).start()
+        else:
+            # Not our child: the liveness sweep notices if it dies without a marker.
+            self._attached.add(job)
         # Its marker is seen (file event) before the process has finished tearing down, so that
         # dependents start at once; the launcher slot is freed when the process is reaped.
         self._watch_job(job)
@@ -464,6 +467,9 @@ class Scheduler:
         self._release_tokens(job)
         if job in self._attached:
             self._attached.discard(job)
+            if job in self._running:  # launched without a reaper: its slot is freed here
+                self._running.discard(job)
+                self._load[id(job.launcher)] -= 1
         if self._watched_jobs.pop(job.path, None) is not None:
             self._watcher.unwatch(job.path)
         job.set_state(state, failure)
