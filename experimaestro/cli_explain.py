@@ -12,7 +12,8 @@ from pathlib import Path
 import click
 
 from .core.explain import explain
-from .core.serialization import ParamsFormatError, loads
+from .core.identifier import config_digest, recompute_digest
+from .core.serialization import ParamsFormatError, from_document, parse_document
 
 
 @click.command("explain-id")
@@ -26,7 +27,18 @@ def explain_id(params_json: Path) -> None:
     except (OSError, UnicodeDecodeError) as exc:
         raise click.ClickException(f"{params_json}: cannot read it ({exc})") from None
     try:
-        config = loads(text, job=params_json.resolve().parent, source=str(params_json))
+        document = parse_document(text, source=str(params_json))
+        config = from_document(document, job=params_json.resolve().parent)
     except ParamsFormatError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(str(explain(config)))
+    stored = document.identifier or config_digest(config).hex()
+    today = recompute_digest(config).hex()
+    if today == stored:
+        click.echo(f"\nchecked: today's class declarations give the same identifier ({stored[:12]})")
+    else:
+        click.echo(
+            f"\nwarning: today's class declarations give {today}, not the folder's {stored}: "
+            f"a parameter's declaration, type id or default changed since the job was created, "
+            f"so submitting it again would create a new job"
+        )

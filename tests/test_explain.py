@@ -254,6 +254,25 @@ def test_cli_explains_a_params_file(cli_module: Any, tmp_path: Path) -> None:
     assert f"{CLI_MODULE}.inner {hexid(job.inner)}\n  + x = {INT(2)}" in result.output
 
 
+def test_cli_checks_the_identifier_against_todays_classes(cli_module: Any, tmp_path: Path) -> None:
+    """"Why did my job rerun?": the identifier recomputed with today's declarations is compared
+    with the one the job folder was created with."""
+    job = cli_module.Job.C(inner=cli_module.Inner.C(x=2), lr=0.5)
+    params = tmp_path / "job" / "params.json"
+    params.parent.mkdir()
+    params.write_text(dumps(job, job=params.parent))
+    result = CliRunner().invoke(explain_id, [str(params)])
+    assert "checked: today's class declarations give the same identifier" in result.output
+
+    # The folder was made when the declarations were different (another identifier).
+    document = json.loads(params.read_text())
+    document["identifier"] = "ab" * 32
+    params.write_text(json.dumps(document))
+    result = CliRunner().invoke(explain_id, [str(params)])
+    assert result.exit_code == 0, result.output
+    assert f"give {hexid(job)}, not the folder's {'ab' * 32}" in result.output
+
+
 def test_cli_missing_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(explain_id, [str(tmp_path / "nope.json")])
     assert result.exit_code == 1

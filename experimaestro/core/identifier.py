@@ -170,6 +170,8 @@ class _Computation:
         self.on_stack: dict[int, int] = {}
 
     def digest(self, root: Config, use_cache: bool = True) -> bytes:
+        """The digest of ``root``; without ``use_cache``, the root's cached digest is neither used
+        nor replaced (a recomputation that checks it)."""
         cached = root.__xpm__.digest_cache
         if cached is not None and use_cache:
             return cached
@@ -212,7 +214,7 @@ class _Computation:
             else:
                 memo[id(frame.config)] = digest
                 info = frame.config.__xpm__
-                if info.sealed and not frame.contextual:
+                if info.sealed and not frame.contextual and (use_cache or frame.depth):
                     info.digest_cache = digest
             result = digest
         return result
@@ -378,6 +380,12 @@ def parameter_encodings(config: Config) -> dict[str, bytes]:
     computation.record_for = config
     computation.digest(config, use_cache=False)
     return computation.recorded
+
+
+def recompute_digest(config: Config) -> bytes:
+    """The digest computed anew from the values and today's class declarations, ignoring the
+    digest cached on ``config`` (read from a params.json, say)."""
+    return _Computation().digest(config, use_cache=False)
 
 
 def config_digest(config: Config) -> bytes:
