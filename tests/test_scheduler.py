@@ -273,3 +273,35 @@ def test_aborted_experiment_keeps_jobs_another_experiment_needs(tmp_path: Path) 
                 raise KeyError("inner fails")
         gate.touch()
     assert after.__xpm__.job.state is JobState.DONE
+
+
+def test_script_without_main_guard_is_refused_in_the_job(tmp_path: Path) -> None:
+    """Classes defined in the experiment script itself work (the job process loads the script
+    under another name); a script that would start its experiment again there is stopped."""
+    good = f"""
+from pathlib import Path
+from experimaestro import Param, Task, experiment
+
+class Hello(Task):
+    who: Param[str]
+
+    def execute(self):
+        Path("hello.txt").write_text("hello " + self.who)
+
+if __name__ == "__main__":
+    with experiment({str(tmp_path / "ws")!r}, "main") as xp:
+        Hello.C(who="world").submit()
+"""
+    code, out = run_controller(good, tmp_path, name="good.py")
+    assert code == 0, out
+    (hello,) = (tmp_path / "ws" / "jobs").glob("__main__.hello/*/hello.txt")
+    assert hello.read_text() == "hello world"
+
+    unguarded = good.replace('if __name__ == "__main__":\n    with', 'if True:\n    with').replace(
+        '"world"', '"again"'
+    )
+    code, out = run_controller(unguarded, tmp_path, name="unguarded.py")
+    assert code != 0
+    (err,) = [p for p in (tmp_path / "ws" / "jobs").glob("__main__.hello/*/hello.err")
+              if not (p.parent / "hello.done").exists()]
+    assert 'if __name__ == "__main__":' in err.read_text()

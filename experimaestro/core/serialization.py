@@ -295,13 +295,26 @@ def _load_script(file: Optional[str]) -> Any:
             f"the classes were defined in a script run as __main__, and that script ({file}) "
             f"cannot be found: move the classes into a module"
         )
+    global loading_script
     spec = importlib.util.spec_from_file_location(_MAIN_ALIAS, file)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[_MAIN_ALIAS] = module
     # Its classes keep the type ids they had in the controller (config.module_name).
-    spec.loader.exec_module(module)
+    loading_script = file
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[_MAIN_ALIAS]
+        raise
+    finally:
+        loading_script = None
     return module
+
+
+#: The experiment script being loaded in a job process, if any (an experiment started while it
+#: loads means the script lacks its ``if __name__ == "__main__":`` guard).
+loading_script: Optional[str] = None
 
 
 def _decode(data: Any, objects: list[Config], bases: _Bases) -> Any:

@@ -111,6 +111,14 @@ class experiment:  # noqa: N801 - the public name users write
     # -- context -------------------------------------------------------------------------------
 
     def __enter__(self) -> "experiment":
+        from ..core import serialization
+
+        if serialization.loading_script is not None:
+            raise RuntimeError(
+                f"{serialization.loading_script} starts an experiment when it is imported: a job "
+                f"process imports the script to find its classes, so put the experiment under "
+                f"`if __name__ == \"__main__\":` (or move the classes into a module)"
+            )
         if self.run_mode is not RunMode.DRY_RUN:
             self.workspace.create()
             self.resultspath.mkdir(parents=True, exist_ok=True)
