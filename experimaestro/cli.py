@@ -6,6 +6,7 @@ import click
 
 from .cli_explain import explain_id
 from .cli_jobs import experiments, jobs
+from .cli_tokens import tokens
 from .version import __version__
 
 
@@ -18,3 +19,4 @@ def main() -> None:
 main.add_command(explain_id)
 main.add_command(jobs)
 main.add_command(experiments)
+main.add_command(tokens)

@@ -146,3 +146,31 @@ def test_token_of_killed_controller_and_job_is_reclaimed(tmp_path: Path) -> None
     assert count(log, "end", "alive0") == 1
     experiment_log = (tmp_path / "ws" / "experiments" / "alive" / "experiment.log").read_text()
     assert "reclaim" in experiment_log.lower()
+
+
+def test_tokens_list_shows_totals_and_holders(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from experimaestro.cli import main
+
+    log, gate = tmp_path / "log", tmp_path / "gate"
+    controller = start_controller(
+        TOKEN_USER.format(root=str(tmp_path), xp="listed", total=2, n=1, duration=0,
+                          gate=f"Path({str(gate)!r})"),
+        tmp_path,
+    )
+    try:
+        wait_until(lambda: count(log, "start", "listed0") == 1, what="the token holder")
+        result = CliRunner().invoke(main, ["tokens", "list", "--workdir", str(tmp_path / "ws"),
+                                           "--json"])
+        assert result.exit_code == 0, result.output
+        (row,) = json.loads(result.output)
+        assert (row["name"], row["total"], row["used"]) == ("tk", 2, 1)
+        assert row["holders"][0]["stale"] is None
+        gate.touch()
+        assert controller.wait(timeout=60) == 0
+    finally:
+        if controller.poll() is None:
+            controller.kill()
+    result = CliRunner().invoke(main, ["tokens", "list", "--workdir", str(tmp_path / "ws")])
+    assert result.output.split("\n")[1].split() == ["tk", "2", "0", "-"]
