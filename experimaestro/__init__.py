@@ -19,6 +19,7 @@ from .core.config import (
     setmeta,
     tag,
 )
+from .core.paths import PathGenerator, pathgenerator
 from .core.tags import tags, tagspath
 from .core.types import Any, Constant, Meta, Option, Param, ValidationError, field, help
 from .version import __version__
@@ -67,6 +68,7 @@ __all__ = [
     "Meta",
     "Option",
     "Param",
+    "PathGenerator",
     "RunMode",
     "SealedError",
     "Task",
@@ -76,6 +78,7 @@ __all__ = [
     "explain",
     "field",
     "help",
+    "pathgenerator",
     "sealed_set",
     "setmeta",
     "tag",

@@ -305,3 +305,16 @@ if __name__ == "__main__":
     (err,) = [p for p in (tmp_path / "ws" / "jobs").glob("__main__.hello/*/hello.err")
               if not (p.parent / "hello.done").exists()]
     assert 'if __name__ == "__main__":' in err.read_text()
+
+
+def test_path_generator_gives_a_path_in_the_job_folder(tmp_path: Path) -> None:
+    from xpm_tasks import Saver
+
+    saver = Saver.C(value=3)
+    with pytest.raises(RuntimeError, match="known once the task is submitted"):
+        os.fspath(saver.model)
+    with experiment(tmp_path / "ws", "xp"):
+        saver.submit()
+        assert saver.model == saver.jobpath / "model" / "weights.txt"
+    assert saver.model.read_text() == "3"
+    assert saver.__xpm__.identifier == Saver.C(value=3).__xpm__.identifier

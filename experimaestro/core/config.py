@@ -548,6 +548,22 @@ class LightweightTask(Config):
         raise NotImplementedError(f"{type(self).__qualname__}.execute() is not defined")
 
 
+def resolve_generated_paths(task: "Task", job_path: Path) -> None:
+    """Give the ``PathGenerator`` paths of a task's graph (its own configurations, not those of
+    other submitted tasks) their place in the task's job folder."""
+    from .paths import GeneratedPath
+
+    def other_task(cfg: Config) -> bool:
+        return cfg is not task and isinstance(cfg, Task) and cfg.__xpm__.job is not None
+
+    for cfg in iter_configs(task, stop=other_task):
+        values = cfg.__dict__
+        for name in cfg.__xpm__.xpmtype.arguments:
+            value = values.get(name)
+            if isinstance(value, GeneratedPath):
+                values[name] = job_path / value.relative
+
+
 def task_dependencies(task: Config) -> list[Config]:
     """The tasks whose jobs must end before ``task`` runs: the producers of the outputs it uses
     (parameters and init tasks), and explicit task dependencies. Resource dependencies are returned

@@ -208,7 +208,9 @@ class StrType(TypeSpec):
 
 class PathType(TypeSpec):
     def convert(self, value: Any) -> Any:
-        if isinstance(value, Path):
+        from .paths import GeneratedPath
+
+        if isinstance(value, (Path, GeneratedPath)):
             return value
         if isinstance(value, (str, os.PathLike)):
             return Path(value)

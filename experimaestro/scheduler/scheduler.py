@@ -27,7 +27,12 @@ from typing import Callable, Iterable, Optional
 
 from filelock import FileLock
 
-from ..core.config import RunMode, resource_dependencies, task_dependencies
+from ..core.config import (
+    RunMode,
+    resolve_generated_paths,
+    resource_dependencies,
+    task_dependencies,
+)
 from ..core.serialization import dumps
 from .job import Job
 from ..connectors.files import atomic_write
@@ -112,6 +117,7 @@ class Scheduler:
             existing = self._jobs.get(job.path)
             if existing is not None:
                 return self._submit_again(existing, job, callbacks, run_mode)
+        resolve_generated_paths(task, job.path)
         done = job.files.done.exists()
         if not done:
             # Written now so that a value params.json cannot hold fails at the submit() line.

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-from ..core.config import RunMode, Task, set_submitter
+from ..core.config import RunMode, Task, resolve_generated_paths, set_submitter
 
 
 def submit_task(
@@ -24,7 +24,10 @@ def submit_task(
     if workspace is None and xp is not None:
         workspace = xp.workspace.path
     if run_mode is RunMode.DRY_RUN:
-        return Job(task, Path(workspace) if workspace is not None else None, launcher=launcher)
+        job = Job(task, Path(workspace) if workspace is not None else None, launcher=launcher)
+        if job.workspace is not None:
+            resolve_generated_paths(task, job.path)
+        return job
     if xp is None:
         raise RuntimeError(
             f"{type(task).__qualname__}.submit() needs a running experiment: submit inside "

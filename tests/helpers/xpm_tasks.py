@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from experimaestro import Config, Meta, Param, Task
+from experimaestro import Config, Meta, Param, PathGenerator, Task, field
 
 
 def record(log: Path, event: str, name: str) -> None:
@@ -127,3 +127,14 @@ class Anything(Task):
 
     def execute(self) -> None:
         pass
+
+
+class Saver(Task):
+    """Writes into a path of its job folder given by a PathGenerator (experimaestro 2.x style)."""
+
+    value: Param[int]
+    model: Meta[Path] = field(default_factory=PathGenerator("model/weights.txt"))
+
+    def execute(self) -> None:
+        self.model.parent.mkdir(parents=True, exist_ok=True)
+        self.model.write_text(str(self.value))
