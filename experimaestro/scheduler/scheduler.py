@@ -225,6 +225,13 @@ class Scheduler:
     # -- steps -------------------------------------------------------------------------------------
 
     def _schedule(self, job: Job) -> None:
+        try:
+            self._schedule_job(job)
+        except Exception as exc:  # e.g. an unreadable job folder: end the job, never hang
+            logger.exception("cannot schedule %s", job)
+            self._finish(job, JobState.ERROR, FailureRecord(1, "error", f"{type(exc).__name__}: {exc}"))
+
+    def _schedule_job(self, job: Job) -> None:
         if job.finished:
             return
         files = job.files
