@@ -44,7 +44,7 @@ def scenario_jobs(workdir: Path, n: int) -> dict:
     from benchtasks import Trivial
 
     cpu0 = _cpu_s()
-    with experiment(workdir, "jobs") as xp:
+    with experiment(workdir, "jobs"):
         t0 = time.perf_counter()
         tasks = [Trivial.C(i=i).submit() for i in range(n)]
         t_submit = time.perf_counter() - t0
@@ -164,7 +164,7 @@ def scenario_reuse(workdir: Path, n: int) -> dict:
     from benchtasks import Trivial
 
     cpu0 = _cpu_s()
-    with experiment(workdir, "reuse") as xp:
+    with experiment(workdir, "reuse"):
         t0 = time.perf_counter()
         tasks = [Trivial.C(i=i).submit() for i in range(n)]
         t_submit = time.perf_counter() - t0
@@ -183,7 +183,7 @@ def scenario_chain(workdir: Path, n: int) -> dict:
     t0 = time.perf_counter()
     jobs = []
     try:
-        with experiment(workdir, "chain") as xp:
+        with experiment(workdir, "chain"):
             prev = None
             for i in range(n):
                 prev = ChainStep.C(i=i, prev=prev).submit()

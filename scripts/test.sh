@@ -5,5 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup-venv.sh
 setup_venv test
+echo "== linting (ruff)"
+.venv/bin/python -m ruff check experimaestro tests bench examples
 echo "== running the tests"
 exec .venv/bin/python -m pytest "$@"

@@ -811,7 +811,9 @@ STABLE_CASES: Dict[str, str] = {
 STABLE_IDS: Dict[str, str] = {
     'Model.C()': "daeda40dd369c4d3efee7bb8373b44feb32a362010ad22d68e678f2d39edebdb",
     'Model.C(layers=4)': "d09134e01ad06712f1c03407e407339c3c80a989acddd626225e791ef1c3b81a",
-    'Model.C(dropout=0.5, mode=Mode.SLOW)': "aca6002cb1c3e4fa35b08ec1f1e76399896d8ab7d0a724314d8d9af02a7973e2",
+    "Model.C(dropout=0.5, mode=Mode.SLOW)": (
+        "aca6002cb1c3e4fa35b08ec1f1e76399896d8ab7d0a724314d8d9af02a7973e2"
+    ),
     "Model.C(name='cnn')": "dd67b838b67f429437b77d0121c645431a3bb1d353d9614a4cf87c9932ec24cf",
     "Data.C(path=Path('/d'))": "6669e43839499ed5626a27993b53a3b1da8b73bf82ecf605c561f64b7735bff6",
     'Data.C(names=[...])': "080b0a0b5ca48873e96270c0d1cc5f18b50145f08c4f66f5bfca5458621bb7a8",
