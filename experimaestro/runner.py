@@ -167,33 +167,96 @@ def run(params_path: Path) -> int:
     return code
 
 
-def standby() -> int:
-    """Wait, with the imports done, for the path of a params.json on stdin; then run that job.
-
-    The direct launcher keeps one such process ready, so that a job (a dependent whose dependency
-    just ended, typically) starts without paying for the interpreter start-up and imports. Output
-    goes to the job's log files from the moment the job is known. End of input: exit quietly.
-    """
-    from .core import serialization  # noqa: F401 - the imports are the point of standing by
-    from .launchers.jobfiles import JobFiles
-
-    line = sys.stdin.readline().strip()
-    if not line:
-        return 0
-    params = Path(line)
-    files = JobFiles.of_directory(params.resolve().parent)
+def _redirect_output(files: Any) -> None:
+    """Send this process's stdout and stderr to the job's log files (appended)."""
     for path, fd in ((files.stdout, 1), (files.stderr, 2)):
         target = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         os.dup2(target, fd)
         os.close(target)
-    return run(params)
+
+
+def forkserver() -> int:
+    """Start jobs by forking this process, which has already done a job's imports.
+
+    The direct launcher keeps one such process per controller (see launchers/forkserver.py), so
+    that a job does not pay for the interpreter start-up and imports. One line each way:
+
+    * stdin: the path of a job's params.json;
+    * stdout: ``started <pid> <create time>`` once the job's process exists, then
+      ``ended <pid> <exit code>`` when it ends (a negative code: killed by that signal).
+
+    Each job process is in its own session and outlives this one. End of input: exit at once
+    (running jobs go on).
+    """
+    import psutil
+
+    from .core import serialization  # noqa: F401 - the imports are the point of forking from here
+    from .launchers.jobfiles import JobFiles
+
+    def report(line: str) -> None:
+        # One write() of a short line on a pipe is atomic: safe from the signal handler too.
+        os.write(1, line.encode())
+
+    def reap(signum: int, frame: Any) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            report(f"ended {pid} {os.waitstatus_to_exitcode(status)}\n")
+
+    signal.signal(signal.SIGCHLD, reap)
+    for line in sys.stdin:
+        params = line.strip()
+        if not params:
+            continue
+        # No reaping between the fork and the report: the child's create time must be readable.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the job's own subprocesses need it
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+            os._exit(_run_forked(Path(params), JobFiles))
+        try:
+            create_time = psutil.Process(pid).create_time()
+        except psutil.Error:
+            create_time = 0.0
+        report(f"started {pid} {create_time}\n")
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+    return 0
+
+
+def _run_forked(params: Path, job_files: Any) -> int:
+    """The job side of a fork: a session of its own, the job's logs, then the job."""
+    code = 1
+    try:
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        _redirect_output(job_files.of_directory(params.resolve().parent))
+        code = run(params)
+    except BaseException:
+        _print_exception()
+    finally:
+        import atexit
+
+        atexit._run_exitfuncs()  # what a normal interpreter exit would run
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+    return code
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """Entry point of ``python -m experimaestro run (PARAMS | --standby)``."""
+    """Entry point of ``python -m experimaestro run (PARAMS | --forkserver)``."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv == ["--standby"]:
-        return standby()
+    if argv == ["--forkserver"]:
+        return forkserver()
     if len(argv) != 1:
         sys.stderr.write("usage: python -m experimaestro run <jobdir>/params.json\n")
         return 2

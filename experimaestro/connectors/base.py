@@ -111,10 +111,12 @@ class Connector(abc.ABC):
         stderr_path: Optional[PathLike],
         env: Optional[Mapping[str, str]] = None,
         stdin_pipe: bool = False,
+        stdout_pipe: bool = False,
     ) -> StartedProcess:
         """Start a process in its own session, so that it outlives the caller.
 
-        Its stdin is empty (or a pipe with ``stdin_pipe``); its stdout and stderr are appended to
+        Its stdin is empty (or a pipe with ``stdin_pipe``; likewise ``stdout_pipe``); its stdout
+        and stderr are appended to
         the given files (never truncated, so a retry keeps the previous attempt's logs), or go to
         /dev/null when no file is given.
         """

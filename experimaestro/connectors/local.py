@@ -108,12 +108,14 @@ class LocalConnector(Connector):
         stderr_path: Optional[PathLike],
         env: Optional[Mapping[str, str]] = None,
         stdin_pipe: bool = False,
+        stdout_pipe: bool = False,
     ) -> StartedProcess:
         """Start ``cmd`` in a new session (it survives the controller), output appended to files.
 
         ``env`` replaces the environment (None: inherit this process's). The returned ``popen``
         must be polled by its owner so that the ended process is reaped. A missing output path
-        means /dev/null; with ``stdin_pipe``, ``popen.stdin`` is a pipe to the process.
+        means /dev/null; with ``stdin_pipe`` (``stdout_pipe``), ``popen.stdin`` (``popen.stdout``)
+        is a pipe to (from) the process.
         """
         with _append_or_null(stdout_path) as out, _append_or_null(stderr_path) as err:
             popen = subprocess.Popen(
@@ -121,7 +123,7 @@ class LocalConnector(Connector):
                 cwd=cwd,
                 env=dict(env) if env is not None else None,
                 stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
-                stdout=out,
+                stdout=subprocess.PIPE if stdout_pipe else out,
                 stderr=err,
                 start_new_session=True,
                 close_fds=True,

@@ -14,12 +14,13 @@ from .jobfiles import JobFiles
 class Launched:
     """A started job process.
 
-    ``wait`` blocks until the process ends and returns its exit code, when the launcher can wait
-    (a child of this process); otherwise it is None and the scheduler watches the job's files.
+    ``wait`` blocks until the process ends and returns its exit code (negative: killed by that
+    signal), when the launcher can know it; it returns None when it cannot know any more (the job
+    may still run); without ``wait``, the scheduler watches the job's files only.
     """
 
     record: PidRecord
-    wait: Optional[Callable[[], int]] = None
+    wait: Optional[Callable[[], Optional[int]]] = None
 
 
 class Launcher(abc.ABC):

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import shlex
+import socket
 import sys
+import time
 from typing import Optional
 
 from ..connectors.local import LocalConnector
 from ..connectors.files import atomic_write
+from ..connectors.process import PidRecord
 from .jobfiles import JobFiles
-from . import standby
+from . import forkserver
 from .base import Launched, Launcher
 
 
@@ -36,9 +39,8 @@ class DirectLauncher(Launcher):
 
     At most ``max_jobs`` jobs run at once (default: the number of CPUs); tokens come on top.
 
-    To start jobs fast, a job is handed to a runner *standing by* (see ``standby.py``), and
-    ``spares`` runners (2 by default: with short jobs, one may still be importing) are kept ready
-    for the next ones.
+    To start jobs fast, jobs are forked from a process that has already done a job's imports (see
+    ``forkserver.py``); with ``fork=False``, each job starts a new interpreter.
     """
 
     def __init__(
@@ -47,7 +49,7 @@ class DirectLauncher(Launcher):
         *,
         python: Optional[str] = None,
         connector: Optional[LocalConnector] = None,
-        spares: int = 2,
+        fork: bool = True,
     ) -> None:
         if max_jobs is not None and max_jobs < 1:
             raise ValueError(f"DirectLauncher(max_jobs={max_jobs}): give at least 1")
@@ -55,8 +57,8 @@ class DirectLauncher(Launcher):
         self.python = python or sys.executable
         self.connector = connector or LocalConnector.instance()
         self._pythonpath: Optional[str] = None
-        #: How many runners stand by, ready for the next jobs (0: start each job from scratch).
-        self.spares = spares
+        #: Start jobs from the fork server (False: a new interpreter for each job).
+        self.fork = fork
 
     def command(self, files: JobFiles) -> list[str]:
         return [self.python, "-m", "experimaestro", "run", str(files.params)]
@@ -86,23 +88,26 @@ class DirectLauncher(Launcher):
         atomic_write(script, self.script(files))
         os.chmod(script, 0o755)
         env = self._job_env()
-        key = (self.python, tuple(sorted(env.items())))
-        started = standby.pool.take(key, str(files.params)) if self.spares else None
-        if started is None:
-            started = self.connector.start_detached(
-                self.command(files), cwd=files.path, stdout_path=files.stdout,
-                stderr_path=files.stderr, env=env,
-            )
-        if self.spares:
-            standby.pool.refill(
-                key, self.spares,
+        if self.fork:
+            server = forkserver.servers.get(
+                (self.python, tuple(sorted(env.items()))),
                 lambda: self.connector.start_detached(
-                    [self.python, "-m", "experimaestro", "run", "--standby"], cwd="/",
+                    [self.python, "-m", "experimaestro", "run", "--forkserver"], cwd="/",
                     stdout_path=None, stderr_path=None, env=env, stdin_pipe=True,
+                    stdout_pipe=True,
                 ),
             )
-        assert started.popen is not None
-        return Launched(record=started.record, wait=started.popen.wait)
+            started = server.start(str(files.params)) if server is not None else None
+            if server is not None and started is not None:
+                pid, create_time = started
+                record = PidRecord(pid, create_time, socket.gethostname(), time.time())
+                return Launched(record=record, wait=lambda: server.wait(pid))
+        process = self.connector.start_detached(
+            self.command(files), cwd=files.path, stdout_path=files.stdout,
+            stderr_path=files.stderr, env=env,
+        )
+        assert process.popen is not None
+        return Launched(record=process.record, wait=process.popen.wait)
 
     def describe(self) -> str:
         return f"local (at most {self.max_jobs} at once)"

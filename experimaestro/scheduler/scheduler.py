@@ -369,7 +369,9 @@ class Scheduler:
         # dependents start at once; the launcher slot is freed when the process is reaped.
         self._watch_job(job)
 
-    def _process_ended(self, job: Job, attempt: int, launcher: object, code: int) -> None:
+    def _process_ended(
+        self, job: Job, attempt: int, launcher: object, code: Optional[int]
+    ) -> None:
         self._load[id(launcher)] -= 1
         self._dirty = True
         if attempt != job.attempt or job.finished:
@@ -379,6 +381,10 @@ class Scheduler:
             return
         self._running.discard(job)
         files = job.files
+        if code is None and files.marker_state() is None and self._alive_elsewhere(job):
+            # The launcher lost track of a process that still runs: watch its folder.
+            self._attach(job)
+            return
         if code == EXIT_LOCKED and files.marker_state() is None:
             logger.info("%s is run by another runner: waiting on it", job)
             self._release_tokens(job)
