@@ -318,3 +318,31 @@ def test_path_generator_gives_a_path_in_the_job_folder(tmp_path: Path) -> None:
         assert saver.model == saver.jobpath / "model" / "weights.txt"
     assert saver.model.read_text() == "3"
     assert saver.__xpm__.identifier == Saver.C(value=3).__xpm__.identifier
+
+
+def test_forked_jobs_are_independent_processes(tmp_path: Path) -> None:
+    from xpm_tasks import Forked
+
+    with experiment(tmp_path / "ws", "xp"):
+        jobs = [Forked.C(name=str(i)).submit() for i in range(3)]
+    reports = [(job.jobpath / "report.txt").read_text().split() for job in jobs]
+    assert len({r[0] for r in reports}) == 3  # random is reseeded in each job
+    assert all(r[1:] == ["0", "True"] for r in reports)  # subprocesses work; own session
+
+
+def test_jobs_survive_the_fork_server(tmp_path: Path) -> None:
+    """If the fork server dies, the jobs it started go on and are still followed."""
+    from xpm_tasks import Forked
+
+    from experimaestro.launchers import forkserver
+
+    gate = tmp_path / "gate"
+    with experiment(tmp_path / "ws", "xp"):
+        job = Forked.C(name="survivor", gate=gate).submit().__xpm__.job
+        wait_until(lambda: job.state is JobState.RUNNING, what="the job to start")
+        server = forkserver.servers._server
+        assert server is not None
+        server.process.popen.kill()
+        wait_until(lambda: not server.alive, what="the fork server to die")
+        gate.touch()
+    assert job.state is JobState.DONE

@@ -138,3 +138,22 @@ class Saver(Task):
     def execute(self) -> None:
         self.model.parent.mkdir(parents=True, exist_ok=True)
         self.model.write_text(str(self.value))
+
+
+class Forked(Task):
+    """Checks what a job forked from the fork server must have: fresh random numbers, working
+    subprocesses (SIGCHLD handled by default), its own session."""
+
+    name: Param[str]
+    gate: Meta[Optional[Path]] = None
+
+    def execute(self) -> None:
+        import random
+        import subprocess
+
+        if self.gate is not None:
+            wait_for_file(self.gate)
+        code = subprocess.run(["true"]).returncode
+        Path("report.txt").write_text(
+            f"{random.random()} {code} {os.getsid(0) == os.getpid()}"
+        )
