@@ -197,7 +197,14 @@ def forkserver() -> int:
         # One write() of a short line on a pipe is atomic: safe from the signal handler too.
         os.write(1, line.encode())
 
+    starting = False  # between a fork and its "started" line: reaping waits (create time)
+    deferred = False
+
     def reap(signum: int, frame: Any) -> None:
+        nonlocal deferred
+        if starting:
+            deferred = True
+            return
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -213,18 +220,21 @@ def forkserver() -> int:
         if not params:
             continue
         # No reaping between the fork and the report: the child's create time must be readable.
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        starting = True
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the job's own subprocesses need it
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+            sys.argv = [sys.argv[0], "run", params]
             os._exit(_run_forked(Path(params), JobFiles))
         try:
             create_time = psutil.Process(pid).create_time()
         except psutil.Error:
             create_time = 0.0
         report(f"started {pid} {create_time}\n")
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+        starting = False
+        if deferred:
+            deferred = False
+            reap(signal.SIGCHLD, None)
     return 0
 
 
@@ -236,14 +246,19 @@ def _run_forked(params: Path, job_files: Any) -> int:
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
+        sys.stdin = open(os.devnull)  # not the server's buffer of job paths
         _redirect_output(job_files.of_directory(params.resolve().parent))
         code = run(params)
     except BaseException:
         _print_exception()
     finally:
         import atexit
+        import threading
 
-        atexit._run_exitfuncs()  # what a normal interpreter exit would run
+        # What a normal interpreter exit does (as multiprocessing does for its forked children):
+        # join non-daemon threads (and executors' workers), then the atexit functions.
+        threading._shutdown()  # type: ignore[attr-defined]
+        atexit._run_exitfuncs()
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()

@@ -328,6 +328,9 @@ def test_forked_jobs_are_independent_processes(tmp_path: Path) -> None:
     reports = [(job.jobpath / "report.txt").read_text().split() for job in jobs]
     assert len({r[0] for r in reports}) == 3  # random is reseeded in each job
     assert all(r[1:] == ["0", "True"] for r in reports)  # subprocesses work; own session
+    # Non-daemon threads are joined before the job process exits (after its marker is written).
+    threads = [job.jobpath / "thread.txt" for job in jobs]
+    wait_until(lambda: all(path.exists() for path in threads), what="the jobs' threads")
 
 
 def test_jobs_survive_the_fork_server(tmp_path: Path) -> None:
@@ -340,8 +343,8 @@ def test_jobs_survive_the_fork_server(tmp_path: Path) -> None:
     with experiment(tmp_path / "ws", "xp"):
         job = Forked.C(name="survivor", gate=gate).submit().__xpm__.job
         wait_until(lambda: job.state is JobState.RUNNING, what="the job to start")
-        server = forkserver.servers._server
-        assert server is not None
+        pid = json.loads(job.files.pidfile.read_text())["pid"]
+        (server,) = [s for s in forkserver.servers.running() if pid in s.jobs]
         server.process.popen.kill()
         wait_until(lambda: not server.alive, what="the fork server to die")
         gate.touch()

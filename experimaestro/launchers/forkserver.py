@@ -5,11 +5,11 @@ needs (about 50 ms of CPU per job). A fork server pays it once: it is a detached
 done these imports, and starts each job by forking itself (see ``runner.forkserver``). A job starts
 in about a millisecond and costs only its own work.
 
-One fork server serves the whole controller process; it only starts jobs for the current
-interpreter and environment (a change of ``os.environ``, such as ``CUDA_VISIBLE_DEVICES``, retires it
-for a new one). Its jobs are in sessions of their own: they outlive the fork server and the
-controller. The fork server exits when its stdin closes (the controller ended, however it ended).
-If it dies, the jobs it started go on, and their controller watches them through their folders.
+A controller keeps one fork server per interpreter and environment (two launchers that set
+``CUDA_VISIBLE_DEVICES`` differently use two). Its jobs are in sessions of their own: they outlive
+the fork server and the controller. The fork server exits when its stdin closes (the controller
+ended, however it ended). If it dies, the jobs it started go on, and their controller watches them
+through their folders.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ class ForkServer:
         self._state = threading.Condition()
         self._started: list[tuple[int, float]] = []
         self._ended: dict[int, int] = {}
+        #: The pids of the jobs it started.
+        self.jobs: set[int] = set()
         self.alive = True
         self._reader = threading.Thread(target=self._read, name="xpm-forkserver", daemon=True)
         self._reader.start()
@@ -71,8 +73,17 @@ class ForkServer:
                 return None
             with self._state:
                 if not self._state.wait_for(lambda: self._started or not self.alive, START_TIMEOUT):
+                    # Unresponsive: never use it again (a late answer would pair with another job).
+                    logger.warning("the job fork server did not answer: retiring it")
+                    self.alive = False
+                    self._state.notify_all()
+                    self.close()
                     return None
-                return self._started.pop(0) if self._started else None
+                if not self._started:
+                    return None
+                pid, create_time = self._started.pop(0)
+                self.jobs.add(pid)
+                return pid, create_time
 
     def wait(self, pid: int) -> Optional[int]:
         """Block until job ``pid`` ends: its exit code, or None if the server died first (the job
@@ -90,36 +101,49 @@ class ForkServer:
 
 
 class ForkServers:
-    """The fork server of this process, for one (interpreter, environment) at a time."""
+    """The fork servers of this process: one per (interpreter, environment), a few at most.
 
-    def __init__(self) -> None:
+    Launchers with different environments (one per GPU, say) each keep their own server. Beyond
+    ``limit`` environments, the least recently used server is retired: it exits, and its running
+    jobs go on, watched through their folders.
+    """
+
+    def __init__(self, limit: int = 8) -> None:
         self._lock = threading.Lock()
-        self._key: Optional[Hashable] = None
-        self._server: Optional[ForkServer] = None
+        self._servers: dict[Hashable, ForkServer] = {}
+        self.limit = limit
 
     def get(self, key: Hashable, start: Callable[[], StartedProcess]) -> Optional[ForkServer]:
         """The live fork server for ``key``, started if needed; None if it cannot be started."""
         with self._lock:
-            server = self._server
-            if server is not None and self._key == key and server.alive:
+            server = self._servers.pop(key, None)
+            if server is not None and server.alive:
+                self._servers[key] = server  # most recently used last
                 return server
-            if server is not None:
-                server.close()  # another environment, or dead: retire it
-            self._server = None
-            self._key = key
+            while len(self._servers) >= self.limit:
+                oldest = next(iter(self._servers))
+                self._servers.pop(oldest).close()
             try:
-                self._server = ForkServer(start())
+                server = ForkServer(start())
             except Exception as exc:
-                logger.warning("could not start the job fork server (%s): starting jobs directly",
-                               exc)
+                logger.warning(
+                    "could not start the job fork server (%s): starting jobs directly", exc
+                )
                 return None
-            return self._server
+            self._servers[key] = server
+            return server
+
+    def running(self) -> list[ForkServer]:
+        """The fork servers started so far (alive or not)."""
+        with self._lock:
+            return list(self._servers.values())
 
     def close(self) -> None:
         with self._lock:
-            if self._server is not None:
-                self._server.close()
-                self._server = None
+            servers = list(self._servers.values())
+            self._servers.clear()
+        for server in servers:
+            server.close()
 
 
 #: The fork servers of this process.

@@ -372,6 +372,18 @@ class Scheduler:
     def _process_ended(
         self, job: Job, attempt: int, launcher: object, code: Optional[int]
     ) -> None:
+        files = job.files
+        if (
+            code is None
+            and attempt == job.attempt
+            and not job.finished
+            and files.marker_state() is None
+            and self._alive_elsewhere(job)
+        ):
+            # The launcher lost track of a process that still runs: watch its folder; it keeps
+            # its launcher slot until it ends (see _finish).
+            self._attach(job)
+            return
         self._load[id(launcher)] -= 1
         self._dirty = True
         if attempt != job.attempt or job.finished:
@@ -380,11 +392,6 @@ class Scheduler:
                 self._running.discard(job)
             return
         self._running.discard(job)
-        files = job.files
-        if code is None and files.marker_state() is None and self._alive_elsewhere(job):
-            # The launcher lost track of a process that still runs: watch its folder.
-            self._attach(job)
-            return
         if code == EXIT_LOCKED and files.marker_state() is None:
             logger.info("%s is run by another runner: waiting on it", job)
             self._release_tokens(job)
@@ -486,7 +493,7 @@ class Scheduler:
         self._release_tokens(job)
         if job in self._attached:
             self._attached.discard(job)
-            if job in self._running:  # launched without a reaper: its slot is freed here
+            if job in self._running:  # its launcher cannot tell when it ends: free its slot
                 self._running.discard(job)
                 self._load[id(job.launcher)] -= 1
         if self._watched_jobs.pop(job.path, None) is not None:

@@ -8,6 +8,7 @@ read start/end times from it.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -154,6 +155,12 @@ class Forked(Task):
         if self.gate is not None:
             wait_for_file(self.gate)
         code = subprocess.run(["true"]).returncode
+
+        def late() -> None:  # a non-daemon thread: the job process waits for it, as Python does
+            time.sleep(0.2)
+            Path("thread.txt").write_text("joined")
+
+        threading.Thread(target=late).start()
         Path("report.txt").write_text(
             f"{random.random()} {code} {os.getsid(0) == os.getpid()}"
         )
