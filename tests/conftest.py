@@ -42,26 +42,37 @@ def controller_env(extra: Optional[dict[str, str]] = None) -> dict[str, str]:
     return env
 
 
+_controllers: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _kill_leftover_controllers() -> object:
+    """Controllers a test started and left running (a failed assertion) are killed after it."""
+    yield
+    while _controllers:
+        proc = _controllers.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def start_controller(
     script: str, directory: Path, name: str = "controller.py", env: Optional[dict[str, str]] = None
 ) -> subprocess.Popen:
     """Start a controller script (Python source) in a subprocess; output goes to files."""
     path = directory / name
     path.write_text(textwrap.dedent(script))
-    out = open(directory / f"{name}.out", "ab")
-    return subprocess.Popen(
-        [sys.executable, str(path)], stdout=out, stderr=subprocess.STDOUT,
-        env=controller_env(env), cwd=directory,
-    )
+    with open(directory / f"{name}.out", "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(path)], stdout=out, stderr=subprocess.STDOUT,
+            env=controller_env(env), cwd=directory,
+        )
+    _controllers.append(proc)
+    return proc
 
 
 def run_controller(script: str, directory: Path, name: str = "controller.py",
                    env: Optional[dict[str, str]] = None, timeout: float = 120) -> tuple[int, str]:
     """Run a controller script to its end; returns (exit code, output)."""
-    proc = start_controller(script, directory, name, env)
-    try:
-        code = proc.wait(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    code = start_controller(script, directory, name, env).wait(timeout=timeout)
     return code, (directory / f"{name}.out").read_text()

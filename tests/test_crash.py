@@ -32,34 +32,26 @@ def test_sigkill_controller_then_rerun(tmp_path: Path) -> None:
     log, gate = tmp_path / "log", tmp_path / "gate"
     script = CONTROLLER.format(root=str(tmp_path))
     first = start_controller(script, tmp_path)
-    try:
-        # Kill once `quick` and `queued` are done, and `slow` and `after_quick` are running (both
-        # launcher slots taken); `after_slow` never ran.
-        wait_until(
-            lambda: count(log, "end", "quick") == 1
-            and count(log, "end", "queued") == 1
-            and count(log, "start", "slow") == 1
-            and count(log, "start", "after_quick") == 1,
-            what="quick done, slow and after_quick running",
-        )
-        first.kill()
-        first.wait(timeout=10)
-    finally:
-        if first.poll() is None:
-            first.kill()
+    # Kill once `quick` and `queued` are done, and `slow` and `after_quick` are running (both
+    # launcher slots taken); `after_slow` never ran.
+    wait_until(
+        lambda: count(log, "end", "quick") == 1
+        and count(log, "end", "queued") == 1
+        and count(log, "start", "slow") == 1
+        and count(log, "start", "after_quick") == 1,
+        what="quick done, slow and after_quick running",
+    )
+    first.kill()
+    first.wait(timeout=10)
     assert count(log, "start", "after_slow") == 0
 
     # The jobs outlived their controller; a new controller re-attaches, then the gate opens.
     second = start_controller(script, tmp_path, name="rerun.py")
-    try:
-        experiment_log = tmp_path / "ws" / "experiments" / "crash" / "experiment.log"
-        wait_until(lambda: experiment_log.read_text().count("started") == 2,
-                   what="the rerun to start")
-        gate.touch()
-        assert second.wait(timeout=60) == 0, (tmp_path / "rerun.py.out").read_text()
-    finally:
-        if second.poll() is None:
-            second.kill()
+    experiment_log = tmp_path / "ws" / "experiments" / "crash" / "experiment.log"
+    wait_until(lambda: experiment_log.read_text().count("started") == 2,
+               what="the rerun to start")
+    gate.touch()
+    assert second.wait(timeout=60) == 0, (tmp_path / "rerun.py.out").read_text()
     assert "CONTROLLER DONE" in (tmp_path / "rerun.py.out").read_text()
     for name in ("quick", "slow", "after_slow", "after_quick", "queued"):
         assert count(log, "start", name) == 1, (name, executions(log))
@@ -87,14 +79,10 @@ def test_job_killed_with_sigkill_fails_with_reason(tmp_path: Path) -> None:
         Step.C(name="victim", log=Path({str(log)!r}), gate=Path({str(gate)!r})).submit()
     """
     controller = start_controller(script, tmp_path)
-    try:
-        wait_until(lambda: count(log, "start", "victim") == 1, what="the job to start")
-        pidfile = next((tmp_path / "ws" / "jobs").glob("xpm_tasks.step/*/step.pid"))
-        os.kill(json.loads(pidfile.read_text())["pid"], signal.SIGKILL)
-        assert controller.wait(timeout=60) != 0
-    finally:
-        if controller.poll() is None:
-            controller.kill()
+    wait_until(lambda: count(log, "start", "victim") == 1, what="the job to start")
+    pidfile = next((tmp_path / "ws" / "jobs").glob("xpm_tasks.step/*/step.pid"))
+    os.kill(json.loads(pidfile.read_text())["pid"], signal.SIGKILL)
+    assert controller.wait(timeout=60) != 0
     failed = json.loads((pidfile.parent / "step.failed").read_text())
     assert failed["reason"] == "killed" and "signal 9" in failed["message"]
 
@@ -110,21 +98,15 @@ def test_attached_job_killed_is_noticed_by_the_sweep(tmp_path: Path) -> None:
         Step.C(name="orphan", log=Path({str(log)!r}), gate=Path({str(gate)!r})).submit()
     """
     first = start_controller(script, tmp_path)
-    try:
-        wait_until(lambda: count(log, "start", "orphan") == 1, what="the job to start")
-    finally:
-        first.kill()
-        first.wait(timeout=10)
+    wait_until(lambda: count(log, "start", "orphan") == 1, what="the job to start")
+    first.kill()
+    first.wait(timeout=10)
     second = start_controller(script, tmp_path, name="second.py", env={"XPM_SWEEP_INTERVAL": "0.2"})
-    try:
-        pidfile = next((tmp_path / "ws" / "jobs").glob("xpm_tasks.step/*/step.pid"))
-        experiment_log = tmp_path / "ws" / "experiments" / "lost" / "experiment.log"
-        wait_until(lambda: "already running: waiting on it" in experiment_log.read_text(),
-                   what="the second controller to attach")
-        os.kill(json.loads(pidfile.read_text())["pid"], signal.SIGKILL)
-        assert second.wait(timeout=60) != 0
-    finally:
-        if second.poll() is None:
-            second.kill()
+    pidfile = next((tmp_path / "ws" / "jobs").glob("xpm_tasks.step/*/step.pid"))
+    experiment_log = tmp_path / "ws" / "experiments" / "lost" / "experiment.log"
+    wait_until(lambda: "already running: waiting on it" in experiment_log.read_text(),
+               what="the second controller to attach")
+    os.kill(json.loads(pidfile.read_text())["pid"], signal.SIGKILL)
+    assert second.wait(timeout=60) != 0
     failed = json.loads((pidfile.parent / "step.failed").read_text())
     assert failed["reason"] == "lost"

@@ -36,14 +36,9 @@ def test_two_controllers_race_to_start_the_same_jobs(tmp_path: Path, round_: int
         )
         for xp in ("left", "right")
     ]
-    try:
-        (tmp_path / "go").touch()
-        for c in controllers:
-            assert c.wait(timeout=120) == 0
-    finally:
-        for c in controllers:
-            if c.poll() is None:
-                c.kill()
+    (tmp_path / "go").touch()
+    for c in controllers:
+        assert c.wait(timeout=120) == 0
     log = tmp_path / "log"
     for i in range(n):
         assert count(log, "start", f"r{round_}-{i}") == 1, executions(log)
@@ -87,13 +82,8 @@ def test_token_limit_across_two_controllers(tmp_path: Path) -> None:
         )
         for xp in ("a", "b")
     ]
-    try:
-        for c in controllers:
-            assert c.wait(timeout=120) == 0
-    finally:
-        for c in controllers:
-            if c.poll() is None:
-                c.kill()
+    for c in controllers:
+        assert c.wait(timeout=120) == 0
     log = tmp_path / "log"
     assert sum(1 for e, *_ in executions(log) if e == "end") == 6
     # Never more than 2 at once, and the token is used fully (jobs not serialised needlessly).
@@ -107,18 +97,14 @@ def test_token_total_edited_live(tmp_path: Path) -> None:
                           gate=f"Path({str(gate)!r})"),
         tmp_path,
     )
-    try:
-        wait_until(lambda: sum(1 for e, *_ in executions(log) if e == "start") == 1,
-                   what="the first job")
-        total = tmp_path / "ws" / ".experimaestro" / "tokens" / "tk" / "total"
-        total.write_text("3\n")
-        wait_until(lambda: sum(1 for e, *_ in executions(log) if e == "start") == 3,
-                   what="all three jobs to run at once after the edit")
-        gate.touch()
-        assert controller.wait(timeout=60) == 0
-    finally:
-        if controller.poll() is None:
-            controller.kill()
+    wait_until(lambda: sum(1 for e, *_ in executions(log) if e == "start") == 1,
+               what="the first job")
+    total = tmp_path / "ws" / ".experimaestro" / "tokens" / "tk" / "total"
+    total.write_text("3\n")
+    wait_until(lambda: sum(1 for e, *_ in executions(log) if e == "start") == 3,
+               what="all three jobs to run at once after the edit")
+    gate.touch()
+    assert controller.wait(timeout=60) == 0
 
 
 def test_token_of_killed_controller_and_job_is_reclaimed(tmp_path: Path) -> None:
@@ -128,15 +114,11 @@ def test_token_of_killed_controller_and_job_is_reclaimed(tmp_path: Path) -> None
                           gate=f"Path({str(gate)!r})"),
         tmp_path, "dead.py",
     )
-    try:
-        wait_until(lambda: count(log, "start", "dead0") == 1, what="the token holder to start")
-        pidfile = next((tmp_path / "ws" / "jobs").glob("xpm_tasks.step/*/step.pid"))
-        first.kill()
-        first.wait(timeout=10)
-        os.kill(json.loads(pidfile.read_text())["pid"], signal.SIGKILL)
-    finally:
-        if first.poll() is None:
-            first.kill()
+    wait_until(lambda: count(log, "start", "dead0") == 1, what="the token holder to start")
+    pidfile = next((tmp_path / "ws" / "jobs").glob("xpm_tasks.step/*/step.pid"))
+    first.kill()
+    first.wait(timeout=10)
+    os.kill(json.loads(pidfile.read_text())["pid"], signal.SIGKILL)
     gate.touch()
     second = start_controller(
         TOKEN_USER.format(root=str(tmp_path), xp="alive", total=1, n=1, duration=0, gate=None),
@@ -159,18 +141,14 @@ def test_tokens_list_shows_totals_and_holders(tmp_path: Path) -> None:
                           gate=f"Path({str(gate)!r})"),
         tmp_path,
     )
-    try:
-        wait_until(lambda: count(log, "start", "listed0") == 1, what="the token holder")
-        result = CliRunner().invoke(main, ["tokens", "list", "--workdir", str(tmp_path / "ws"),
-                                           "--json"])
-        assert result.exit_code == 0, result.output
-        (row,) = json.loads(result.output)
-        assert (row["name"], row["total"], row["used"]) == ("tk", 2, 1)
-        assert row["holders"][0]["stale"] is None
-        gate.touch()
-        assert controller.wait(timeout=60) == 0
-    finally:
-        if controller.poll() is None:
-            controller.kill()
+    wait_until(lambda: count(log, "start", "listed0") == 1, what="the token holder")
+    result = CliRunner().invoke(main, ["tokens", "list", "--workdir", str(tmp_path / "ws"),
+                                       "--json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.output)
+    assert (row["name"], row["total"], row["used"]) == ("tk", 2, 1)
+    assert row["holders"][0]["stale"] is None
+    gate.touch()
+    assert controller.wait(timeout=60) == 0
     result = CliRunner().invoke(main, ["tokens", "list", "--workdir", str(tmp_path / "ws")])
     assert result.output.split("\n")[1].split() == ["tk", "2", "0", "-"]
