@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -22,14 +21,12 @@ def wait_until(
     predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.01, what: str = ""
 ) -> object:
     """Poll ``predicate`` until it returns a true value; fail the test after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(interval)
+    from polling import poll
+
+    try:
+        return poll(predicate, timeout, interval)
+    except TimeoutError:
+        pytest.fail(f"timed out after {timeout} s waiting for {what or predicate}")
 
 
 def controller_env(extra: Optional[dict[str, str]] = None) -> dict[str, str]:

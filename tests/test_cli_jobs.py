@@ -25,8 +25,9 @@ from experimaestro.core.serialization import dumps, parse_document
 from experimaestro.launchers.jobfiles import FailureRecord
 
 TASKS = '''
-import time
 from pathlib import Path
+
+from polling import poll
 
 from experimaestro import Config, Param, Task
 
@@ -56,11 +57,7 @@ class Waiter(Task):
 
     def execute(self):
         print("waiting for", self.flag, flush=True)
-        deadline = time.monotonic() + self.timeout
-        while not Path(self.flag).exists():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.flag} did not appear")
-            time.sleep(0.05)
+        poll(Path(self.flag).exists, self.timeout)
 '''
 
 CONTROLLER = '''
@@ -121,7 +118,7 @@ def listing(workdir: Path, *args: Any) -> list[dict[str, Any]]:
 
 def env_for(root: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(root)
+    env["PYTHONPATH"] = os.pathsep.join([str(root), str(Path(__file__).parent / "helpers")])
     for name in ("XPM_SWEEP_INTERVAL", "XPM_WORKDIR"):
         env.pop(name, None)
     return env

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from polling import poll, work
+
 from experimaestro import Config, Meta, Param, PathGenerator, Task, field
 
 
@@ -26,11 +28,7 @@ def record(log: Path, event: str, name: str) -> None:
 
 def wait_for_file(path: Path, timeout: float = 120.0) -> None:
     """Block (in the job) until ``path`` exists; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{path} never appeared")
-        time.sleep(0.02)
+    poll(path.exists, timeout)
 
 
 class Step(Task):
@@ -48,7 +46,7 @@ class Step(Task):
         if self.gate is not None:
             wait_for_file(self.gate)
         if self.duration:
-            time.sleep(self.duration)
+            work(self.duration)
         if self.fail:
             record(self.log, "fail", self.name)
             raise RuntimeError(f"step {self.name} fails on purpose")
@@ -157,7 +155,7 @@ class Forked(Task):
         code = subprocess.run(["true"]).returncode
 
         def late() -> None:  # a non-daemon thread: the job process waits for it, as Python does
-            time.sleep(0.2)
+            work(0.2)
             Path("thread.txt").write_text("joined")
 
         threading.Thread(target=late).start()
