@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import pytest
 
@@ -73,3 +73,25 @@ def run_controller(script: str, directory: Path, name: str = "controller.py",
     """Run a controller script to its end; returns (exit code, output)."""
     code = start_controller(script, directory, name, env).wait(timeout=timeout)
     return code, (directory / f"{name}.out").read_text()
+
+
+@pytest.fixture
+def source_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, str], Any]]:
+    """``source_module(name, source)``: write a module into ``tmp_path/src`` and import it (a real
+    module, so that job processes and fresh interpreters can import it too)."""
+    import importlib
+
+    src = tmp_path / "src"
+    src.mkdir()
+    monkeypatch.syspath_prepend(str(src))
+    names: list[str] = []
+
+    def load(name: str, source: str) -> Any:
+        (src / f"{name}.py").write_text(source)
+        sys.modules.pop(name, None)
+        names.append(name)
+        return importlib.import_module(name)
+
+    yield load
+    for name in names:
+        sys.modules.pop(name, None)

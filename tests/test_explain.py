@@ -5,9 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import pytest
 from click.testing import CliRunner
@@ -227,16 +226,8 @@ class Job(Task):
 
 
 @pytest.fixture
-def cli_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / f"{CLI_MODULE}.py").write_text(CLI_SOURCE)
-    monkeypatch.syspath_prepend(str(src))
-    sys.modules.pop(CLI_MODULE, None)
-    import importlib
-
-    yield importlib.import_module(CLI_MODULE)
-    sys.modules.pop(CLI_MODULE, None)
+def cli_module(source_module: Any) -> Any:
+    return source_module(CLI_MODULE, CLI_SOURCE)
 
 
 def test_cli_explains_a_params_file(cli_module: Any, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -107,17 +107,9 @@ LOADER = textwrap.dedent(
 
 
 @pytest.fixture
-def mod(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def mod(source_module: Any) -> Any:
     """The test module, written to ``tmp_path/src`` and imported."""
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / f"{MODULE}.py").write_text(MODULE_SOURCE)
-    monkeypatch.syspath_prepend(str(src))
-    sys.modules.pop(MODULE, None)
-    import importlib
-
-    yield importlib.import_module(MODULE)
-    sys.modules.pop(MODULE, None)
+    return source_module(MODULE, MODULE_SOURCE)
 
 
 def build(mod: Any, workspace: Path) -> Any:
