@@ -44,11 +44,8 @@ class Job:
         self.params: Optional[str] = None
         #: How many times this controller launched the job (events of older attempts are ignored).
         self.attempt = 0
-        self.submitted_at = time.time()
         self.started_at: Optional[float] = None
         self.ended_at: Optional[float] = None
-        #: True when the process was started by another controller (or an earlier run).
-        self.attached = False
         self._finished = threading.Event()
         self._files: Optional[JobFiles] = None
 
@@ -63,10 +60,6 @@ class Job:
                 f"`with experiment(...)` or pass submit(workspace=...)"
             )
         return self.workspace / self.relpath
-
-    @property
-    def jobpath(self) -> Path:
-        return self.path
 
     @property
     def files(self) -> JobFiles:

@@ -434,7 +434,6 @@ class Scheduler:
 
     def _attach(self, job: Job) -> None:
         logger.info("%s is already running: waiting on it", job)
-        job.attached = True
         self._attached.add(job)
         job.set_state(JobState.RUNNING)
         self._watch_job(job)
