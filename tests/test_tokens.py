@@ -10,12 +10,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Callable, Iterator, List
+from typing import Iterator, List
 
 import psutil
 import pytest
+from conftest import wait_until
 
 from experimaestro.connectors.local import LocalConnector
 from experimaestro.connectors.files import atomic_write
@@ -31,15 +31,6 @@ from experimaestro.scheduler.tokens import (
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "helpers" / "token_worker.py"
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0) -> None:
-    """Poll ``predicate`` every 10 ms until it is true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(0.01)
 
 
 def spawn(*args: str) -> "subprocess.Popen[bytes]":
