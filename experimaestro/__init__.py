@@ -25,6 +25,7 @@ from .core.types import Any, Constant, Meta, Option, Param, ValidationError, fie
 from .version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .launcherfinder import find_launcher
     from .scheduler.experiment import FailedExperiment, experiment
     from .scheduler.tokens import CounterToken
 
@@ -35,6 +36,7 @@ _LAZY = {
     "JobState": "experimaestro.launchers.jobfiles",
     "CounterToken": "experimaestro.scheduler.tokens",
     "explain": "experimaestro.core.explain",
+    "find_launcher": "experimaestro.launcherfinder",
     "Identifier": "experimaestro.core.identifier",
     "sealed_set": "experimaestro.core.tags",
 }
@@ -77,6 +79,7 @@ __all__ = [
     "experiment",
     "explain",
     "field",
+    "find_launcher",
     "help",
     "pathgenerator",
     "sealed_set",

@@ -6,6 +6,7 @@ import click
 
 from .cli_explain import explain_id
 from .cli_jobs import experiments, jobs
+from .cli_launchers import launchers
 from .cli_tokens import tokens
 from .version import __version__
 
@@ -20,3 +21,4 @@ main.add_command(explain_id)
 main.add_command(jobs)
 main.add_command(experiments)
 main.add_command(tokens)
+main.add_command(launchers)
