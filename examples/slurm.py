@@ -55,7 +55,7 @@ def main() -> None:
         xp.wait()
     for run in runs:
         print(tagspath(run), run.jobpath.name)  # the folder's name is the job identifier
-    print("best:", json.loads((best.jobpath / "best.json").read_text())["best"])
+    print(f"best: {json.loads((best.jobpath / 'best.json').read_text())['best']:.3f}")
 
 
 if __name__ == "__main__":
