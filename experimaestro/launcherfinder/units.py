@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import re
 from fractions import Fraction
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 #: Bytes per size unit (keys in lower case).
 SIZE_UNITS: dict[str, int] = {"b": 1}
@@ -59,38 +59,33 @@ def duration_in_seconds(number: str, unit: str) -> Optional[int]:
     return None if factor is None else math.ceil(Fraction(number) * factor)
 
 
+def _parse_quantity(
+    text: str, convert: Callable[[str, str], Optional[int]], what: str, example: str, units: str
+) -> int:
+    match = _QUANTITY.fullmatch(text)
+    if match is None or not match.group(2):
+        raise ValueError(
+            f"{text!r} is not a {what}: write a number and a unit, e.g. {example} (units: {units})"
+        )
+    value = convert(*match.groups())
+    if value is None:
+        raise ValueError(f"{text!r}: unknown {what} unit {match.group(2)!r} (use {units})")
+    return value
+
+
 def parse_size(text: Union[str, int]) -> int:
     """A size in bytes from ``"16G"``, ``"1.5GiB"``, ``"512 MB"`` (an int is taken as bytes)."""
     if isinstance(text, int):
         return text
-    match = _QUANTITY.fullmatch(text)
-    if match is None or not match.group(2):
-        raise ValueError(
-            f"{text!r} is not a size: write a number and a unit, e.g. '16G' or '1.5GiB' "
-            f"(units: {SIZE_UNITS_TEXT})"
-        )
-    value = size_in_bytes(*match.groups())
-    if value is None:
-        raise ValueError(f"{text!r}: unknown size unit {match.group(2)!r} (use {SIZE_UNITS_TEXT})")
-    return value
+    return _parse_quantity(text, size_in_bytes, "size", "'16G' or '1.5GiB'", SIZE_UNITS_TEXT)
 
 
 def parse_duration(text: Union[str, int, float]) -> int:
     """A duration in seconds from ``"4h"``, ``"30 min"``, ``"2 days"`` (a number is seconds)."""
     if isinstance(text, (int, float)):
         return math.ceil(text)
-    match = _QUANTITY.fullmatch(text)
-    if match is None or not match.group(2):
-        raise ValueError(
-            f"{text!r} is not a duration: write a number and a unit, e.g. '4h' or '30m' "
-            f"(units: {DURATION_UNITS_TEXT})"
-        )
-    value = duration_in_seconds(*match.groups())
-    if value is None:
-        raise ValueError(
-            f"{text!r}: unknown duration unit {match.group(2)!r} (use {DURATION_UNITS_TEXT})"
-        )
-    return value
+    return _parse_quantity(text, duration_in_seconds, "duration", "'4h' or '30m'",
+                           DURATION_UNITS_TEXT)
 
 
 def format_size(size: int) -> str:
