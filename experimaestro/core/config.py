@@ -565,14 +565,16 @@ def resolve_generated_paths(task: "Task", job_path: Path) -> None:
 
 
 def task_dependencies(task: Config) -> list[Config]:
-    """The tasks whose jobs must end before ``task`` runs: the producers of the outputs it uses
-    (parameters and init tasks), and explicit task dependencies. Resource dependencies are returned
-    by :func:`resource_dependencies`."""
+    """The tasks whose jobs must end before ``task`` runs: the tasks and producers of the outputs
+    it uses (parameters and init tasks), and explicit task dependencies. Resource dependencies are
+    returned by :func:`resource_dependencies`."""
     found: dict[int, Config] = {}
 
     def producer(cfg: Config) -> Optional[Config]:
         info = cfg.__xpm__
-        if info.job is not None and cfg is not task:
+        if cfg is not task and (info.job is not None or isinstance(cfg, Task)):
+            # A task that was never submitted is returned too, so that the scheduler refuses it
+            # (it would never run) instead of reading it as a plain configuration.
             return cfg
         if info.task is not None:
             return info.task

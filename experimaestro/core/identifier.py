@@ -17,7 +17,8 @@ import struct
 from typing import Any, Optional
 
 from .config import Config, InstanceConfig, XPMType, module_name
-from .types import NOTSET, ParamKind
+from .graphpath import parameter_path
+from .types import NOTSET, ParamKind, ValidationError
 
 _sha256 = hashlib.sha256
 _pack_q = struct.Struct("!q").pack
@@ -70,8 +71,25 @@ class Identifier:
         return hash(self.all)
 
 
-class IdentifierError(TypeError):
-    """A value that no identifier version can encode."""
+class IdentifierError(ValidationError):
+    """A value that no identifier version can encode; the message names the class, the parameter,
+    the path to the value when it is nested, the cause and the fix."""
+
+
+class _Unencodable(Exception):
+    """Internal: raised while encoding a value; turned into an :class:`IdentifierError` by the
+    configuration that holds the value (which knows the parameter)."""
+
+    def __init__(self, value: Any, problem: str) -> None:
+        super().__init__(problem)
+        self.value = value
+        self.problem = problem
+
+
+_ENCODABLE = (
+    "an identifier encodes only None, bool, int, float, str, Enum members, configurations, and "
+    "lists, tuples, sets and dicts of these"
+)
 
 
 def skip_reason(arg: Any, value: Any) -> Optional[str]:
@@ -258,7 +276,10 @@ class _Computation:
                 continue
             out += prefix
             start = len(out)
-            self._value(value, out, frame)
+            try:
+                self._value(value, out, frame)
+            except _Unencodable as exc:
+                raise self._error(cfg, arg.name, exc) from None
             if record:
                 self.recorded[arg.name] = bytes(out[start:])
         if info.init_tasks:
@@ -266,6 +287,10 @@ class _Computation:
             for init in info.init_tasks:
                 self._config_ref(init, out, frame)
         return _sha256(out).digest()
+
+    def _error(self, cfg: Config, name: str, exc: _Unencodable) -> IdentifierError:
+        where = parameter_path(self.stack[0].config, cfg, name, exc.value)
+        return IdentifierError(f"{where}: cannot compute the identifier: {exc.problem}")
 
     def _config_ref(self, cfg: Config, out: bytearray, frame: _Frame) -> None:
         depth = self.on_stack.get(id(cfg))
@@ -309,7 +334,10 @@ class _Computation:
                 out += v
             elif tv is str:
                 out += STR
-                out += v.encode("utf-8")
+                try:
+                    out += v.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    raise _Unencodable(v, _unencodable_str(v, exc)) from None
             elif tv is int or tv is bool:
                 if _INT64_MIN <= v <= _INT64_MAX:
                     out += INT
@@ -341,8 +369,13 @@ class _Computation:
                 v = {k: x for k, x in v.items() if not (isinstance(x, Config) and x.__xpm__.meta)}
                 try:
                     keys = sorted(v)
-                except TypeError as exc:
-                    raise IdentifierError(f"dictionary keys must be sortable: {exc}") from None
+                except TypeError:
+                    kinds = " and ".join(sorted({type(k).__qualname__ for k in v}))
+                    raise _Unencodable(
+                        v,
+                        f"dict keys must be sortable together, and the keys of {v!r} mix {kinds}: "
+                        f"use keys of one type",
+                    ) from None
                 for key in reversed(keys):
                     work.append(v[key])
                     work.append(key)
@@ -368,9 +401,22 @@ class _Computation:
             elif isinstance(v, str):
                 work.append(str(v))
             else:
-                raise IdentifierError(
-                    f"cannot compute an identifier for a value of type {tv.__qualname__}: {v!r}"
+                raise _Unencodable(
+                    v,
+                    f"{v!r} (of type {tv.__qualname__}) cannot be encoded: {_ENCODABLE}. Give "
+                    f"such a value, or a configuration that describes this one",
                 )
+
+
+def _unencodable_str(value: str, exc: UnicodeEncodeError) -> str:
+    """Why a string cannot be encoded in UTF-8 (a lone surrogate), and what to do."""
+    char = value[exc.start]
+    return (
+        f"the string {value!r} holds a lone surrogate ({char!r} at index {exc.start}), which "
+        f"UTF-8 cannot encode (such strings usually come from bytes decoded with "
+        f"errors='surrogateescape', a file name for instance): decode the bytes properly, or "
+        f"replace the surrogate, before using the string"
+    )
 
 
 def parameter_encodings(config: Config) -> dict[str, bytes]:

@@ -34,6 +34,8 @@ from ..core.config import (
     task_dependencies,
 )
 from ..core.serialization import dumps
+from ..core.types import ValidationError
+from .dependency_errors import dependency_problem
 from .job import Job
 from ..connectors.files import atomic_write
 from ..launchers.jobfiles import EXIT_LOCKED, FailureRecord, JobState
@@ -97,13 +99,10 @@ class Scheduler:
         task = job.task
         dependencies: list[Job] = []
         for dep in task_dependencies(task):
-            dep_job = dep.__xpm__.job
-            if not isinstance(dep_job, Job):
-                raise RuntimeError(
-                    f"{type(task).__qualname__} depends on {type(dep).__qualname__}, which was not "
-                    f"submitted to an experiment (dry-run jobs cannot be dependencies)"
-                )
-            dependencies.append(dep_job)
+            problem = dependency_problem(task, dep, run_mode)
+            if problem is not None:
+                raise ValidationError(problem)
+            dependencies.append(dep.__xpm__.job)
         tokens: list[TokenDependency] = []
         for dep in resource_dependencies(task):
             if not isinstance(dep, TokenDependency):
