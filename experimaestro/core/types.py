@@ -165,7 +165,8 @@ class AnyType(TypeSpec):
 
 class IntType(TypeSpec):
     def convert(self, value: Any) -> Any:
-        # bool is an int in Python (True == 1), and experimaestro 2.x accepts it: so do we.
+        # bool is an int in Python, and 2.7.0 accepts it: True becomes the int 1, whose identifier
+        # it shares (one job, one value: docs/identifier.md, "True for an int parameter").
         if isinstance(value, numbers.Integral):
             return int(value)
         raise _Reject
