@@ -14,6 +14,8 @@ import pytest
 from experimaestro import Config, Param, RunMode, Task, ValidationError, experiment
 from experimaestro.core.serialization import dumps, loads
 
+from conftest import run_controller
+
 
 class Model(Config):
     layers: Param[int] = 2
@@ -156,6 +158,38 @@ def test_class_whose_name_now_names_another_class_is_refused() -> None:
     assert "Run.data holds a Redefined, and Redefined is no longer what " in message
     assert f"{__name__}.Redefined names (the class was defined again" in message
     assert "define Redefined once, at module level" in message
+
+
+def test_class_defined_in_the_main_block_of_a_script_is_refused(tmp_path: Path) -> None:
+    """The job process loads the script without running its main block: the class is not there."""
+    script = """
+        from experimaestro import Param, Task, experiment
+
+        class Outside(Task):
+            x: Param[int]
+
+            def execute(self):
+                pass
+
+        if __name__ == "__main__":
+            class Inside(Task):
+                x: Param[int]
+
+                def execute(self):
+                    pass
+
+            with experiment("ws", "xp"):
+                Outside.C(x=1).submit()  # fine: defined at module level
+                Inside.C(x=1).submit()
+    """
+    code, output = run_controller(script, tmp_path)
+    assert code != 0
+    assert (
+        'ValidationError: Inside is defined inside the `if __name__ == "__main__":` block, which '
+        "the job process does not run" in output
+    )
+    assert "Fix: define Inside at module level, above that block." in output
+    assert [p.parent.name for p in job_folders(tmp_path / "ws")] == ["__main__.outside"]
 
 
 def test_dry_run_accepts_a_class_defined_in_a_function(tmp_path: Path) -> None:

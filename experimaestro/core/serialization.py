@@ -35,6 +35,7 @@ from .config import (
     module_name,
     xpmtype,
 )
+from .findable import NotFindable, check_findable, enum_member, not_findable_error
 from .types import ValidationError, _Reject
 
 #: The format written by this version; a document with a larger number is refused with a clear error.
@@ -157,7 +158,7 @@ def _encode(value: Any, ids: dict[int, int], bases: _Bases) -> Any:
         return bases.relative(value)
     if isinstance(value, enum.Enum):
         cls = type(value)
-        _check_findable(cls)
+        check_findable(cls)
         return {"$enum": f"{module_name(cls)}:{cls.__qualname__}", "name": value.name}
     if isinstance(value, list):
         return [_encode(v, ids, bases) for v in value]
@@ -170,57 +171,8 @@ def _encode(value: Any, ids: dict[int, int], bases: _Bases) -> Any:
     raise ValidationError(f"cannot write a value of type {type(value).__qualname__} to params.json")
 
 
-class _NotFindable(Exception):
-    """Internal: a class that a job process could not find again; turned into a
-    :class:`ValidationError` that says where the graph uses it."""
-
-    def __init__(self, cls: type, problem: str, fix: str) -> None:
-        super().__init__(problem)
-        self.cls = cls
-        self.problem = problem
-        self.fix = fix
-
-
-def _check_findable(cls: type) -> None:
-    """Raise :class:`_NotFindable` unless reading params.json in another process can find ``cls``
-    again: that process imports the class's module and looks the qualified name up in it."""
-    name = cls.__qualname__
-    if "<locals>" in name:
-        function = name.split(".<locals>", 1)[0]
-        raise _NotFindable(
-            cls,
-            f"is defined inside the function {function}()",
-            f"define {cls.__name__} at module level",
-        )
-    module = sys.modules.get(cls.__module__)
-    if cls.__module__ == "__main__":
-        if getattr(module, "__file__", None) is None:
-            raise _NotFindable(
-                cls,
-                "is defined in an interactive session (its module, __main__, has no file)",
-                f"define {cls.__name__} in a module file and import it",
-            )
-    elif module is None or getattr(module, "__spec__", None) is None:
-        raise _NotFindable(
-            cls,
-            f"is defined in the module {cls.__module__!r}, which was created at run time "
-            f"and cannot be imported",
-            f"define {cls.__name__} in a module file",
-        )
-    obj: Any = module
-    for part in name.split("."):
-        obj = getattr(obj, part, None)
-    if obj is not cls:
-        raise _NotFindable(
-            cls,
-            f"is no longer what {module_name(cls)}.{name} names (the class was defined again, "
-            f"or the name now refers to something else)",
-            f"define {cls.__name__} once, at module level",
-        )
-
-
 def _module_of(cls: type) -> tuple[str, Optional[str]]:
-    _check_findable(cls)
+    check_findable(cls)
     module = module_name(cls)
     file = None
     if module == "__main__":
@@ -228,20 +180,6 @@ def _module_of(cls: type) -> tuple[str, Optional[str]]:
         if file is not None:
             file = str(Path(file).resolve())
     return module, file
-
-
-def _not_findable_error(root: Config, value: Any, exc: _NotFindable) -> ValidationError:
-    """The error for a class a job process cannot find: which class, where the graph uses it
-    (``value`` is the configuration or enum member of that class), why, and the fix."""
-    from .graphpath import find_path
-
-    name = exc.cls.__qualname__
-    where = None if value is None else find_path(root, value)
-    used = "" if value is root or where is None else f"{where} holds a {name}, and "
-    return ValidationError(
-        f"{used}{name} {exc.problem}: the job process would not find it again (it imports each "
-        f"class by module and name). Fix: {exc.fix}."
-    )
 
 
 def to_document(
@@ -263,8 +201,8 @@ def to_document(
         t = info.xpmtype
         try:
             module, file = _module_of(type(cfg))
-        except _NotFindable as exc:
-            raise _not_findable_error(root, cfg, exc) from None
+        except NotFindable as exc:
+            raise not_findable_error(root, cfg, exc) from None
         record = ObjectRecord(
             module=module,
             type=type(cfg).__qualname__,
@@ -285,8 +223,8 @@ def to_document(
                     for name in t.arguments
                     if name in values
                 }
-            except _NotFindable as exc:
-                raise _not_findable_error(root, _member_of(values, exc.cls), exc) from None
+            except NotFindable as exc:
+                raise not_findable_error(root, enum_member(values, exc.cls), exc) from None
             record.task = ids[id(info.task)] if info.task is not None else None
             record.init_tasks = [ids[id(c)] for c in info.init_tasks]
         records.append(record)
@@ -300,21 +238,6 @@ def to_document(
         experimaestro=__version__,
         tags=dict(sorted(graph_tags(root).items())),
     )
-
-
-def _member_of(values: dict[str, Any], cls: type) -> Any:
-    """The first member of enum ``cls`` found among (or inside) these parameter values."""
-    work = list(values.values())
-    while work:
-        v = work.pop()
-        if type(v) is cls:
-            return v
-        if isinstance(v, (list, tuple, set, frozenset)):
-            work.extend(v)
-        elif isinstance(v, dict):
-            work.extend(v)
-            work.extend(v.values())
-    return None
 
 
 def _job_relpath(cfg: Config) -> Optional[str]:
