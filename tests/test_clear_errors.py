@@ -189,7 +189,7 @@ def test_class_defined_in_the_main_block_of_a_script_is_refused(tmp_path: Path) 
         "the job process does not run" in output
     )
     assert "Fix: define Inside at module level, above that block." in output
-    assert [p.parent.name for p in job_folders(tmp_path / "ws")] == ["__main__.outside"]
+    assert not (tmp_path / "ws" / "jobs" / "__main__.inside").exists()
 
 
 def test_dry_run_accepts_a_class_defined_in_a_function(tmp_path: Path) -> None:
