@@ -1,9 +1,17 @@
 """Local scheduler benchmark: prints ONE JSON object (see the keys in ``main``).
 
     .venv/bin/python bench/local.py [--only jobs_500,runner,reuse,gap,chain,idle] [--chain N]
+    .venv/bin/python bench/local.py --tiny                  # every measurement, small (seconds)
+    .venv/bin/python bench/local.py --only none --compare-python /tmp/xpm270/bin/python
 
 Every measurement runs its controller as a child process (``bench/local.py --scenario ...``), in a
 fresh temporary workspace, bounded by a timeout. Jobs are the tasks of ``bench/benchtasks.py``.
+
+``--compare-python PY`` adds a ``side_by_side`` object: the measurements that only need the public
+API shared with experimaestro 2.x (``experiment``, ``Task.C(...).submit()``, ``__xpm__.job``,
+``task_outputs``) run with this repository and with the experimaestro installed for ``PY``, one
+after the other in the same run: N trivial jobs end to end and the CPU of each job process, a rerun
+finding those N done jobs, the gap in a chain of dependent tasks, and ``bench/identifier.py``.
 """
 
 from __future__ import annotations
@@ -39,12 +47,31 @@ def _cpu_s() -> float:
     return t.user + t.system
 
 
-def scenario_jobs(workdir: Path, n: int) -> dict:
+def _experiment(workdir: Path, name: str):
+    """``experiment(workdir, name)`` of whichever experimaestro is imported (2.x: without its
+    banner about carbon tracking, which is not installed)."""
+    import inspect
+
     from experimaestro import experiment
+
+    kwargs = {}
+    if "no_environmental_impact" in inspect.signature(experiment).parameters:
+        kwargs["no_environmental_impact"] = True
+    return experiment(workdir, name, **kwargs)
+
+
+def _state(job) -> str:
+    """The job's state as a lower-case word ("done", "error"...), with either version's API."""
+    value = getattr(job.state, "value", None)
+    return value if isinstance(value, str) else str(getattr(job.state, "name", job.state)).lower()
+
+
+def scenario_jobs(workdir: Path, n: int) -> dict:
+    import experimaestro
     from benchtasks import Trivial
 
     cpu0 = _cpu_s()
-    with experiment(workdir, "jobs"):
+    with _experiment(workdir, "jobs"):
         t0 = time.perf_counter()
         tasks = [Trivial.C(i=i).submit() for i in range(n)]
         t_submit = time.perf_counter() - t0
@@ -56,16 +83,17 @@ def scenario_jobs(workdir: Path, n: int) -> dict:
             cpu.append(json.loads((job.path / "cpu.json").read_text())["cpu_ms"])
         except (OSError, ValueError):
             pass
-    starts = sorted(j.started_at for j in jobs if j.started_at)
-    ends = sorted(j.ended_at for j in jobs if j.ended_at)
+    starts = sorted(j.started_at for j in jobs if getattr(j, "started_at", None))
+    ends = sorted(j.ended_at for j in jobs if getattr(j, "ended_at", None))
     return {
         "wall_s": wall,
         "submit_s": t_submit,
-        "done": sum(1 for j in jobs if j.state.value == "done"),
+        "done": sum(1 for j in jobs if _state(j) == "done"),
         "cpu_per_job_ms": statistics.mean(cpu) if cpu else None,
         "cpu_per_job_ms_median": statistics.median(cpu) if cpu else None,
         "controller_cpu_s": _cpu_s() - cpu0,
         "first_start_to_last_end_s": (ends[-1] - starts[0]) if starts and ends else None,
+        "experimaestro_imported_from": str(Path(experimaestro.__file__).parent),
     }
 
 
@@ -111,12 +139,13 @@ def scenario_runner(workdir: Path, n: int) -> dict:
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.pop("PYTHONPYCACHEPREFIX", None)
     nopyc_cpu, nopyc_wall = measure([py, "-m", "experimaestro", "run", str(params)],
-                                    max(3, n // 4), reset)
+                                    max(1, n // 4), reset)
     env.clear()
     env.update(saved)
-    bare_cpu, bare_wall = measure([py, "-c", "pass"], 10)
-    site_cpu, site_wall = measure([py, "-S", "-c", "pass"], 10)
-    imp_cpu, imp_wall = measure([py, "-c", "import experimaestro"], 10)
+    reps = min(10, n)
+    bare_cpu, bare_wall = measure([py, "-c", "pass"], reps)
+    site_cpu, site_wall = measure([py, "-S", "-c", "pass"], reps)
+    imp_cpu, imp_wall = measure([py, "-c", "import experimaestro"], reps)
     # Where the runner's import time goes (cumulative us of the top-level imports).
     reset()
     proc = subprocess.run([py, "-X", "importtime", "-m", "experimaestro", "run", str(params)],
@@ -160,34 +189,33 @@ def scenario_generate(workdir: Path, n: int) -> dict:
 
 
 def scenario_reuse(workdir: Path, n: int) -> dict:
-    from experimaestro import experiment
     from benchtasks import Trivial
 
     cpu0 = _cpu_s()
-    with experiment(workdir, "reuse"):
+    with _experiment(workdir, "reuse"):
         t0 = time.perf_counter()
         tasks = [Trivial.C(i=i).submit() for i in range(n)]
         t_submit = time.perf_counter() - t0
     wall = time.perf_counter() - t0
-    done = sum(1 for t in tasks if t.__xpm__.job.state.value == "done")
-    launched = sum(1 for t in tasks if t.__xpm__.job.started_at is not None)
+    done = sum(1 for t in tasks if _state(t.__xpm__.job) == "done")
+    launched = sum(1 for t in tasks if getattr(t.__xpm__.job, "started_at", None) is not None)
     return {"wall_s": wall, "submit_s": t_submit, "done": done, "launched": launched,
             "controller_cpu_s": _cpu_s() - cpu0}
 
 
 def scenario_chain(workdir: Path, n: int) -> dict:
-    from experimaestro import experiment
     from benchtasks import ChainStep
 
     result: dict = {"n": n}
     t0 = time.perf_counter()
     jobs = []
     try:
-        with experiment(workdir, "chain"):
+        with _experiment(workdir, "chain"):
             prev = None
             for i in range(n):
-                prev = ChainStep.C(i=i, prev=prev).submit()
-                jobs.append(prev.__xpm__.task.__xpm__.job)
+                step = ChainStep.C(i=i, prev=prev)
+                prev = step.submit()
+                jobs.append(step.__xpm__.job)
             result["submit_s"] = time.perf_counter() - t0
             print(json.dumps({"progress": "submitted", "submit_s": result["submit_s"]}),
                   file=sys.stderr, flush=True)
@@ -206,9 +234,10 @@ def scenario_chain(workdir: Path, n: int) -> dict:
     ]
     cgaps = [
         (jobs[i].started_at - jobs[i - 1].ended_at) * 1000
-        for i in range(1, len(jobs)) if jobs[i].started_at and jobs[i - 1].ended_at
+        for i in range(1, len(jobs))
+        if getattr(jobs[i], "started_at", None) and getattr(jobs[i - 1], "ended_at", None)
     ]
-    result["done"] = sum(1 for j in jobs if j.state.value == "done")
+    result["done"] = sum(1 for j in jobs if _state(j) == "done")
     if gaps:
         result["gap_median_ms"] = statistics.median(gaps)
         result["gap_min_ms"] = min(gaps)
@@ -228,7 +257,8 @@ def scenario_chain(workdir: Path, n: int) -> dict:
         "runner_startup")}
     for i in range(1, len(jobs)):
         a, b = jobs[i - 1], jobs[i]
-        if not (times[i] and times[i - 1] and a.ended_at and b.started_at):
+        if not (times[i] and times[i - 1] and getattr(a, "ended_at", None)
+                and getattr(b, "started_at", None)):
             continue
         try:
             done_mtime = a.files.done.stat().st_mtime
@@ -243,13 +273,12 @@ def scenario_chain(workdir: Path, n: int) -> dict:
     return result
 
 
-def scenario_idle(workdir: Path, n: int) -> dict:
-    from experimaestro import experiment
+def scenario_idle(workdir: Path, n: int, seconds: float = 20.0) -> dict:
     from benchtasks import Sleeper
 
-    with experiment(workdir, "idle"):
+    with _experiment(workdir, "idle"):
         for i in range(n):
-            Sleeper.C(i=i, seconds=20.0).submit()
+            Sleeper.C(i=i, seconds=seconds).submit()
     return {"ok": True}
 
 
@@ -268,12 +297,13 @@ SCENARIOS = {
 # ------------------------------------------------------------------------------------------------
 
 
-def _cmd(scenario: str, workdir: Path, n: int, profile: str | None = None) -> list[str]:
-    cmd = [sys.executable]
+def _cmd(scenario: str, workdir: Path, n: int, profile: str | None = None,
+         python: str | None = None, extra: tuple[str, ...] = ()) -> list[str]:
+    cmd = [python or sys.executable]
     if profile:
         cmd += ["-m", "cProfile", "-o", profile]
     return cmd + [str(Path(__file__).resolve()), "--scenario", scenario,
-                  "--workdir", str(workdir), "--n", str(n)]
+                  "--workdir", str(workdir), "--n", str(n), *extra]
 
 
 def _parse(stdout: str) -> dict:
@@ -312,12 +342,20 @@ def setup_bytecode_cache(enabled: bool) -> str:
             "measure the sandbox's environment as is")
 
 
-def run_scenario(scenario: str, workdir: Path, n: int, timeout: float) -> dict:
+def run_scenario(scenario: str, workdir: Path, n: int, timeout: float,
+                 python: str | None = None) -> dict:
+    """Run one scenario in its own controller process (with ``python``: that interpreter and
+    the experimaestro installed for it; its job processes find bench/ through PYTHONPATH)."""
     profile = os.environ.get("BENCH_PROFILE_DIR")
-    prof = os.path.join(profile, f"{scenario}.prof") if profile else None
+    prof = os.path.join(profile, f"{scenario}.prof") if profile and not python else None
+    env = ENV
+    if python:
+        env = dict(ENV, PYTHONPATH=os.pathsep.join(
+            p for p in (str(BENCH), ENV.get("PYTHONPATH", "")) if p))
     try:
-        proc = subprocess.run(_cmd(scenario, workdir, n, prof), capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL, cwd=str(ROOT), env=ENV)
+        proc = subprocess.run(_cmd(scenario, workdir, n, prof, python), capture_output=True,
+                              text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                              cwd=tempfile.gettempdir() if python else str(ROOT), env=env)
     except subprocess.TimeoutExpired as exc:
         return {"error": f"timeout after {timeout} s", "timed_out": True,
                 "stderr_tail": (exc.stderr or b"")[-800:].decode("utf-8", "replace")
@@ -336,11 +374,12 @@ class _Workspace:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def bench_idle(n_jobs: int = 2, window: float = 15.0) -> dict:
+def bench_idle(n_jobs: int = 2, window: float = 15.0, seconds: float = 20.0) -> dict:
     import psutil
 
     with _Workspace() as ws:
-        proc = subprocess.Popen(_cmd("idle", ws, n_jobs), stdout=subprocess.PIPE,
+        proc = subprocess.Popen(_cmd("idle", ws, n_jobs, extra=("--seconds", str(seconds))),
+                                stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
                                 cwd=str(ROOT), env=ENV)
         try:
@@ -351,7 +390,7 @@ def bench_idle(n_jobs: int = 2, window: float = 15.0) -> dict:
                 if len(glob.glob(str(ws / "jobs" / "*" / "*" / "*.pid"))) >= n_jobs:
                     break
                 time.sleep(0.05)
-            time.sleep(1.0)
+            time.sleep(min(1.0, window))
             c0 = p.cpu_times()
             w0 = time.monotonic()
             threads = p.num_threads()
@@ -372,6 +411,59 @@ def bench_idle(n_jobs: int = 2, window: float = 15.0) -> dict:
         }
 
 
+def _portable(python: str | None, jobs: int, gap: int, tiny: bool) -> dict:
+    """The measurements both versions can run, with one interpreter (None: this repository)."""
+    label = python or sys.executable
+    res: dict = {"python_path": label}
+    version = subprocess.run(
+        [label, "-c", "import importlib.metadata as m; print(m.version('experimaestro'))"],
+        capture_output=True, text=True, timeout=60, env=ENV, cwd=tempfile.gettempdir())
+    res["experimaestro"] = version.stdout.strip() or version.stderr.strip()[-200:]
+    with _Workspace() as ws:  # warm-up: bytecode of everything the controller and jobs import
+        warm = run_scenario("jobs", ws, 2, timeout=300, python=python)
+    if "error" in warm:
+        res["error"] = f"warm-up failed: {warm['error']}"
+        res["stderr_tail"] = warm.get("stderr_tail")
+        return res
+    with _Workspace() as ws:
+        r = run_scenario("jobs", ws, jobs, timeout=1200, python=python)
+        res[f"jobs_{jobs}_s"] = r.get("wall_s")
+        res["jobs_done"] = r.get("done")
+        res["cpu_per_job_ms"] = r.get("cpu_per_job_ms")
+        res["cpu_per_job_ms_median"] = r.get("cpu_per_job_ms_median")
+        res["details_jobs"] = r
+        if "error" not in r:
+            again = run_scenario("reuse", ws, jobs, timeout=600, python=python)
+            res[f"rerun_{jobs}_s"] = again.get("wall_s")
+            res["rerun_launched"] = again.get("launched")
+            res["details_rerun"] = again
+    with _Workspace() as ws:
+        r = run_scenario("chain", ws, gap, timeout=600, python=python)
+        res["gap_median_ms"] = r.get("gap_median_ms")
+        res["gap_done"] = r.get("done")
+        res["details_gap"] = {k: v for k, v in r.items() if k != "gap_breakdown_median_ms"}
+    cmd = [label, str(BENCH / "identifier.py")] + (["--installed"] if python else []) + (
+        ["--tiny"] if tiny else [])
+    ident = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=ENV,
+                           stdin=subprocess.DEVNULL, cwd=tempfile.gettempdir())
+    try:
+        res["identifier"] = _parse(ident.stdout)
+    except ValueError:
+        res["identifier"] = {"error": f"exit code {ident.returncode}",
+                             "stderr_tail": ident.stderr[-1500:]}
+    return res
+
+
+def side_by_side(python: str, jobs: int, gap: int, tiny: bool) -> dict:
+    """This repository and ``python``'s experimaestro, measured the same way in the same run."""
+    return {
+        "jobs": jobs,
+        "gap_chain": gap,
+        "this": _portable(None, jobs, gap, tiny),
+        "compare": _portable(python, jobs, gap, tiny),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scenario")
@@ -385,12 +477,30 @@ def main() -> None:
     ap.add_argument("--runner-reps", type=int, default=20)
     ap.add_argument("--chain-timeout", type=float, default=240.0)
     ap.add_argument("--no-pyc-cache", action="store_true")
+    ap.add_argument("--idle-window", type=float, default=15.0)
+    ap.add_argument("--seconds", type=float, default=20.0, help=argparse.SUPPRESS)
+    ap.add_argument("--tiny", action="store_true",
+                    help="every measurement on tiny sizes, in seconds (to check the script works)")
+    ap.add_argument("--compare-python", metavar="PYTHON",
+                    help="also measure with the experimaestro installed for this Python "
+                         "(e.g. a venv with experimaestro 2.7.0), side by side")
+    ap.add_argument("--compare-jobs", type=int, default=500,
+                    help="number of trivial jobs of the side-by-side run")
+    ap.add_argument("--compare-gap", type=int, default=30,
+                    help="length of the chain of the side-by-side gap")
     args = ap.parse_args()
 
     if args.scenario:
-        result = SCENARIOS[args.scenario](Path(args.workdir), args.n)
+        if args.scenario == "idle":
+            result = scenario_idle(Path(args.workdir), args.n, args.seconds)
+        else:
+            result = SCENARIOS[args.scenario](Path(args.workdir), args.n)
         print(json.dumps(result))
         return
+    if args.tiny:
+        args.jobs, args.reuse, args.chain, args.gap, args.runner_reps = 4, 20, 5, 3, 1
+        args.idle_window, args.chain_timeout = 0.3, 60.0
+        args.compare_jobs, args.compare_gap = 3, 3
 
     only = set(args.only.split(","))
     out: dict = {
@@ -487,11 +597,20 @@ def main() -> None:
             out[f"chain_{args.chain}_estimated_s"] = r.get("estimated_total_s")
 
     if "idle" in only:
-        r = bench_idle()
+        # The sleeping jobs outlive the window (the wait for them to start, then 2 windows).
+        r = bench_idle(window=args.idle_window,
+                       seconds=args.idle_window * 2 + 1.2 if args.tiny else 20.0)
         details["idle"] = r
         out["idle_controller_cpu_pct"] = r.get("idle_controller_cpu_pct")
         out["notes"].append("idle: psutil cpu_times() of the controller over the window; its "
                             "resolution is one clock tick (10 ms), i.e. 0.07 % of 15 s")
+
+    if args.compare_python:
+        out["side_by_side"] = side_by_side(args.compare_python, args.compare_jobs,
+                                           args.compare_gap, args.tiny)
+        out["notes"].append(
+            "side_by_side: the same scenarios, one version after the other in this run; "
+            "each version runs its jobs with its own local launcher defaults")
 
     out["targets"] = {"jobs_500_s": 25, "cpu_per_job_ms": 150, "reuse_10000_s": 5,
                       "gap_median_ms": 50, "idle_controller_cpu_pct": 1}
