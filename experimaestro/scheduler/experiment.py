@@ -164,6 +164,10 @@ class experiment:  # noqa: N801 - the public name users write
                 if pending:
                     self.scheduler.cancel_pending(pending, self)
                 raise
+            if self.run_mode is RunMode.NORMAL:
+                outcome = self.outcome()
+                sys.stderr.write(outcome + "\n")
+                logger.info(outcome)
             failed = [j for j in self._jobs.values() if j.state is JobState.ERROR]
             if failed:
                 summary = self._failure_summary(failed)
@@ -173,7 +177,6 @@ class experiment:  # noqa: N801 - the public name users write
                     f"experiment {self.name}: {len(failed)} of {len(self._jobs)} jobs failed "
                     f"(summary above)", failed
                 )
-            logger.info("experiment %s: all %d jobs done", self.name, len(self._jobs))
         finally:
             self.open = False
             with _current_lock:
@@ -257,6 +260,21 @@ class experiment:  # noqa: N801 - the public name users write
             else:
                 counts["waiting"] += 1
         return counts
+
+    def outcome(self) -> str:
+        """One line said when the experiment ends: ``experiment NAME: N jobs: X reused, Y ran,
+        Z failed`` (reused: done before this run, so never started by it)."""
+        reused = ran = failed = 0
+        for job in self._jobs.values():
+            if job.state is JobState.ERROR:
+                failed += 1
+            elif job.started_at is None:
+                reused += 1
+            else:
+                ran += 1
+        total = len(self._jobs)
+        return (f"experiment {self.name}: {total} job{'s' if total != 1 else ''}: {reused} "
+                f"reused, {ran} ran, {failed} failed")
 
     def wait(self) -> bool:
         """Block until every submitted job has ended; True when all ended well.
