@@ -20,3 +20,14 @@ def test_first_experiment_of_the_readme(tmp_path: Path) -> None:
     assert [line.split()[0] for line in done.stdout.splitlines()] == ["layers=2", "layers=4"]
     models = sorted(p.read_text() for p in tmp_path.glob("workspace/jobs/*/*/model.txt"))
     assert models == ["2 layers", "4 layers"]
+
+
+def test_the_command_is_where_the_readme_says(tmp_path: Path) -> None:
+    """The README says the command is `.venv/bin/experimaestro` (the tests run in that venv)."""
+    text = README.read_text()
+    assert "`.venv/bin/experimaestro`" in text and "source .venv/bin/activate" in text
+    command = Path(sys.executable).parent / "experimaestro"
+    (tmp_path / "jobs").mkdir()  # an empty workspace
+    done = subprocess.run([str(command), "jobs", "list", "--workdir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
