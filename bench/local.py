@@ -509,6 +509,8 @@ def main() -> None:
             "cpu_count": os.cpu_count(),
             "python": platform.python_version(),
             "xpm_max_jobs": os.environ.get("XPM_MAX_JOBS"),
+            # Others' load changes the figures: the 1, 5 and 15 min load averages, before and after.
+            "load_average_start": [round(x, 2) for x in os.getloadavg()],
         },
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "notes": [],
@@ -599,7 +601,7 @@ def main() -> None:
     if "idle" in only:
         # The sleeping jobs outlive the window (the wait for them to start, then 2 windows).
         r = bench_idle(window=args.idle_window,
-                       seconds=args.idle_window * 2 + 1.2 if args.tiny else 20.0)
+                       seconds=args.idle_window * 2 + 0.6 if args.tiny else 20.0)
         details["idle"] = r
         out["idle_controller_cpu_pct"] = r.get("idle_controller_cpu_pct")
         out["notes"].append("idle: psutil cpu_times() of the controller over the window; its "
@@ -612,6 +614,7 @@ def main() -> None:
             "side_by_side: the same scenarios, one version after the other in this run; "
             "each version runs its jobs with its own local launcher defaults")
 
+    out["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     out["targets"] = {"jobs_500_s": 25, "cpu_per_job_ms": 150, "reuse_10000_s": 5,
                       "gap_median_ms": 50, "idle_controller_cpu_pct": 1}
     out["details"] = details

@@ -1,5 +1,6 @@
 """Every experiment ends by saying what happened to its jobs: ``experiment NAME: N jobs: X reused,
-Y ran, Z failed`` (on stderr and in experiment.log), so that a rerun shows it reused everything."""
+Y ran, Z failed`` (on stderr and in experiment.log), so that a rerun shows it reused everything.
+The three counts split the jobs: a failed job counts as failed, whether it ran now or not."""
 
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ def test_outcome_line_counts_reused_ran_and_failed(tmp_path: Path) -> None:
     code, out = run_controller(script, tmp_path, name="again.py")
     assert code == 0 and "FAILED AS EXPECTED" in out, out
     # The done jobs are reused; the failed one runs again (and fails again).
-    assert "experiment outcome: 3 jobs: 2 reused, 1 ran, 1 failed" in out
+    assert "experiment outcome: 3 jobs: 2 reused, 0 ran, 1 failed" in out
+    starts = (tmp_path / "log").read_text().split("\n")
+    assert [line.split()[1] for line in starts if line.startswith("start")].count("bad") == 2
     log = (tmp_path / "ws" / "experiments" / "outcome" / "experiment.log").read_text()
-    assert "3 jobs: 2 reused, 1 ran, 1 failed" in log
+    assert "3 jobs: 0 reused, 2 ran, 1 failed" in log  # the first run
+    assert "3 jobs: 2 reused, 0 ran, 1 failed" in log
