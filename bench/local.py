@@ -411,20 +411,26 @@ def bench_idle(n_jobs: int = 2, window: float = 15.0, seconds: float = 20.0) -> 
         }
 
 
-def _portable(python: str | None, jobs: int, gap: int, tiny: bool) -> dict:
-    """The measurements both versions can run, with one interpreter (None: this repository)."""
+def _version_and_warm_up(python: str | None, jobs: int, gap: int, tiny: bool) -> dict:
+    """Which experimaestro ``python`` imports, and a warm-up run (bytecode of everything the
+    controller and its jobs import)."""
     label = python or sys.executable
-    res: dict = {"python_path": label}
     version = subprocess.run(
         [label, "-c", "import importlib.metadata as m; print(m.version('experimaestro'))"],
         capture_output=True, text=True, timeout=60, env=ENV, cwd=tempfile.gettempdir())
-    res["experimaestro"] = version.stdout.strip() or version.stderr.strip()[-200:]
-    with _Workspace() as ws:  # warm-up: bytecode of everything the controller and jobs import
+    res = {"python_path": label,
+           "experimaestro": version.stdout.strip() or version.stderr.strip()[-200:]}
+    with _Workspace() as ws:
         warm = run_scenario("jobs", ws, 2, timeout=300, python=python)
     if "error" in warm:
         res["error"] = f"warm-up failed: {warm['error']}"
         res["stderr_tail"] = warm.get("stderr_tail")
-        return res
+    return res
+
+
+def _jobs_and_rerun(python: str | None, jobs: int, gap: int, tiny: bool) -> dict:
+    """N trivial jobs end to end (and the CPU of each job process), then a rerun finding them."""
+    res: dict = {}
     with _Workspace() as ws:
         r = run_scenario("jobs", ws, jobs, timeout=1200, python=python)
         res[f"jobs_{jobs}_s"] = r.get("wall_s")
@@ -437,31 +443,46 @@ def _portable(python: str | None, jobs: int, gap: int, tiny: bool) -> dict:
             res[f"rerun_{jobs}_s"] = again.get("wall_s")
             res["rerun_launched"] = again.get("launched")
             res["details_rerun"] = again
-    with _Workspace() as ws:
-        r = run_scenario("chain", ws, gap, timeout=600, python=python)
-        res["gap_median_ms"] = r.get("gap_median_ms")
-        res["gap_done"] = r.get("done")
-        res["details_gap"] = {k: v for k, v in r.items() if k != "gap_breakdown_median_ms"}
-    cmd = [label, str(BENCH / "identifier.py")] + (["--installed"] if python else []) + (
-        ["--tiny"] if tiny else [])
-    ident = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=ENV,
-                           stdin=subprocess.DEVNULL, cwd=tempfile.gettempdir())
-    try:
-        res["identifier"] = _parse(ident.stdout)
-    except ValueError:
-        res["identifier"] = {"error": f"exit code {ident.returncode}",
-                             "stderr_tail": ident.stderr[-1500:]}
     return res
 
 
+def _gap(python: str | None, jobs: int, gap: int, tiny: bool) -> dict:
+    """The median gap from a job's end to its dependent's start, in a chain of ``gap`` tasks."""
+    with _Workspace() as ws:
+        r = run_scenario("chain", ws, gap, timeout=600, python=python)
+    return {"gap_median_ms": r.get("gap_median_ms"), "gap_done": r.get("done"),
+            "details_gap": {k: v for k, v in r.items() if k != "gap_breakdown_median_ms"}}
+
+
+def _identifier(python: str | None, jobs: int, gap: int, tiny: bool) -> dict:
+    """bench/identifier.py with ``python`` (and the experimaestro installed for it)."""
+    cmd = [python or sys.executable, str(BENCH / "identifier.py")]
+    cmd += (["--installed"] if python else []) + (["--tiny"] if tiny else [])
+    ident = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=ENV,
+                           stdin=subprocess.DEVNULL, cwd=tempfile.gettempdir())
+    try:
+        return {"identifier": _parse(ident.stdout)}
+    except ValueError:
+        return {"identifier": {"error": f"exit code {ident.returncode}",
+                               "stderr_tail": ident.stderr[-1500:]}}
+
+
 def side_by_side(python: str, jobs: int, gap: int, tiny: bool) -> dict:
-    """This repository and ``python``'s experimaestro, measured the same way in the same run."""
-    return {
-        "jobs": jobs,
-        "gap_chain": gap,
-        "this": _portable(None, jobs, gap, tiny),
-        "compare": _portable(python, jobs, gap, tiny),
-    }
+    """This repository and ``python``'s experimaestro, measured the same way in the same run.
+
+    Each measurement runs for both, one right after the other, before the next measurement:
+    a change of the machine's load (it is shared) then weighs on both sides alike.
+    """
+    sides = {"this": None, "compare": python}
+    out: dict = {"jobs": jobs, "gap_chain": gap, "this": {}, "compare": {}}
+    for step in (_version_and_warm_up, _jobs_and_rerun, _gap, _identifier):
+        for name, py in sides.items():
+            if "error" in out[name]:
+                continue
+            out[name].setdefault("load_average", {})[step.__name__.strip("_")] = [
+                round(x, 2) for x in os.getloadavg()]
+            out[name].update(step(py, jobs, gap, tiny))
+    return out
 
 
 def main() -> None:
