@@ -5,13 +5,16 @@ Runs one task in its job directory and writes the job's truth there:
 1. take ``<name>.lock`` (exit 75 at once if another runner holds it: never two runs of one job);
 2. exit 0 at once if ``<name>.done`` exists (a job is done once);
 3. load params.json, call ``execute()`` of the init tasks then of the task, cwd = the job directory;
-4. write ``<name>.done`` atomically, or ``<name>.failed`` (JSON code + reason) on an error.
+4. write ``<name>.done`` atomically, or ``<name>.failed`` (JSON code + reason) on an error; when
+   no marker can be written (a full disk), exit with :data:`EXIT_DISK_FULL` (or the job's code)
+   and let the controller record the failure.
 
 Imports are kept minimal: this runs once per job, and its start-up cost is paid by every job.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import signal
@@ -89,7 +92,11 @@ def _attach_jobs(task: Any, configs: list[Any], path: Path) -> None:
 def _print_exception() -> None:
     import traceback  # only on failure: every job pays for the runner's imports
 
-    traceback.print_exc()
+    try:
+        traceback.print_exc()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # the log is on a full disk: the marker says why
+        pass
 
 
 def _banner(text: str) -> None:
@@ -104,7 +111,7 @@ def _banner(text: str) -> None:
 
 def run(params_path: Path) -> int:
     """Run the job whose params.json is given; returns the process exit code."""
-    from .launchers.jobfiles import EXIT_LOCKED, JobFiles
+    from .launchers.jobfiles import EXIT_DISK_FULL, EXIT_LOCKED, JobFiles
 
     params_path = params_path.resolve()
     files = JobFiles.of_directory(params_path.parent)
@@ -140,6 +147,11 @@ def run(params_path: Path) -> int:
     except MemoryError:
         code, reason, message = 1, "memory", "MemoryError"
         _print_exception()
+    except OSError as exc:
+        _print_exception()
+        code, message = 1, f"{type(exc).__name__}: {exc}"
+        if exc.errno == errno.ENOSPC:
+            reason = "disk-full"
     except BaseException as exc:  # the task's own error, whatever it is
         _print_exception()
         code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 1
@@ -155,12 +167,19 @@ def run(params_path: Path) -> int:
         pass
     # The banner first: once the marker exists, the controller may read the logs.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # never leave a job without its marker
-    if code == 0:
-        _banner("job done")
-        files.write_done()
-    else:
-        _banner(f"job failed ({reason}, code {code})")
-        files.write_failure(code, reason, message)
+    try:
+        if code == 0:
+            _banner("job done")
+            files.write_done()
+        else:
+            _banner(f"job failed ({reason}, code {code})")
+            files.write_failure(code, reason, message)
+    except OSError as exc:  # no marker: the exit code tells the controller
+        if exc.errno == errno.ENOSPC:
+            code = EXIT_DISK_FULL
+        else:
+            code = code or 1
+        _banner(f"job failed: cannot write its marker ({exc})")
     # The job is over: a new attempt may start even while this process finishes exiting
     # (threads, worker processes...).
     fcntl.flock(lock_fd, fcntl.LOCK_UN)
@@ -215,6 +234,8 @@ def forkserver() -> int:
             report(f"ended {pid} {os.waitstatus_to_exitcode(status)}\n")
 
     signal.signal(signal.SIGCHLD, reap)
+    # Ctrl-C in the controller's terminal reaches this process too: the controller decides.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for line in sys.stdin:
         params = line.strip()
         if not params:
@@ -224,6 +245,7 @@ def forkserver() -> int:
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the job's own subprocesses need it
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             sys.argv = [sys.argv[0], "run", params]
             os._exit(_run_forked(Path(params), JobFiles))
         try:

@@ -28,6 +28,8 @@ from ..connectors.process import PidRecord
 
 #: The runner's exit code when another runner already holds the job's lock (EX_TEMPFAIL).
 EXIT_LOCKED = 75
+#: The runner's exit code when it could not write the job's marker: no space left on the device.
+EXIT_DISK_FULL = 74
 
 
 class JobState(enum.Enum):

@@ -162,3 +162,31 @@ class Forked(Task):
         Path("report.txt").write_text(
             f"{random.random()} {code} {os.getsid(0) == os.getpid()}"
         )
+
+
+class Filler(Task):
+    """Fills the disk of its job folder, then: ``fail`` lets the OSError (ENOSPC) end the job,
+    ``raise`` raises another error, ``files`` (filling inodes, not bytes) returns normally."""
+
+    name: Param[str]
+    then: Param[str] = "fail"
+
+    def execute(self) -> None:
+        import errno
+
+        try:
+            if self.then == "files":
+                for n in range(1_000_000):
+                    os.close(os.open(f"file{n}", os.O_WRONLY | os.O_CREAT, 0o644))
+            else:
+                fd = os.open("fill", os.O_WRONLY | os.O_CREAT, 0o644)
+                try:
+                    while True:
+                        os.write(fd, b"x" * 65536)
+                finally:
+                    os.close(fd)
+        except OSError as exc:
+            if self.then == "fail" or exc.errno != errno.ENOSPC:
+                raise
+        if self.then == "raise":
+            raise RuntimeError("an error after the disk filled up")
