@@ -518,8 +518,12 @@ class Task(Config):
         return task_outputs(dep)
 
     def on_completed(self, callback: Callable[[], Any]) -> "Task":
-        """Call ``callback()`` in the controller when this task's job ends well."""
+        """Call ``callback()`` in the controller, once, when this task's job ends well (at once
+        when it is done already)."""
         self.__xpm__.completion_callbacks.append(callback)
+        add_callback = getattr(self.__xpm__.job, "add_callback", None)
+        if add_callback is not None:  # submitted already: the job takes it
+            add_callback(callback)
         return self
 
     def _job(self) -> Any:

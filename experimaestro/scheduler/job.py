@@ -40,6 +40,8 @@ class Job:
         self.pending_dependencies = 0
         self.experiments: list[Any] = []
         self.callbacks: list[Callable[[], Any]] = []
+        #: The scheduler that runs the job (None when it was not scheduled: a dry run).
+        self.scheduler: Any = None
         #: The params.json text, written when the job is submitted (None for a reused done job).
         self.params: Optional[str] = None
         #: How many times this controller launched the job (events of older attempts are ignored).
@@ -102,6 +104,13 @@ class Job:
         self.state = JobState.UNSCHEDULED
         self.failure = None
         self.started_at = self.ended_at = None
+
+    def add_callback(self, callback: Callable[[], Any]) -> None:
+        """Call ``callback()`` once when the job succeeds (at once if it is done already)."""
+        if self.scheduler is None:  # not scheduled (dry run): it will never run
+            self.callbacks.append(callback)
+        else:
+            self.scheduler.add_callback(self, callback)
 
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Block until the job has ended; True when it ended well."""

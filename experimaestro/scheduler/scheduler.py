@@ -15,6 +15,7 @@ checks liveness.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import queue
@@ -38,11 +39,15 @@ from ..core.types import ValidationError
 from .dependency_errors import dependency_problem
 from .job import Job
 from ..connectors.files import atomic_write
-from ..launchers.jobfiles import EXIT_LOCKED, FailureRecord, JobState
+from ..launchers.jobfiles import EXIT_DISK_FULL, EXIT_LOCKED, FailureRecord, JobState
 from .tokens import HolderInfo, TokenDependency, TokenStore, acquire_all, release_all
 from .watcher import FolderWatcher
 
 logger = logging.getLogger("experimaestro.scheduler")
+
+
+def _disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
 
 
 def _sweep_interval() -> float:
@@ -112,6 +117,7 @@ class Scheduler:
                 )
             tokens.append(dep)
         callbacks = list(task.__xpm__.completion_callbacks)
+        job.scheduler = self
         with self._jobs_lock:
             existing = self._jobs.get(job.path)
             if existing is not None:
@@ -148,13 +154,7 @@ class Scheduler:
         """The job is known in this process already: share it (and run it again if it ended
         without success, with the new submission's launcher)."""
         if job.task is not existing.task and callbacks:
-            def add_callbacks() -> None:
-                if existing.state is JobState.DONE:  # ended already: call them now
-                    self._call(existing, callbacks)
-                else:
-                    existing.callbacks.extend(callbacks)
-
-            self.post(add_callbacks)
+            self.post(lambda: self._add_callbacks(existing, callbacks))
         if run_mode is not RunMode.GENERATE_ONLY and existing.finished and (
             existing.state is not JobState.DONE
         ):
@@ -165,6 +165,29 @@ class Scheduler:
                                         workspace=existing.workspace)
             self.post(lambda: self._schedule(existing))
         return existing
+
+    def add_callback(self, job: Job, callback: Callable[[], object]) -> None:
+        """An ``on_completed`` callback registered after ``submit()``: it runs once when the job
+        succeeds, or before this returns when the job is done already."""
+        if threading.current_thread() is self._thread:  # from another callback
+            self._add_callbacks(job, [callback])
+            return
+        added = threading.Event()
+
+        def add() -> None:
+            try:
+                self._add_callbacks(job, [callback])
+            finally:
+                added.set()
+
+        self.post(add)
+        added.wait()
+
+    def _add_callbacks(self, job: Job, callbacks: list[Callable[[], object]]) -> None:
+        if job.finished and job.state is JobState.DONE:  # ended already: call them now
+            self._call(job, callbacks)
+        else:
+            job.callbacks.extend(callbacks)
 
     def cancel_pending(self, jobs: Iterable[Job], aborted: object) -> None:
         """Drop jobs that have not started (an experiment left by an exception); returns once
@@ -320,12 +343,25 @@ class Scheduler:
             self._start(job)
         except Exception as exc:  # a launch failure must end the job, never leave it READY
             logger.error("could not launch %s: %s", job, exc)
-            failure = FailureRecord(1, "launch", f"{type(exc).__name__}: {exc}")
-            try:
-                job.files.write_failure(failure.code, failure.reason, failure.message)
-            except OSError:
-                pass
-            self._finish(job, JobState.ERROR, failure)
+            reason = "disk-full" if _disk_full(exc) else "launch"
+            failure = FailureRecord(1, reason, f"{type(exc).__name__}: {exc}")
+            self._finish(job, JobState.ERROR, self._write_failure(job, failure))
+
+    def _write_failure(self, job: Job, failure: FailureRecord) -> FailureRecord:
+        """Write ``.failed`` for a job that ended without one. A write that fails never keeps
+        the job from ending: the failure is then known to this controller only (and a rerun
+        runs the job again); a full disk becomes the reason."""
+        try:
+            job.path.mkdir(parents=True, exist_ok=True)
+            job.files.write_failure(failure.code, failure.reason, failure.message)
+        except OSError as exc:
+            logger.error("cannot write the failure marker of %s: %s", job, exc)
+            if _disk_full(exc) and failure.reason != "disk-full":
+                return FailureRecord(
+                    failure.code, "disk-full",
+                    f"{failure.message} (and no space left on the device for {job.files.failed})",
+                )
+        return failure
 
     def _start(self, job: Job) -> None:
         files = job.files
@@ -411,6 +447,11 @@ class Scheduler:
         if failure is None:
             if code is None:
                 failure = FailureRecord(1, "lost", "the job process ended without a marker")
+            elif code == EXIT_DISK_FULL:
+                failure = FailureRecord(
+                    code, "disk-full", "the job could not write its marker: no space left on "
+                    f"the device of {files.path}",
+                )
             elif code == -signal.SIGTERM:
                 failure = FailureRecord(
                     128 - code, "cancelled", "the job process was terminated (SIGTERM)"
@@ -426,7 +467,7 @@ class Scheduler:
                     f"the job process exited with code {code} before writing a marker "
                     f"(see {files.stderr})",
                 )
-            files.write_failure(failure.code, failure.reason, failure.message)
+            failure = self._write_failure(job, failure)
         self._finish(job, JobState.ERROR, failure)
 
     # -- jobs run by someone else ----------------------------------------------------------------
@@ -434,6 +475,11 @@ class Scheduler:
     def _attach(self, job: Job) -> None:
         logger.info("%s is already running: waiting on it", job)
         self._attached.add(job)
+        if job not in self._running:
+            # It runs on this machine (an earlier run of the script, another controller): it
+            # takes a launcher slot until it ends, like a job this controller started.
+            self._running.add(job)
+            self._load[id(job.launcher)] += 1
         job.set_state(JobState.RUNNING)
         self._watch_job(job)
         self._notify()
@@ -540,13 +586,8 @@ class Scheduler:
                 continue
             self._forget(job)
             message = f"dependency {cause.typeid}/{cause.identifier} failed"
-            failure = FailureRecord(1, "dependency", message)
-            try:
-                job.path.mkdir(parents=True, exist_ok=True)
-                job.files.write_failure(failure.code, failure.reason, failure.message)
-            except OSError as exc:
-                logger.warning("cannot write the failure marker of %s: %s", job, exc)
-            job.set_state(JobState.ERROR, failure)
+            self._write_failure(job, FailureRecord(1, "dependency", message))
+            job.set_state(JobState.ERROR, FailureRecord(1, "dependency", message))
             work.extend((job, d) for d in job.dependents)
             job.dependents = {}
         self._notify()
