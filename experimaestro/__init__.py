@@ -26,12 +26,13 @@ from .version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     from .launcherfinder import find_launcher
-    from .scheduler.experiment import FailedExperiment, experiment
+    from .scheduler.experiment import FailedExperiment, Interrupted, experiment
     from .scheduler.tokens import CounterToken
 
 _LAZY = {
     "experiment": "experimaestro.scheduler.experiment",
     "FailedExperiment": "experimaestro.scheduler.experiment",
+    "Interrupted": "experimaestro.scheduler.experiment",
     "Job": "experimaestro.scheduler.job",
     "JobState": "experimaestro.launchers.jobfiles",
     "CounterToken": "experimaestro.scheduler.tokens",
@@ -64,6 +65,7 @@ __all__ = [
     "FailedExperiment",
     "Identifier",
     "InstanceConfig",
+    "Interrupted",
     "Job",
     "JobState",
     "LightweightTask",

@@ -234,8 +234,6 @@ def forkserver() -> int:
             report(f"ended {pid} {os.waitstatus_to_exitcode(status)}\n")
 
     signal.signal(signal.SIGCHLD, reap)
-    # Ctrl-C in the controller's terminal reaches this process too: the controller decides.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for line in sys.stdin:
         params = line.strip()
         if not params:
@@ -245,7 +243,6 @@ def forkserver() -> int:
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the job's own subprocesses need it
-            signal.signal(signal.SIGINT, signal.default_int_handler)
             sys.argv = [sys.argv[0], "run", params]
             os._exit(_run_forked(Path(params), JobFiles))
         try:

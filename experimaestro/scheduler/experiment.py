@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import sys
 import threading
 from pathlib import Path
@@ -31,6 +32,31 @@ _current_lock = threading.Lock()
 def current_experiment() -> Optional["experiment"]:
     """The innermost running experiment of this process, or None."""
     return _current[-1] if _current else None
+
+
+class Interrupted(KeyboardInterrupt, SystemExit):
+    """Ctrl-C in a controller: still a ``KeyboardInterrupt`` for code that catches it, and, left
+    uncaught, an exit with code 130 (128 + SIGINT) without a traceback."""
+
+    def __init__(self, message: str) -> None:
+        SystemExit.__init__(self, 130)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _interrupted_message(running: int, workdir: Path, name: str) -> str:
+    """The one line printed on Ctrl-C: what goes on, and how to re-attach or stop it."""
+    if not running:
+        return "experimaestro: interrupted; no job is running"
+    jobs, them = ("1 job still runs", "it") if running == 1 else (f"{running} jobs still run", "them")
+    ws = shlex.quote(str(workdir))
+    return (
+        f"experimaestro: interrupted; {jobs} (rerun the script to re-attach to {them}; to stop "
+        f"{them}: experimaestro jobs kill --workdir {ws} ID, with the IDs of experimaestro jobs "
+        f"list --workdir {ws} --experiment {shlex.quote(name)} --state running)"
+    )
 
 
 class FailedExperiment(RuntimeError):
@@ -146,23 +172,14 @@ class experiment:  # noqa: N801 - the public name users write
     ) -> None:
         try:
             if exc is not None:
-                pending = [j for j in self._jobs.values() if not j.finished]
-                if pending and self._scheduler is not None:
-                    self._scheduler.cancel_pending(pending, self)
-                logger.error(
-                    "experiment %s stopped by %s: jobs not started are dropped, running jobs "
-                    "go on (rerun the script to re-attach to them)", self.name, exc_type.__name__
-                    if exc_type else "an exception",
-                )
+                self._abort(exc)
                 return
             if self.run_mode is RunMode.DRY_RUN:
                 return
             try:
                 self.wait()
-            except BaseException:  # Ctrl-C while waiting: an abort like any other
-                pending = [j for j in self._jobs.values() if not j.finished]
-                if pending:
-                    self.scheduler.cancel_pending(pending, self)
+            except BaseException as error:  # Ctrl-C while waiting: an abort like any other
+                self._abort(error)
                 raise
             if self.run_mode is RunMode.NORMAL:
                 outcome = self.outcome()
@@ -186,6 +203,22 @@ class experiment:  # noqa: N801 - the public name users write
                 logging.getLogger("experimaestro").removeHandler(self._log_handler)
                 self._log_handler.close()
                 self._log_handler = None
+
+    def _abort(self, exc: BaseException) -> None:
+        """Leave after an exception: drop the jobs not started; running jobs go on. Ctrl-C
+        says so in one line and raises :class:`Interrupted` (exit code 130, no traceback)."""
+        pending = [j for j in self._jobs.values() if not j.finished]
+        if pending and self._scheduler is not None:
+            self._scheduler.cancel_pending(pending, self)
+        logger.error(
+            "experiment %s stopped by %s: jobs not started are dropped, running jobs go on "
+            "(rerun the script to re-attach to them)", self.name, type(exc).__name__,
+        )
+        if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, Interrupted):
+            running = sum(1 for j in self._jobs.values() if j.state is JobState.RUNNING)
+            message = _interrupted_message(running, self.workspace.path, self.name)
+            sys.stderr.write(message + "\n")
+            raise Interrupted(message) from None
 
     # -- jobs ----------------------------------------------------------------------------------
 
@@ -323,4 +356,4 @@ class experiment:  # noqa: N801 - the public name users write
         return "\n".join(lines)
 
 
-__all__ = ["FailedExperiment", "current_experiment", "experiment"]
+__all__ = ["FailedExperiment", "Interrupted", "current_experiment", "experiment"]
