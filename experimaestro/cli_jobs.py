@@ -22,7 +22,6 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 import click
 
 from .core.serialization import ParamsDocument, ParamsFormatError, parse_document
-from .connectors.process import process_alive
 from .launchers.jobfiles import FailureRecord, JobFiles, JobState
 from .scheduler.workspace import Workspace
 
@@ -441,7 +440,7 @@ def job_kill(workspace: Workspace, job_id: str) -> None:
             raise psutil.NoSuchProcess(0)
         # Bound to this very process: psutil refuses to signal a pid reused since.
         process = psutil.Process(record.pid)
-        if not process_alive(record.pid, record.create_time):
+        if not files.process_alive(record):
             raise psutil.NoSuchProcess(record.pid)
         process.terminate()
     except psutil.NoSuchProcess:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any, Callable, Optional
 
 
 class PidRecord:
@@ -64,18 +65,29 @@ class PidRecord:
             started=time.time(),
         )
 
-    def is_alive(self) -> bool:
-        """True when the very process recorded here is alive (local processes only)."""
-        return process_alive(self.pid, self.create_time)
+    def is_alive(self, confirm: Optional[Callable[[Any], bool]] = None) -> bool:
+        """True when the very process recorded here is alive (local processes only); see
+        :func:`process_alive` for ``confirm``."""
+        return process_alive(self.pid, self.create_time, confirm)
 
 
-def process_alive(pid: int, create_time: float) -> bool:
-    """Whether process ``pid`` exists, is not a zombie, and was created at ``create_time``."""
+def process_alive(
+    pid: int, create_time: float, confirm: Optional[Callable[[Any], bool]] = None
+) -> bool:
+    """Whether process ``pid`` exists, is not a zombie, and was created at ``create_time``.
+
+    Without a create time (the records of experimaestro 2.x), the pid alone could name any process
+    that took it since: the process counts only when ``confirm(process)`` (a ``psutil.Process``)
+    says it is the one, and never without ``confirm``.
+    """
     import psutil
 
     try:
         p = psutil.Process(pid)
-        if create_time and abs(p.create_time() - create_time) > 0.05:
+        if create_time:
+            if abs(p.create_time() - create_time) > 0.05:
+                return False
+        elif confirm is None or not confirm(p):
             return False
         return p.status() != psutil.STATUS_ZOMBIE
     except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):

@@ -163,9 +163,28 @@ class JobFiles:
         if marker is not None:
             return marker
         record = self.read_pid()
-        if record is not None and record.type == "local" and record.is_alive():
+        if record is not None and record.type == "local" and self.process_alive(record):
             return JobState.RUNNING
         return JobState.UNSCHEDULED
+
+    def process_alive(self, record: PidRecord) -> bool:
+        """Whether the local process of ``record`` is alive and is this job's.
+
+        A record with a create time names its process exactly. One without (written by
+        experimaestro 2.x) is trusted only when a runner holds the job's lock or the process's
+        command line names this job folder: its pid alone may belong to any process by now.
+        """
+        return record.is_alive(confirm=self._is_job_process)
+
+    def _is_job_process(self, process: Any) -> bool:
+        if self.runner_alive():
+            return True
+        try:
+            cmdline = process.cmdline()
+        except Exception:  # psutil.Error: gone, or not ours to read
+            return False
+        folder = str(self.path)
+        return any(folder in arg for arg in cmdline)
 
     def runner_alive(self) -> bool:
         """Whether a runner holds ``<name>.lock`` (it does while the job runs on this machine).

@@ -259,7 +259,8 @@ class Scheduler:
         files = job.files
         if job.path.is_dir():
             record = files.read_pid()
-            if record is not None and record.is_alive() and files.marker_state() is None:
+            alive = record is not None and files.process_alive(record)
+            if alive and files.marker_state() is None:
                 self._attach(job)
                 return
             if files.done.exists():
@@ -369,7 +370,8 @@ class Scheduler:
         with FileLock(str(files.path / ".launch.lock")):
             # Order matters: a dead process has written its marker before it died.
             record = files.read_pid()
-            if record is not None and record.is_alive() and files.marker_state() is None:
+            alive = record is not None and files.process_alive(record)
+            if alive and files.marker_state() is None:
                 self._release_tokens(job)
                 self._attach(job)
                 return
@@ -512,7 +514,7 @@ class Scheduler:
         record = files.read_pid()
         if record is not None and record.type != "local":
             return True
-        if record is not None and record.is_alive():
+        if record is not None and files.process_alive(record):
             return True
         return files.runner_alive()
 

@@ -195,7 +195,7 @@ class Holder:
                 f"its controller (pid {self.controller_pid}) is dead and no job process is "
                 f"recorded in {files.pidfile}"
             )
-        if record.type != "local" or record.is_alive():
+        if record.type != "local" or files.process_alive(record):
             return None
         return (
             f"its controller (pid {self.controller_pid}) and its job process (pid {record.pid}) "
