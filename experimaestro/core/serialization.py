@@ -117,6 +117,7 @@ def _ordered_graph(root: Config, is_reference: Any) -> list[Config]:
     which ``is_reference`` is true is listed but not entered."""
     order: list[Config] = []
     state: dict[int, int] = {}  # 1 = on the stack, 2 = listed
+    path: list[Config] = []  # the configurations on the stack, outermost first
     stack: list[tuple[Config, bool]] = [(root, False)]
     while stack:
         cfg, expanded = stack.pop()
@@ -125,10 +126,12 @@ def _ordered_graph(root: Config, is_reference: Any) -> list[Config]:
             if state.get(key) != 2:
                 state[key] = 2
                 order.append(cfg)
+                path.pop()
             continue
         if key in state:
             continue
         state[key] = 1
+        path.append(cfg)
         stack.append((cfg, True))
         if is_reference(cfg):
             continue
@@ -142,9 +145,31 @@ def _ordered_graph(root: Config, is_reference: Any) -> list[Config]:
         )
         refs.extend(info.init_tasks)
         for ref in reversed(refs):
+            if state.get(id(ref)) == 1:
+                raise _cycle_error(path + [ref])
             if id(ref) not in state:
                 stack.append((ref, False))
     return order
+
+
+def _cycle_error(walk: list[Config]) -> ValueError:
+    """A cycle (``a.other = b; b.other = a``): params.json cannot hold it, and the job could not
+    rebuild it (whose ``__post_init__`` would run first?). Refused at ``submit()``. ``walk`` goes
+    from the root to the configuration met again."""
+    steps = []
+    for cfg, nxt in zip(walk, walk[1:]):
+        values = cfg.__dict__
+        names = [
+            n for n in cfg.__xpm__.xpmtype.arguments
+            if n in values and any(v is nxt for v in iter_values([values[n]]))
+        ]
+        steps.append(f"{type(cfg).__qualname__}.{names[0]}" if names else type(cfg).__qualname__)
+    steps.append(type(walk[-1]).__qualname__)
+    return ValueError(
+        f"the configuration graph of {type(walk[0]).__qualname__} has a cycle: "
+        f"{' -> '.join(steps)}; params.json cannot hold it, nor the job rebuild it: "
+        f"break the cycle (a configuration cannot hold itself, even through others)"
+    )
 
 
 def _encode(value: Any, ids: dict[int, int], bases: _Bases) -> Any:
