@@ -16,6 +16,7 @@ checks liveness.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import queue
@@ -34,7 +35,7 @@ from ..core.config import (
     resource_dependencies,
     task_dependencies,
 )
-from ..core.serialization import dumps
+from ..core.serialization import ParamsFormatError, dumps, parse_document
 from ..core.types import ValidationError
 from .dependency_errors import dependency_problem
 from .job import Job
@@ -48,6 +49,24 @@ logger = logging.getLogger("experimaestro.scheduler")
 
 def _disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+
+
+def _params_problem(text: str, identifier: str) -> Optional[str]:
+    """What is wrong with the params.json text of job ``identifier`` (None: nothing, or a file
+    written by experimaestro 2.x, which is left as it is)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return "its params.json is damaged (not JSON)"
+    if isinstance(data, dict) and "xpm_format" not in data and "objects" in data:
+        return None  # experimaestro 2.x's format
+    try:
+        document = parse_document(text)
+    except ParamsFormatError as exc:
+        return f"its params.json is damaged ({exc})"
+    if document.identifier != identifier:
+        return f"its params.json holds another job ({document.identifier})"
+    return None
 
 
 def _sweep_interval() -> float:
@@ -124,7 +143,9 @@ class Scheduler:
                 return self._submit_again(existing, job, callbacks, run_mode)
         resolve_generated_paths(task, job.path)
         done = job.files.done.exists()
-        if not done:
+        if done:
+            self._repair_params(job)
+        else:
             # Written now so that a value params.json cannot hold fails at the submit() line.
             job.params = dumps(task, job=job.path, workspace=job.workspace)
         job.dependencies = dependencies
@@ -148,6 +169,29 @@ class Scheduler:
             self.post(lambda: self._schedule(job))
         return job
 
+    def _repair_params(self, job: Job) -> None:
+        """A done job is reused as it is, but its params.json must stay true (``jobs list`` reads
+        its tags there): when it is missing, damaged or holds another identifier, warn and write
+        it again from the submitted configuration (whose identifier names the folder)."""
+        files = job.files
+        try:
+            text = files.params.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            problem = "its params.json is missing"
+        except (OSError, UnicodeDecodeError) as exc:
+            problem = f"its params.json cannot be read ({exc})"
+        else:
+            problem = _params_problem(text, job.identifier)
+        if problem is None:
+            return
+        logger.warning(
+            "%s is done but %s: writing it again from the submitted configuration", job, problem
+        )
+        try:
+            atomic_write(files.params, dumps(job.task, job=job.path, workspace=job.workspace))
+        except OSError as exc:
+            logger.warning("cannot write %s: %s", files.params, exc)
+
     def _submit_again(
         self, existing: Job, job: Job, callbacks: list[Callable[[], object]], run_mode: RunMode
     ) -> Job:
@@ -155,6 +199,8 @@ class Scheduler:
         without success, with the new submission's launcher)."""
         if job.task is not existing.task and callbacks:
             self.post(lambda: self._add_callbacks(existing, callbacks))
+        if existing.state is JobState.DONE:
+            self._repair_params(existing)
         if run_mode is not RunMode.GENERATE_ONLY and existing.finished and (
             existing.state is not JobState.DONE
         ):
