@@ -45,10 +45,12 @@ def test_2x_record_is_confirmed_by_the_command_line(tmp_path: Path) -> None:
     files = JobFiles(tmp_path / "jobs" / "m.step" / "abc", "step")
     files.path.mkdir(parents=True)
     # What a 2.x job looks like: its script, named by its path in the job folder.
-    process = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(600)", str(files.path / "step.py")]
-    )
+    ready = tmp_path / "ready"
+    code = f"import pathlib, time; pathlib.Path({str(ready)!r}).touch(); time.sleep(600)"
+    process = subprocess.Popen([sys.executable, "-c", code, str(files.path / "step.py")])
     try:
+        # Right after exec, /proc/<pid>/cmdline may still be empty: wait until it runs.
+        wait_until(ready.exists, what="the process to start")
         write_2x_record(files, process.pid)
         assert files.disk_state() is JobState.RUNNING
     finally:
