@@ -177,12 +177,18 @@ def test_exception_in_block_drops_unstarted_jobs(tmp_path: Path) -> None:
         with experiment(tmp_path / "ws", "xp"):
             first = Step.C(name="first", log=log, gate=gate).submit()
             second = Step.C(name="second", log=log, after=first).submit()
+            wait_until(lambda: count(log, "start", "first") == 1, what="the first job to run")
             raise KeyError("user error")
     assert second.__xpm__.job.state is JobState.ERROR
     assert second.__xpm__.job.failure.reason == "cancelled"
+    # The running job is left to finish: it is still running, and ends well once its gate opens.
+    assert first.__xpm__.job.state is JobState.RUNNING
+    assert count(log, "end", "first") == 0
     gate.touch()
-    # The running job is left to finish.
-    first.__xpm__.job.wait(timeout=30)
+    assert first.__xpm__.job.wait(timeout=30) is True
+    assert first.__xpm__.job.state is JobState.DONE
+    assert count(log, "end", "first") == 1
+    assert (first.jobpath / "step.done").exists()
     assert count(log, "start", "second") == 0
 
 
