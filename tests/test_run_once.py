@@ -107,13 +107,13 @@ def test_two_runners_of_one_job_run_it_once(tmp_path: Path, round_: int) -> None
 
 RACER = """
 from pathlib import Path
+from polling import poll
 from experimaestro import experiment
 from experimaestro.launchers.direct import DirectLauncher
 from xpm_tasks import Step
 
 root = Path({root!r})
-while not (root / "go").exists():  # both controllers submit at the same moment
-    pass
+poll((root / "go").exists, 60, 0.001)  # both controllers submit at the same moment
 with experiment(root / "ws", {xp!r}, launcher=DirectLauncher(max_jobs=8)):
     for i in range({n}):
         Step.C(name=f"{prefix}{{i}}", log=root / "log", gate=root / "gate").submit()
