@@ -355,3 +355,22 @@ def test_jobs_survive_the_fork_server(tmp_path: Path) -> None:
         wait_until(lambda: not server.alive, what="the fork server to die")
         gate.touch()
     assert job.state is JobState.DONE
+
+
+def test_chain_longer_than_270_limit(tmp_path: Path) -> None:
+    """A chain of 320 dependent tasks (experimaestro 2.7.0 fails beyond about 300) runs end to end,
+    each after the previous one, and its last task reads the whole chain back."""
+    n = 320
+    log = tmp_path / "log"
+    with experiment(tmp_path / "ws", "chain"):
+        step = None
+        for i in range(n):
+            step = Step.C(name=f"c{i}", log=log, after=step).submit()
+        reader = ChainReader.C(last=step).submit()
+    assert reader.__xpm__.job.state is JobState.DONE
+    times = {(event, name): stamp for event, name, stamp, _ in executions(log)}
+    assert len(times) == 2 * n
+    for i in range(1, n):
+        assert times[("start", f"c{i}")] >= times[("end", f"c{i - 1}")]
+    names = (reader.jobpath / "chain.txt").read_text().split()
+    assert names == [f"c{i}:c{i}" for i in reversed(range(n))]
