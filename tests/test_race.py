@@ -1,4 +1,5 @@
-"""Two controllers on one workspace: never two executions of a job; tokens shared by both."""
+"""Two controllers on one workspace: never two executions of a job, a true .pid file (the launch
+lock); tokens shared by both."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ import json
 import os
 import signal
 from pathlib import Path
+from typing import Optional
 
 import pytest
 from conftest import start_controller, wait_until
-from xpm_tasks import count, executions
+from xpm_tasks import Step, count, executions
+
+from experimaestro.connectors.process import PidRecord
 
 RACER = """
 from pathlib import Path
@@ -20,28 +24,62 @@ from xpm_tasks import Step
 
 root = Path({root!r})
 poll((root / "go").exists, 60, 0.001)  # both controllers start submitting at the same moment
-with experiment(root / "ws", {xp!r}, launcher=DirectLauncher(max_jobs=4)):
+with experiment(root / "ws", {xp!r}, launcher=DirectLauncher(max_jobs={n})):
     for i in range({n}):
-        Step.C(name=f"{prefix}{{i}}", log=root / "log").submit()
+        Step.C(name=f"{prefix}{{i}}", log=root / "log", gate={gate}).submit()
 """
+
+
+def start_racers(tmp_path: Path, prefix: str, n: int, gate: Optional[Path] = None) -> list:
+    """Two controllers that submit the same ``n`` jobs at the same moment (after a go file)."""
+    controllers = [
+        start_controller(
+            RACER.format(root=str(tmp_path), xp=xp, n=n, prefix=prefix,
+                         gate=None if gate is None else f"Path({str(gate)!r})"),
+            tmp_path, f"{xp}.py",
+        )
+        for xp in ("left", "right")
+    ]
+    (tmp_path / "go").touch()
+    return controllers
 
 
 @pytest.mark.parametrize("round_", range(4))
 def test_two_controllers_race_to_start_the_same_jobs(tmp_path: Path, round_: int) -> None:
     n = 8
-    controllers = [
-        start_controller(
-            RACER.format(root=str(tmp_path), xp=xp, n=n, prefix=f"r{round_}-"), tmp_path, f"{xp}.py"
-        )
-        for xp in ("left", "right")
-    ]
-    (tmp_path / "go").touch()
-    for c in controllers:
+    for c in start_racers(tmp_path, f"r{round_}-", n):
         assert c.wait(timeout=120) == 0
     log = tmp_path / "log"
     for i in range(n):
         assert count(log, "start", f"r{round_}-{i}") == 1, executions(log)
         assert count(log, "end", f"r{round_}-{i}") == 1
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_two_controllers_launching_one_job_leave_its_true_pid(tmp_path: Path, round_: int) -> None:
+    """Two controllers start the same jobs at once (the launch lock, ``.launch.lock``, is what
+    orders them). Each job runs once, and its ``.pid`` file names the process that runs it, not a
+    second runner that gave way: ``jobs kill`` and token reclaim read that file."""
+    n, log, gate = 8, tmp_path / "log", tmp_path / "gate"
+    controllers = start_racers(tmp_path, f"p{round_}-", n, gate)
+    wait_until(lambda: sum(1 for e, *_ in executions(log) if e == "start") == n, timeout=60,
+               what="all the jobs to start")
+    # Both controllers now wait on the running jobs (the gate is closed): every .pid file is final.
+    started = {name: pid for event, name, _, pid in executions(log) if event == "start"}
+    jobs = tmp_path / "ws" / "jobs" / "xpm_tasks.step"
+    recorded = {
+        name: PidRecord.from_json(
+            (jobs / Step.C(name=name, log=log).__xpm__.identifier.hex() / "step.pid").read_text()
+        ).pid
+        for name in started
+    }
+    gate.touch()
+    for c in controllers:
+        assert c.wait(timeout=60) == 0
+    for i in range(n):
+        name = f"p{round_}-{i}"
+        assert count(log, "start", name) == 1, executions(log)
+        assert recorded[name] == started[name], (name, recorded, started)
 
 
 TOKEN_USER = """

@@ -1,9 +1,10 @@
-"""The three guards that keep one job to one execution and one true pid record, each tested alone:
+"""Guards that keep one job to one execution, each tested alone:
 
 * the create-time check of a pid record (a reused pid is not the job's process);
-* the runner's lock (``<name>.lock``; a second runner of the same job exits with 75);
-* the controller's launch lock (``.launch.lock``; two controllers never both launch a job, so the
-  ``.pid`` file names the process that runs it).
+* the runner's lock (``<name>.lock``; a second runner of the same job exits with 75).
+
+The controller's launch lock (``.launch.lock``) is tested with two racing controllers in
+test_race.py.
 
 Real processes and real races; waits are conditions with a deadline.
 """
@@ -19,7 +20,7 @@ import psutil
 import pytest
 from xpm_tasks import Step, count, executions
 
-from conftest import controller_env, run_controller, start_controller, wait_until
+from conftest import controller_env, run_controller, wait_until
 from experimaestro import RunMode, experiment
 from experimaestro.connectors.process import PidRecord
 from experimaestro.launchers.jobfiles import EXIT_LOCKED
@@ -101,54 +102,3 @@ def test_two_runners_of_one_job_run_it_once(tmp_path: Path, round_: int) -> None
     assert count(log, "start", f"twice{round_}") == 1, executions(log)
     assert count(log, "end", f"twice{round_}") == 1, executions(log)
     assert (step.jobpath / "step.done").exists()
-
-
-# --- the launch lock ----------------------------------------------------------------------------
-
-RACER = """
-from pathlib import Path
-from polling import poll
-from experimaestro import experiment
-from experimaestro.launchers.direct import DirectLauncher
-from xpm_tasks import Step
-
-root = Path({root!r})
-poll((root / "go").exists, 60, 0.001)  # both controllers submit at the same moment
-with experiment(root / "ws", {xp!r}, launcher=DirectLauncher(max_jobs=8)):
-    for i in range({n}):
-        Step.C(name=f"{prefix}{{i}}", log=root / "log", gate=root / "gate").submit()
-"""
-
-
-@pytest.mark.parametrize("round_", range(3))
-def test_two_controllers_launching_one_job_leave_its_true_pid(tmp_path: Path, round_: int) -> None:
-    """Two controllers start the same jobs at once. Each job runs once, and its ``.pid`` file names
-    the process that runs it (not a second runner that gave way): ``jobs kill`` and token reclaim
-    read that file."""
-    n = 8
-    controllers = [
-        start_controller(
-            RACER.format(root=str(tmp_path), xp=xp, n=n, prefix=f"p{round_}-"), tmp_path, f"{xp}.py"
-        )
-        for xp in ("left", "right")
-    ]
-    (tmp_path / "go").touch()
-    log = tmp_path / "log"
-    wait_until(lambda: sum(1 for e, *_ in executions(log) if e == "start") == n, timeout=60,
-               what="all the jobs to start")
-    # Both controllers now wait on the running jobs (the gate is closed): every .pid file is final.
-    started = {name: pid for event, name, _, pid in executions(log) if event == "start"}
-    jobs = tmp_path / "ws" / "jobs" / "xpm_tasks.step"
-    recorded = {
-        name: PidRecord.from_json(
-            (jobs / Step.C(name=name, log=log).__xpm__.identifier.hex() / "step.pid").read_text()
-        ).pid
-        for name in started
-    }
-    (tmp_path / "gate").touch()
-    for c in controllers:
-        assert c.wait(timeout=60) == 0
-    for i in range(n):
-        name = f"p{round_}-{i}"
-        assert count(log, "start", name) == 1, executions(log)
-        assert recorded[name] == started[name], (name, recorded, started)
