@@ -58,7 +58,7 @@ def test_job_whose_pid_was_reused_is_run_not_waited_on(tmp_path: Path) -> None:
         Step.C(name="reused", log=Path({str(tmp_path / "log")!r})).submit()
     """
     try:
-        code, out = run_controller(script, tmp_path, env={"XPM_SWEEP_INTERVAL": "0.2"}, timeout=30)
+        code, out = run_controller(script, tmp_path, env={"XPM_SWEEP_INTERVAL": "0.2"}, timeout=60)
     except subprocess.TimeoutExpired:
         pytest.fail("the controller waited on the process of a reused pid instead of running the job")
     assert code == 0, out
@@ -82,7 +82,7 @@ def test_two_runners_of_one_job_run_it_once(tmp_path: Path, round_: int) -> None
         for _ in range(2)
     ]
     try:
-        wait_until(lambda: any(r.poll() is not None for r in runners), timeout=15,
+        wait_until(lambda: any(r.poll() is not None for r in runners), timeout=30,
                    what="one of the two runners to give way (both run the job)")
         (loser,) = [r for r in runners if r.poll() is not None]
         (winner,) = [r for r in runners if r is not loser]
