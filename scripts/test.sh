@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs and runs it: `bash scripts/test.sh [pytest arguments]`.
 # Exits non-zero when a test fails, and also when no test ran (pytest's exit code 5).
+# The order of the tests is random (pytest-randomly prints the seed; --randomly-seed=N repeats it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup-venv.sh

@@ -1,7 +1,8 @@
 """``experimaestro jobs ...`` and ``experimaestro experiments ...`` on workspaces made by real runs.
 
 The workspaces are built by controller scripts run in subprocesses (real jobs, real markers), then
-inspected with click's CliRunner; one test runs the real ``python -m experimaestro`` command.
+inspected with click's CliRunner on the real command group (``experimaestro.cli.main``); two tests run
+the installed ``experimaestro`` console script and ``python -m experimaestro``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from click.testing import CliRunner, Result
 from conftest import wait_until
 
 from experimaestro import Config, LightweightTask, Param, Task, tag
-from experimaestro.cli_jobs import document_tags, experiments, jobs
+from experimaestro.cli_jobs import document_tags
 from experimaestro.core.serialization import dumps, parse_document
 from experimaestro.launchers.jobfiles import FailureRecord
 
@@ -89,15 +90,10 @@ BROKEN = "xpmcli_tasks.broken"
 
 
 def cli() -> click.Group:
-    """The ``experimaestro`` command (or a stand-in group, until cli.py registers ours)."""
+    """The real ``experimaestro`` command group (cli.py), with no stand-in."""
     from experimaestro.cli import main
 
-    if "jobs" in main.commands and "experiments" in main.commands:
-        return main
-    group = click.Group("experimaestro")
-    group.add_command(jobs)
-    group.add_command(experiments)
-    return group
+    return main
 
 
 def invoke(*args: Any, env: Optional[dict[str, Optional[str]]] = None) -> Result:
@@ -255,23 +251,36 @@ def test_workdir_from_environment(workspace: Path) -> None:
 
 
 def test_real_command_without_the_user_modules(workspace: Path) -> None:
-    """``python -m experimaestro jobs list`` reads tags without importing the tasks' module."""
-    from experimaestro.cli import main
-
-    if "jobs" not in main.commands:
-        pytest.skip("cli.py does not register the jobs commands yet")
+    """The installed ``experimaestro`` console script (``.venv/bin/experimaestro``) lists jobs, reading
+    tags without importing the tasks' module."""
+    script = Path(sys.executable).parent / "experimaestro"
+    assert script.is_file(), f"{script} is missing: install the package (pip install -e .)"
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)  # xpmcli_tasks cannot be imported
     env.pop("XPM_WORKDIR", None)
+    for command in (["jobs", "list"], ["experiments", "list"]):
+        done = subprocess.run(
+            [str(script), *command, "--workdir", str(workspace)],
+            env=env, capture_output=True, text=True, timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        if command[0] == "jobs":
+            assert lines[0].split() == ["STATE", "TYPE", "ID", "EXPERIMENTS", "TAGS"]
+            assert any(line.split()[-2:] == ["n=1", "size=big"] for line in lines[1:])
+            assert len(lines) == 4
+        else:
+            assert [line.split()[0] for line in lines] == ["NAME", "alpha", "beta"]
+
+
+def test_python_dash_m_is_the_same_command() -> None:
+    """``python -m experimaestro`` runs the same group as the console script."""
     done = subprocess.run(
-        [sys.executable, "-m", "experimaestro", "jobs", "list", "--workdir", str(workspace)],
-        env=env, capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "experimaestro", "--help"], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
-    assert lines[0].split() == ["STATE", "TYPE", "ID", "EXPERIMENTS", "TAGS"]
-    assert any(line.split()[-2:] == ["n=1", "size=big"] for line in lines[1:])
-    assert len(lines) == 4
+    listed = {line.split()[0] for line in done.stdout.split("Commands:")[1].splitlines() if line.strip()}
+    assert {"jobs", "experiments", "tokens", "explain-id"} <= listed
 
 
 # --- tags of a params document -------------------------------------------------------------------

@@ -177,12 +177,18 @@ def test_exception_in_block_drops_unstarted_jobs(tmp_path: Path) -> None:
         with experiment(tmp_path / "ws", "xp"):
             first = Step.C(name="first", log=log, gate=gate).submit()
             second = Step.C(name="second", log=log, after=first).submit()
+            wait_until(lambda: count(log, "start", "first") == 1, what="the first job to run")
             raise KeyError("user error")
     assert second.__xpm__.job.state is JobState.ERROR
     assert second.__xpm__.job.failure.reason == "cancelled"
+    # The running job is left to finish: it is still running, and ends well once its gate opens.
+    assert first.__xpm__.job.state is JobState.RUNNING
+    assert count(log, "end", "first") == 0
     gate.touch()
-    # The running job is left to finish.
-    first.__xpm__.job.wait(timeout=30)
+    assert first.__xpm__.job.wait(timeout=30) is True
+    assert first.__xpm__.job.state is JobState.DONE
+    assert count(log, "end", "first") == 1
+    assert (first.jobpath / "step.done").exists()
     assert count(log, "start", "second") == 0
 
 
@@ -349,3 +355,22 @@ def test_jobs_survive_the_fork_server(tmp_path: Path) -> None:
         wait_until(lambda: not server.alive, what="the fork server to die")
         gate.touch()
     assert job.state is JobState.DONE
+
+
+def test_chain_longer_than_270_limit(tmp_path: Path) -> None:
+    """A chain of 320 dependent tasks (experimaestro 2.7.0 fails beyond about 300) runs end to end,
+    each after the previous one, and its last task reads the whole chain back."""
+    n = 320
+    log = tmp_path / "log"
+    with experiment(tmp_path / "ws", "chain"):
+        step = None
+        for i in range(n):
+            step = Step.C(name=f"c{i}", log=log, after=step).submit()
+        reader = ChainReader.C(last=step).submit()
+    assert reader.__xpm__.job.state is JobState.DONE
+    times = {(event, name): stamp for event, name, stamp, _ in executions(log)}
+    assert len(times) == 2 * n
+    for i in range(1, n):
+        assert times[("start", f"c{i}")] >= times[("end", f"c{i - 1}")]
+    names = (reader.jobpath / "chain.txt").read_text().split()
+    assert names == [f"c{i}:c{i}" for i in reversed(range(n))]
