@@ -632,7 +632,10 @@ def stop(directory: Path, keep: bool = False, quiet: bool = False) -> None:
     if pids:
         kill_pids(pids)
     if host.our_uid() is not None:
-        sh("userdel", host.state["user"], quiet=quiet)
+        # -f: zombies of its processes (reaped late here) still count as "in use"; -r: its HOME, seen
+        # from the host's mount namespace (a tmpfs there, unless /home is not in --hide).
+        inside = host.nsenter(net=False) if is_mountpoint(host.nsdir / "mnt") else []
+        sh(*inside, "userdel", "-f", "-r", host.state["user"], quiet=quiet)
     if Path(f"/run/netns/{host.netns}").exists():
         sh("ip", "netns", "del", host.netns)  # removes the veth pair with it
     veth = Path(f"/sys/class/net/{host.veth[0]}")
