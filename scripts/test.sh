@@ -3,6 +3,8 @@
 # Exits non-zero when a test fails, and also when no test ran (pytest's exit code 5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The SSH tests' separate host (ssh-test/) needs sshd, ip, nsenter: installed when missing (as root).
+if [ "$(id -u)" = 0 ]; then ssh-test/install || [ "${CI:-}" != true ] || exit 1; fi
 source scripts/setup-venv.sh
 setup_venv test
 echo "== linting (ruff)"

@@ -41,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_DIR = os.environ.get("SSH_TEST_DIR", "/tmp/ssh-test")
 # Everything a controller (and its tests) writes or reads locally: pytest's tmp_path and tempfile
 # folders, checkouts, root's and users' homes. The remote gets empty ones, like another machine.
-DEFAULT_HIDE = ["/tmp", "/var/tmp", "/work", "/root", "/home"]
+DEFAULT_HIDE = ["/tmp", "/var/tmp", "/work", "/root", "/home", *filter(None, [os.environ.get("TMPDIR")])]
 DEFAULT_PYTHON_CACHE = os.environ.get("SSH_TEST_PYTHON_CACHE", "/var/cache/xpm-ssh-test/python")
 # Private addresses used only on the veth pairs created here: one /30 per host, in 10.213.0.0/16.
 SUBNET_POOL = ipaddress.ip_network("10.213.0.0/16")
@@ -355,12 +355,14 @@ def create_namespaces(host: Host, hide: list[str], expose: list[str], hostname: 
     # Folders to show again inside the covered ones (DIR/server, a venv under /tmp): bound to a stage
     # first, covered, then moved back to the same path.
     host.stage.mkdir(parents=True, exist_ok=True)
-    script = ["set -e", f"hostname {shlex.quote(hostname)}"]
+    script = ["set -e", "umask 022", f"hostname {shlex.quote(hostname)}"]
     for i, path in enumerate(expose):
         (host.stage / str(i)).mkdir(exist_ok=True)
         script.append(f"mount --bind {shlex.quote(path)} {shlex.quote(str(host.stage / str(i)))}")
     for path in hide:
         mode = stat.S_IMODE(os.stat(path).st_mode)
+        if any(e.startswith(path.rstrip("/") + "/") for e in expose):
+            mode |= 0o111  # the remote user (sshd reading authorized_keys as the user) must get through
         script.append(f"mount -t tmpfs -o mode={mode:o},size=25% xpm-ssh-test {shlex.quote(path)}")
     for i, path in enumerate(expose):
         script.append(f"mkdir -p {shlex.quote(path)}")
@@ -481,7 +483,7 @@ def start(args: argparse.Namespace) -> None:
     wanted = {
         "port": args.port, "user": args.user or f"xpm{host.id}",
         "hostname": args.hostname or f"remote-{host.id}",
-        "hide": expand_hidden(args.hide or DEFAULT_HIDE), "slurm": bool(args.slurm),
+        "hide": expand_hidden(DEFAULT_HIDE + (args.hide or [])), "slurm": bool(args.slurm),
     }
     wanted["alias"] = wanted["hostname"]
     wanted["home"] = f"/home/{wanted['user']}"
@@ -558,37 +560,46 @@ def sources_hash(checkout: Path, files: list[Path]) -> str:
 
 
 def build_python(checkout: Path, cache: Path, host: Optional[Host] = None) -> str:
-    """The path of a venv's python with ``checkout`` installed; built once per sources hash (under a lock,
-    so that concurrent sessions share it). About 20-40 s the first time, a hash of the sources after."""
+    """The path of a venv's python with ``checkout`` installed (not editable), for the remote user.
+
+    Two cached levels, each built once under a lock (concurrent sessions share them): a base venv per
+    ``pyproject.toml`` with the dependencies (about 15-20 s, longer with a cold pip cache), and per hash
+    of the sources a copy of it with the project reinstalled (about 3 s). After that, a hash of the
+    sources (milliseconds)."""
     checkout = checkout.resolve()
     if not (checkout / "pyproject.toml").exists() or not (checkout / PROJECT_PACKAGE).is_dir():
         raise Failure(f"{checkout} is not a checkout of {PROJECT_PACKAGE} (no pyproject.toml and "
                       f"{PROJECT_PACKAGE}/): pass the repository's root folder")
     files = project_files(checkout)
-    key = sources_hash(checkout, files)
-    venv = cache / key
-    python = venv / "bin" / "python"
     os.umask(0o022)
-    with locked(cache / f"{key}.lock"):
-        if not (venv / ".complete").exists():
-            began = time.monotonic()
-            log(f"building the remote Python in {venv} (once per version of the sources)")
-            shutil.rmtree(venv, ignore_errors=True)
-            for parent in reversed(venv.parents):  # readable by the remote user
-                if not parent.exists():
-                    parent.mkdir(mode=0o755)
-            with tempfile.TemporaryDirectory(prefix="xpm-ssh-test-src-") as tmp:
-                # A copy: the build writes build/ and *.egg-info next to the sources, never in the checkout.
-                for relative in files:
-                    (Path(tmp) / relative).parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(checkout / relative, Path(tmp) / relative)
-                sh("/usr/bin/python3", "-m", "venv", str(venv), timeout=120)
-                sh(str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", tmp,
-                   timeout=600)
-            (venv / ".complete").write_text(f"{checkout}\n{time.monotonic() - began:.1f} s\n")
-            log(f"remote Python built in {time.monotonic() - began:.1f} s")
-        os.utime(venv / ".complete")
+    for parent in reversed([cache, *cache.parents]):  # readable by the remote user
+        if not parent.exists():
+            parent.mkdir(mode=0o755)
+    with tempfile.TemporaryDirectory(prefix="xpm-ssh-test-src-") as tmp:
+        # A copy: a build writes build/ and *.egg-info next to the sources, never in the checkout.
+        for relative in files:
+            (Path(tmp) / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(checkout / relative, Path(tmp) / relative)
+        pip = ["-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+
+        def make_base(venv: Path) -> None:
+            sh("/usr/bin/python3", "-m", "venv", str(venv), timeout=120)
+            sh(str(venv / "bin" / "python"), *pip, *build_requirements(checkout), tmp, timeout=600)
+
+        base = cached_venv(cache / f"base-{sources_hash(checkout, [Path('pyproject.toml')])}", make_base)
+
+        def make_project(venv: Path) -> None:
+            shutil.copytree(base, venv, symlinks=True)
+            for script in (venv / "bin").iterdir():  # activate, pip: paths of the base
+                if script.is_file() and not script.is_symlink() and str(base).encode() in script.read_bytes():
+                    script.write_bytes(script.read_bytes().replace(str(base).encode(), str(venv).encode()))
+            isolation = ["--no-build-isolation"] if build_requirements(checkout) else []
+            sh(str(venv / "bin" / "python"), *pip, "--no-deps", "--force-reinstall", *isolation, tmp,
+               timeout=600)
+
+        venv = cached_venv(cache / sources_hash(checkout, files), make_project)
     prune_python_cache(cache, keep=3)
+    python = venv / "bin" / "python"
     if host is not None and host.state:
         proc = subprocess.run(host.exec_argv(["test", "-x", str(python)]), capture_output=True)
         if proc.returncode != 0:
@@ -597,18 +608,44 @@ def build_python(checkout: Path, cache: Path, host: Optional[Host] = None) -> st
     return str(python)
 
 
+def build_requirements(checkout: Path) -> list[str]:
+    """The [build-system] requires of pyproject.toml ([] when it cannot be read: pip isolates the build)."""
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        return []
+    with open(checkout / "pyproject.toml", "rb") as handle:
+        return list(tomllib.load(handle).get("build-system", {}).get("requires", []))
+
+
+def cached_venv(venv: Path, build) -> Path:
+    """``venv``, made by ``build(venv)`` unless complete already (under a lock); marks it used."""
+    complete = venv / ".complete"
+    with locked(venv.parent / f"{venv.name}.lock"):
+        if not complete.exists():
+            began = time.monotonic()
+            log(f"building {venv} (cached: once per version of the sources)")
+            shutil.rmtree(venv, ignore_errors=True)
+            build(venv)
+            complete.write_text(f"built in {time.monotonic() - began:.1f} s\n")
+            log(f"built {venv} in {time.monotonic() - began:.1f} s")
+        os.utime(complete)
+    return venv
+
+
 def prune_python_cache(cache: Path, keep: int) -> None:
-    """Remove all but the ``keep`` most recently used venvs (skipping one being built or used)."""
+    """Remove all but the ``keep`` most recently used venvs of each kind (skipping those in use)."""
     built = sorted((p for p in cache.iterdir() if (p / ".complete").exists()),
                    key=lambda p: (p / ".complete").stat().st_mtime, reverse=True)
-    for old in built[keep:]:
-        with open(cache / f"{old.name}.lock", "a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue
-            shutil.rmtree(old, ignore_errors=True)
-        (cache / f"{old.name}.lock").unlink(missing_ok=True)
+    for kind in (True, False):
+        for old in [p for p in built if p.name.startswith("base-") == kind][keep:]:
+            with open(cache / f"{old.name}.lock", "a") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                shutil.rmtree(old, ignore_errors=True)
+            (cache / f"{old.name}.lock").unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -704,8 +741,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--user", help="remote user name (default xpm<id>)")
     p.add_argument("--hostname", help="remote host name and ssh alias (default remote-<id>)")
     p.add_argument("--hide", action="append", metavar="PATH",
-                   help=f"folder covered by an empty tmpfs on the remote (repeatable; "
-                        f"default {DEFAULT_HIDE})")
+                   help=f"another folder to cover with an empty tmpfs on the remote (repeatable; always "
+                        f"covered: {DEFAULT_HIDE})")
     p.add_argument("--python", metavar="CHECKOUT", help="build the remote Python with CHECKOUT installed")
     p.add_argument("--python-cache", default=DEFAULT_PYTHON_CACHE,
                    help=f"venv cache ({DEFAULT_PYTHON_CACHE})")

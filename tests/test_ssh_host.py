@@ -109,13 +109,14 @@ def test_killing_the_sessions_sshd_drops_only_that_connection(remote_host: Remot
         assert remote_host.sessions(client_port=port) == []
 
 
-def test_stop_leaves_nothing_behind(tmp_path: Path) -> None:
+def test_stop_leaves_nothing_behind(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     directory = tmp_path / "host"
-    host = start_remote_host(directory, "--port=2222")
+    host = start_remote_host(directory, tmp_path_factory.getbasetemp(), "--port=2222")
     state = json.loads((directory / "state.json").read_text())
     netns, sshd = f"xpmssh-{state['id']}", int((directory / "server" / "sshd.pid").read_text())
-    again = subprocess.run([str(SSH_TEST / "start"), str(directory), "--port=2222"], capture_output=True,
-                           text=True, check=True)
+    again = subprocess.run([str(SSH_TEST / "start"), str(directory), "--port=2222",
+                            f"--hide={tmp_path_factory.getbasetemp()}"],
+                           capture_output=True, text=True, check=True)
     assert RemoteHost.from_exports(directory, again.stdout) == host, "a second start is a no-op"
     assert int((directory / "server" / "sshd.pid").read_text()) == sshd
     with host.connect() as client:  # a session, whose processes stop must end too

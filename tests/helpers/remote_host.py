@@ -133,12 +133,14 @@ class RemoteHost:
         return proc.stdout
 
 
-def start_remote_host(directory: Path, *options: str) -> RemoteHost:
-    """Run ``ssh-test/start DIR OPTIONS`` (skip or, with CI=true, fail when it cannot)."""
+def start_remote_host(directory: Path, tmp_root: Path, *options: str) -> RemoteHost:
+    """Run ``ssh-test/start DIR OPTIONS`` (skip or, with CI=true, fail when it cannot); ``tmp_root``, the
+    session's temporary folder, is hidden from the remote."""
     reason = missing_requirement()
     if reason:
         unavailable(reason)
-    argv = [str(SSH_TEST / "start"), str(directory), "--no-install", f"--owner-pid={os.getpid()}", *options]
+    argv = [str(SSH_TEST / "start"), str(directory), "--no-install", f"--owner-pid={os.getpid()}",
+            f"--hide={tmp_root}", *options]  # the tests' folders, even with --basetemp outside /tmp
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=START_TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -159,7 +161,7 @@ def stop_remote_host(host: RemoteHost) -> None:
 @pytest.fixture(scope="session")
 def remote_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RemoteHost]:
     """A separate host with a private sshd, for the whole session (about a second to start)."""
-    host = start_remote_host(tmp_path_factory.mktemp("ssh-test"))
+    host = start_remote_host(tmp_path_factory.mktemp("ssh-test"), tmp_path_factory.getbasetemp())
     yield host
     stop_remote_host(host)
 
@@ -171,8 +173,8 @@ def remote_slurm_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remo
         # The cluster scripts come with the slurm-test/ folder (branch slurm-infra): not a missing
         # component of the machine but of this checkout, so a skip even under CI.
         pytest.skip("no slurm-test/ in this checkout")
-    host = start_remote_host(tmp_path_factory.mktemp("ssh-slurm-test"), "--slurm",
-                             f"--slurm-test={SLURM_TEST}")
+    host = start_remote_host(tmp_path_factory.mktemp("ssh-slurm-test"), tmp_path_factory.getbasetemp(),
+                             "--slurm", f"--slurm-test={SLURM_TEST}")
     yield host
     stop_remote_host(host)
 
