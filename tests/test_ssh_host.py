@@ -157,3 +157,32 @@ def test_slurm_inside_the_remote_through_ssh(remote_slurm_host: RemoteHost) -> N
                                       '&& cat out.txt')
     assert code == 0, output
     assert output.split() == [remote_slurm_host.slurm_conf, remote_slurm_host.alias]
+
+
+def test_start_refuses_a_folder_it_did_not_create(tmp_path: Path) -> None:
+    # stop removes DIR: a folder with someone's files must never become one.
+    (tmp_path / "precious.txt").write_text("mine")
+    proc = subprocess.run([str(SSH_TEST / "start"), str(tmp_path), "--no-install"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 1
+    assert "not empty and not an ssh-test folder" in proc.stderr
+    subprocess.run([str(SSH_TEST / "stop"), str(tmp_path)], capture_output=True, check=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["precious.txt"]
+
+
+def test_a_host_whose_owner_died_is_stopped_by_the_next_start(
+        tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    owner = subprocess.Popen(["sleep", "60"])  # stands for a test session that gets killed
+    orphan = tmp_path / "orphan"
+    subprocess.run([str(SSH_TEST / "start"), str(orphan), "--no-install", f"--owner-pid={owner.pid}",
+                    f"--hide={tmp_path_factory.getbasetemp()}"], capture_output=True, check=True)
+    user = json.loads((orphan / "state.json").read_text())["user"]
+    owner.kill()
+    owner.wait()
+    # Any start of any host reaps the orphans.
+    subprocess.run([str(SSH_TEST / "start"), str(tmp_path / "next"), "--no-install",
+                    f"--hide={tmp_path_factory.getbasetemp()}"], capture_output=True, check=True)
+    subprocess.run([str(SSH_TEST / "stop"), str(tmp_path / "next")], capture_output=True, check=True)
+    assert not orphan.exists()
+    with pytest.raises(KeyError):
+        pwd.getpwnam(user)
