@@ -186,3 +186,14 @@ def test_a_host_whose_owner_died_is_stopped_by_the_next_start(
     assert not orphan.exists()
     with pytest.raises(KeyError):
         pwd.getpwnam(user)
+
+
+def test_an_unavailable_host_skips_outside_ci_and_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    from remote_host import unavailable
+
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true: no sshd"):
+        unavailable("no sshd")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="no sshd"):
+        unavailable("no sshd")
