@@ -38,6 +38,9 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests" / "helpers"))
+from polling import poll  # noqa: E402  (standard library only, like this script)
+
 DEFAULT_DIR = os.environ.get("SSH_TEST_DIR", "/tmp/ssh-test")
 # Everything a controller (and its tests) writes or reads locally: pytest's tmp_path and tempfile
 # folders, checkouts, root's and users' homes. The remote gets empty ones, like another machine.
@@ -82,14 +85,11 @@ def instance_id(directory: Path) -> str:
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise Failure(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+    """The first true value of ``predicate()``; Failure after ``timeout`` s (the tests' polling helper)."""
+    try:
+        return poll(predicate, timeout, interval)
+    except TimeoutError:
+        raise Failure(f"timed out after {timeout} s waiting for {what}") from None
 
 
 @contextlib.contextmanager

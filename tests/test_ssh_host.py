@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import paramiko
+import psutil
 import pytest
 from remote_host import SSH_TEST, RemoteHost, start_remote_host
 
@@ -130,24 +131,19 @@ def test_stop_leaves_nothing_behind(tmp_path: Path, tmp_path_factory: pytest.Tem
     assert not Path(f"/sys/class/net/xs{state['id']}h").exists()
     with pytest.raises(KeyError):
         pwd.getpwnam(state["user"])
-    owned = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _owner(p) == state["uid"]]
+    owned = [p.pid for p in psutil.process_iter(["uids"])
+             if p.info["uids"].real == state["uid"] and _alive(p.pid)]
     assert owned == [], "processes of the remote user survived stop"
     assert not _alive(sshd)
     assert str(directory) not in Path("/proc/self/mountinfo").read_text()
     assert not directory.exists()
 
 
-def _owner(path: Path) -> int:
-    try:
-        return path.stat().st_uid if _alive(int(path.name)) else -1
-    except OSError:
-        return -1
-
-
 def _alive(pid: int) -> bool:
+    """Running, not a zombie (PID 1 here reaps orphans late)."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
 
 
