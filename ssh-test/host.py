@@ -760,7 +760,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p = sub.add_parser("exec", help="run a command on the remote host")
     p.add_argument("dir", nargs="?", default=DEFAULT_DIR)
     p.add_argument("--root", action="store_true", help="as root (default: the remote user)")
-    p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
+    p.epilog = "The command follows `--` (default: a login shell)."
 
     p = sub.add_parser("python", help="build (cached) the remote Python; prints its path")
     p.add_argument("dir", nargs="?", default=DEFAULT_DIR)
@@ -774,6 +774,10 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     sub.add_parser("install", help="install the Debian packages needed")
 
+    argv = sys.argv[1:] if argv is None else argv
+    command: list[str] = []
+    if argv[:1] == ["exec"] and "--" in argv:  # exec [DIR] [--root] -- COMMAND...
+        argv, command = argv[:argv.index("--")], argv[argv.index("--") + 1:]
     args = parser.parse_args(argv)
     try:
         if args.command != "install" and os.geteuid() != 0:
@@ -784,19 +788,20 @@ def main(argv: Optional[list[str]] = None) -> int:
             start(args)
         elif args.command == "stop":
             stop(Path(args.dir), keep=args.keep)
+        elif args.command == "python":  # the host is optional: then the venv is only built
+            host = Host(Path(args.dir).absolute())
+            python = build_python(Path(args.checkout), Path(args.python_cache), host)
+            if host.state:
+                host.state["python"] = python
+                host.state_file.write_text(json.dumps(host.state, indent=1))
+            print(python)
         else:
             host = Host(Path(args.dir).absolute())
             if not host.state:
                 raise Failure(f"no host in {host.dir}: ssh-test/start {host.dir} first")
             if args.command == "exec":
-                command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
                 argv = host.exec_argv(command or ["bash", "-l"], root=args.root)
                 os.execvp(argv[0], argv)
-            elif args.command == "python":
-                python = build_python(Path(args.checkout), Path(args.python_cache), host)
-                host.state["python"] = python
-                host.state_file.write_text(json.dumps(host.state, indent=1))
-                print(python)
             elif args.command == "sessions":
                 pids = sessions(host, args.client_port)
                 if args.kill and pids:
