@@ -221,6 +221,8 @@ class Host:
                "SHELL": "/bin/bash", "PATH": PATH, "LANG": "C.UTF-8"}
         if self.state.get("slurm_conf"):
             env["SLURM_CONF"] = self.state["slurm_conf"]
+        if os.environ.get("TERM"):  # for an interactive shell
+            env["TERM"] = os.environ["TERM"]
         return env
 
     def exec_argv(self, command: list[str], root: bool = False) -> list[str]:
