@@ -4,6 +4,8 @@
 # The order of the tests is random (pytest-randomly prints the seed; --randomly-seed=N repeats it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The SSH tests' separate host (ssh-test/) needs sshd, ip, nsenter: installed when missing (as root).
+if [ "$(id -u)" = 0 ]; then ssh-test/install || [ "${CI:-}" != true ] || exit 1; fi
 source scripts/setup-venv.sh
 setup_venv test
 echo "== linting (ruff)"

@@ -16,6 +16,9 @@ if str(HELPERS) not in sys.path:
     # Job processes inherit the controller's import folders (see launchers/direct.py).
     sys.path.insert(0, str(HELPERS))
 
+# The SSH tests' separate remote host (ssh-test/): remote_host, remote_slurm_host, ssh_home.
+from remote_host import remote_host, remote_slurm_host, ssh_home  # noqa: E402, F401
+
 
 def wait_until(
     predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.01, what: str = ""
