@@ -8,7 +8,12 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ]; then ssh-test/install || [ "${CI:-}" != true ] || exit 1; fi
 source scripts/setup-venv.sh
 setup_venv test
+# The Slurm tests run a real single-node Slurm (slurm-test/): install its Debian packages if missing.
+if [ "$(id -u)" = 0 ] && ! bash slurm-test/install; then
+    [ "${CI:-}" != true ] || exit 1
+    echo "== slurm-test/install failed: the Slurm tests will be skipped"
+fi
 echo "== linting (ruff)"
-.venv/bin/python -m ruff check experimaestro tests bench examples
+.venv/bin/python -m ruff check experimaestro tests bench examples slurm-test/cluster.py
 echo "== running the tests"
 exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,238 @@
+"""The test cluster itself (slurm-test/): jobs run on both profiles, sacct only with accounting, the
+node and partitions are those the launcher tests expect, start is idempotent, stop leaves nothing
+behind and touches no other cluster, a taken port is refused; plus the helpers (sdiag counter, fake
+sbatch, the CI policy)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import psutil
+import pytest
+from conftest import wait_until
+from slurm_cluster import (
+    SLURM_TEST, SOCKET_TIMEOUT, FakeSlurm, SessionCluster, SlurmCluster, SlurmctldRpcCounter,
+    cluster_unavailable, free_ports, make_cluster_dir, start_cluster, stop_cluster, unavailable,
+)
+
+
+def alive(pid: int) -> bool:
+    """Running, a zombie counting as dead (PID 1 here reaps orphans late)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def live_processes_with(text: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if text in " ".join(proc.info["cmdline"] or []) and alive(proc.pid):
+            found.append(proc)
+    return found
+
+
+def daemon_pids(cluster: SlurmCluster) -> dict[str, int]:
+    return {path.stem: int(path.read_text().split()[0]) for path in (cluster.root / "pids").glob("*.pid")}
+
+
+@pytest.fixture
+def own_cluster_dir() -> Iterator[Path]:
+    """A directory for a cluster of the test's own (stopped and removed at the end)."""
+    reason = cluster_unavailable()
+    if reason:
+        unavailable(reason)
+    root = make_cluster_dir("xpm-slurm-own-")
+    yield root
+    stop_cluster(root)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_trivial_job_completes(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    jobid = slurm_cluster.sbatch("-o", str(tmp_path / "job.log"), "--wrap",
+                                 f"echo done > {shlex.quote(str(out))}")
+    wait_until(lambda: slurm_cluster.job_state(jobid) == "COMPLETED", what=f"job {jobid} COMPLETED")
+    assert out.read_text() == "done\n"
+
+
+def test_sacct_works_only_with_accounting(slurm_cluster: SlurmCluster) -> None:
+    jobid = slurm_cluster.sbatch("-o", "/dev/null", "--wrap", "exit 3")
+    wait_until(lambda: slurm_cluster.job_state(jobid) == "FAILED", what=f"job {jobid} FAILED")
+
+    def sacct() -> subprocess.CompletedProcess:
+        return slurm_cluster.run("sacct", "-n", "-X", "-P", "-j", jobid, "-o", "state,exitcode",
+                                 check=False)
+
+    if slurm_cluster.accounting:
+        # Records reach slurmdbd a second or so after the job ends.
+        wait_until(lambda: sacct().stdout.strip(), what="the job in sacct")
+        assert sacct().stdout.split() == ["FAILED|3:0"]
+    else:
+        result = sacct()
+        assert result.returncode != 0
+        assert "accounting storage is disabled" in result.stdout + result.stderr
+
+
+def test_node_partitions_and_limits(slurm_plain: SlurmCluster, tmp_path: Path) -> None:
+    config = slurm_plain.run("scontrol", "show", "config").stdout
+    assert "MaxArraySize            = 1001" in config
+    partitions = slurm_plain.run("sinfo", "-h", "-o", "%P %c %G").stdout.split("\n")
+    assert sorted(p for p in partitions if p) == ["debug* 8 gpu:2", "gpu 8 gpu:2"]
+    # Eight one-CPU jobs run at once on the 8 advertised CPUs; each waits for a file we write.
+    release = tmp_path / "release"
+    wait = f"while [ ! -e {shlex.quote(str(release))} ]; do sleep 0.05; done"
+    jobid = slurm_plain.sbatch("--array=0-7", "-o", "/dev/null", "--wrap", wait)
+    running = lambda: slurm_plain.run("squeue", "-h", "-t", "R", "-j", jobid).stdout.count("\n")  # noqa: E731
+    wait_until(lambda: running() == 8, what="8 array tasks running at once")
+    release.touch()
+    wait_until(lambda: slurm_plain.run("squeue", "-h", "-j", jobid).stdout == "", what="array done")
+    # A GPU job in the gpu partition gets one of the node's 2 (fake) GPUs.
+    gpu_out = tmp_path / "gpu.out"
+    gpu_job = slurm_plain.sbatch("-p", "gpu", "--gpus-per-node=1", "-o", str(gpu_out),
+                                 "--wrap", "echo gpus=$CUDA_VISIBLE_DEVICES")
+    wait_until(lambda: slurm_plain.job_state(gpu_job) == "COMPLETED", what="GPU job COMPLETED")
+    assert gpu_out.read_text() in ("gpus=0\n", "gpus=1\n")
+
+
+def test_start_twice_is_one_cluster(slurm_plain: SlurmCluster) -> None:
+    before = daemon_pids(slurm_plain)
+    assert set(before) == {"munged", "slurmctld", "slurmd"}
+    # Again with the same options, then without port options (the running cluster's are kept).
+    for argv in (slurm_plain.start_argv(), [str(SLURM_TEST / "start"), str(slurm_plain.root)]):
+        result = subprocess.run(argv + ["--no-install"], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == f"export SLURM_CONF={slurm_plain.conf}\n"
+        assert "already running" in result.stderr
+    assert daemon_pids(slurm_plain) == before
+    assert all(alive(pid) for pid in before.values())
+    for daemon in ("slurmctld", "slurmd"):
+        assert len(live_processes_with(f"{daemon} -D -f {slurm_plain.conf}")) == 1
+    # Other settings on a running cluster are refused, not applied half-way.
+    other = subprocess.run(slurm_plain.start_argv() + ["--no-install", "--accounting"],
+                           capture_output=True, text=True, timeout=60)
+    assert other.returncode != 0
+    assert f"slurm-test/stop {slurm_plain.root}" in other.stderr
+    assert daemon_pids(slurm_plain) == before
+
+
+def test_stop_leaves_nothing_and_spares_other_clusters(
+    own_cluster_dir: Path, slurm_plain: SlurmCluster, tmp_path: Path
+) -> None:
+    marker = 3000 + os.getpid() % 1000  # `sleep N` durations that identify this test's processes
+    other_job = slurm_plain.sbatch("-o", "/dev/null", "--wrap", f"sleep {marker}.5")
+    cluster = start_cluster(own_cluster_dir, accounting=False)
+    # A job that ignores SIGTERM, and one whose child left the job's process tree (setsid -f).
+    stubborn = cluster.sbatch("-o", "/dev/null", "--wrap", f"trap '' TERM; sleep {marker}.1")
+    escaped = cluster.sbatch("-o", "/dev/null", "--wrap", f"setsid -f sleep {marker}.2; sleep {marker}.3")
+    for job in (stubborn, escaped):
+        wait_until(lambda job=job: cluster.job_state(job) == "RUNNING", what=f"job {job} RUNNING")
+    for text in (f"sleep {marker}.1", f"sleep {marker}.2", f"sleep {marker}.3", f"sleep {marker}.5"):
+        wait_until(lambda text=text: live_processes_with(text), what=text)
+
+    def steps_of(text: str) -> set[int]:
+        return {step.pid for proc in live_processes_with(text)
+                for step in proc.parents() if step.name() == "slurmstepd"}
+
+    steps = steps_of(f"sleep {marker}.1") | steps_of(f"sleep {marker}.3")
+    other_step = steps_of(f"sleep {marker}.5")
+    assert len(steps) == 2 and len(other_step) == 1
+    daemons = daemon_pids(cluster)
+    assert set(daemons) == {"munged", "slurmctld", "slurmd"}
+
+    result = stop_cluster(own_cluster_dir)
+    assert result.returncode == 0, result.stderr
+    assert not [name for name, pid in daemons.items() if alive(pid)]
+    for text in (f"sleep {marker}.1", f"sleep {marker}.2", f"sleep {marker}.3"):
+        assert not live_processes_with(text), f"{text} survived stop"
+    assert not [pid for pid in steps if alive(pid)], "a slurmstepd survived stop"
+    assert not list((own_cluster_dir / "pids").glob("*.pid"))
+    # The other cluster and its job were not touched.
+    assert live_processes_with(f"sleep {marker}.5")
+    assert all(alive(pid) for pid in other_step)
+    assert slurm_plain.job_state(other_job) == "RUNNING"
+    slurm_plain.run("scancel", other_job)
+    # Stop again: nothing to do, and fine.
+    again = stop_cluster(own_cluster_dir)
+    assert again.returncode == 0 and "nothing" in again.stderr
+
+
+def test_a_taken_port_is_refused(own_cluster_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        slurmd_port = free_ports(1)[0]
+        result = subprocess.run(
+            [str(SLURM_TEST / "start"), str(own_cluster_dir), f"--slurmctld-port={port}",
+             f"--slurmd-port={slurmd_port}", "--no-install"],
+            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert f"port {port} (slurmctld) is already in use" in result.stderr
+    assert "--slurmctld-port" in result.stderr
+    assert result.stdout == ""
+    assert not list((own_cluster_dir / "pids").glob("*.pid"))
+
+
+@pytest.mark.parametrize("ci", ["true", ""])
+def test_a_cluster_that_cannot_start_fails_under_ci_and_skips_otherwise(
+    ci: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reason = cluster_unavailable()
+    if reason:
+        unavailable(reason)
+    monkeypatch.setenv("CI", ci)
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        session = SessionCluster(False, {"slurmctld": port, "slurmd": free_ports(1)[0]})
+        expected = pytest.fail.Exception if ci else pytest.skip.Exception
+        with pytest.raises(expected, match=f"port {port} \\(slurmctld\\) is already in use"):
+            session.get()
+
+
+def test_rpc_counter_counts_each_query_by_type(slurm_cluster: SlurmCluster) -> None:
+    counter = SlurmctldRpcCounter(slurm_cluster)
+    jobid = slurm_cluster.sbatch("--array=0-4", "-o", "/dev/null", "--wrap", "true")
+    counter.reset()
+    for _ in range(3):
+        slurm_cluster.run("squeue")
+    for _ in range(2):
+        slurm_cluster.run("scontrol", "show", "job", jobid)
+    slurm_cluster.sbatch("--array=0-9", "-o", "/dev/null", "--wrap", "true")
+    counts = counter.counts()
+    assert counts["REQUEST_JOB_INFO"] == 3
+    assert counts["REQUEST_JOB_INFO_SINGLE"] == 2
+    assert counts["REQUEST_SUBMIT_BATCH_JOB"] == 1
+    assert counter.job_queries() == 5
+    counter.reset()
+    assert counter.job_queries() == 0
+
+
+def test_fake_sbatch_plays_its_faults_then_runs_the_real_one(
+    slurm_plain: SlurmCluster, fake_slurm: FakeSlurm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLURM_CONF", str(slurm_plain.conf))
+    fake_slurm.socket_timeout("sbatch")
+    fake_slurm.fail("sbatch", "sbatch: error: Batch job submission failed: Invalid account\n", code=1)
+
+    def sbatch() -> subprocess.CompletedProcess:  # found on PATH, as a launcher finds it
+        return subprocess.run(["sbatch", "--parsable", "-o", "/dev/null", "--wrap", "true"],
+                              capture_output=True, text=True, timeout=60)
+
+    first, second, third = sbatch(), sbatch(), sbatch()
+    assert first.returncode == 1 and SOCKET_TIMEOUT in first.stderr and first.stdout == ""
+    assert second.returncode == 1 and "Invalid account" in second.stderr
+    assert third.returncode == 0, third.stderr
+    jobid = third.stdout.strip()
+    wait_until(lambda: slurm_plain.job_state(jobid) == "COMPLETED", what="the real job COMPLETED")
+    calls = fake_slurm.calls("sbatch")
+    assert [call["fault"] is None for call in calls] == [False, False, True]
+    assert calls[2]["argv"] == ["--parsable", "-o", "/dev/null", "--wrap", "true"]
