@@ -18,7 +18,8 @@ import pytest
 from conftest import wait_until
 from slurm_cluster import (
     SLURM_TEST, SOCKET_TIMEOUT, FakeSlurm, SessionCluster, SlurmCluster, SlurmctldRpcCounter,
-    cluster_unavailable, free_ports, make_cluster_dir, start_cluster, stop_cluster, unavailable,
+    cluster_module, cluster_unavailable, free_ports, make_cluster_dir, start_cluster, stop_cluster,
+    unavailable,
 )
 
 
@@ -236,3 +237,23 @@ def test_fake_sbatch_plays_its_faults_then_runs_the_real_one(
     calls = fake_slurm.calls("sbatch")
     assert [call["fault"] is None for call in calls] == [False, False, True]
     assert calls[2]["argv"] == ["--parsable", "-o", "/dev/null", "--wrap", "true"]
+
+
+def test_stop_counts_a_zombie_as_dead_and_a_reused_pid_as_gone(tmp_path: Path) -> None:
+    """PID 1 here reaps orphans late: a stopped daemon may linger as a zombie. And a pid file whose
+    pid now names another process (a reboot, pid reuse) must not make stop signal that process."""
+    cluster = cluster_module()
+    zombie = subprocess.Popen(["true"])
+    wait_until(lambda: (cluster.proc_stat(zombie.pid) or ("",))[0] == "Z", what="a zombie")
+    assert not cluster.is_alive(zombie.pid)
+    zombie.wait()
+
+    c = cluster.Cluster(tmp_path)
+    c.pids.mkdir()
+    _, _, starttime = cluster.proc_stat(os.getpid())
+    c.pid_file("slurmctld").write_text(f"{os.getpid()} {starttime}\n")
+    assert c.running("slurmctld") == os.getpid()
+    c.pid_file("slurmctld").write_text(f"{os.getpid()} {starttime + 1}\n")
+    assert c.running("slurmctld") is None
+    cluster.stop_cluster(c)  # nothing of ours runs there: nothing is signalled (we are still here)
+    assert not c.pid_file("slurmctld").exists()

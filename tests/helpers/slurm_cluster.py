@@ -16,6 +16,7 @@ When a cluster cannot run, the tests that need it are skipped with the reason, e
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -26,6 +27,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Iterator, Optional
 
 import pytest
@@ -34,6 +36,14 @@ SLURM_TEST = Path(__file__).resolve().parents[2] / "slurm-test"
 PROFILES = ("plain", "accounting")
 #: The error Slurm clients print when slurmctld does not answer in time (MessageTimeout).
 SOCKET_TIMEOUT = "Socket timed out on send/recv operation"
+
+
+def cluster_module() -> ModuleType:
+    """slurm-test/cluster.py as a module (what start and stop run)."""
+    spec = importlib.util.spec_from_file_location("slurm_test_cluster", SLURM_TEST / "cluster.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def in_ci() -> bool:
