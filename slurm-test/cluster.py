@@ -420,7 +420,9 @@ def start(args: argparse.Namespace) -> None:
         raise ClusterError("slurm-test/start runs the Slurm daemons as root: run it as root")
     c = Cluster(Path(args.dir).resolve())
     if not args.no_install:
-        subprocess.run([str(HERE / "install")], check=True)
+        code = subprocess.run([str(HERE / "install")]).returncode
+        if code != 0:
+            raise ClusterError(f"slurm-test/install failed (exit {code}): see its message above")
     for sub in (c.root, c.etc, c.munge, c.logs, c.pids, c.state, c.spool, c.root / "run"):
         sub.mkdir(parents=True, exist_ok=True)
         sub.chmod(0o755)  # users other than root read slurm.conf and reach the munge socket
@@ -440,8 +442,11 @@ def start(args: argparse.Namespace) -> None:
         wanted = ["munged", "slurmctld", "slurmd"] + (["mariadb", "slurmdbd"] if args.accounting else [])
         if running:
             if old != profile:
+                differences = ", ".join(f"{key} {was} (asked: {value})"
+                                        for key, value in flat(profile).items()
+                                        if (was := flat(old or {}).get(key)) != value)
                 raise ClusterError(
-                    f"a cluster with other settings runs in {c.root} ({json.dumps(old)}); "
+                    f"a cluster with other settings runs in {c.root} ({differences}); "
                     f"run `slurm-test/stop {c.root}` first")
             if set(running) == set(wanted):
                 wait_idle(c, args.timeout)
@@ -478,6 +483,13 @@ def start(args: argparse.Namespace) -> None:
 
 #: Node states (sinfo %T) in which the node takes jobs; a busy node (cluster already running) counts.
 READY = ("idle", "mixed", "allocated", "completing")
+
+
+def flat(profile: dict) -> dict:
+    """{"accounting": .., "slurmctld port": .., ...}: a profile as one level, for messages."""
+    out = {key: value for key, value in profile.items() if key != "ports"}
+    out.update({f"{name} port": port for name, port in profile.get("ports", {}).items()})
+    return out
 
 
 def wait_idle(c: Cluster, timeout: float) -> None:
@@ -550,19 +562,24 @@ def job_processes(c: Cluster) -> set[int]:
 def stop_cluster(c: Cluster) -> None:
     """Cancel the jobs, kill what is left of their steps, then stop the daemons."""
     running = c.running_daemons()
-    if "slurmctld" in running:
+    if "slurmctld" in running and "munged" in running:  # without munged, clients hang
         # Cancelled jobs are not restarted from slurmctld's saved state by the next start.
-        jobs = subprocess.run(["squeue", "-h", "-o", "%A"], capture_output=True, text=True,
-                              env=c.env(), timeout=30).stdout.split()
-        if jobs:
-            subprocess.run(["scancel", *jobs], capture_output=True, env=c.env(), timeout=30)
-            wait_for(lambda: not job_processes(c), 1.0)
+        try:
+            jobs = subprocess.run(["squeue", "-h", "-o", "%A"], capture_output=True, text=True,
+                                  env=c.env(), timeout=15).stdout.split()
+            if jobs:
+                subprocess.run(["scancel", *jobs], capture_output=True, env=c.env(), timeout=15)
+                wait_for(lambda: not job_processes(c), 1.0)
+        except subprocess.TimeoutExpired:
+            log("slurmctld does not answer: its jobs are not cancelled, their processes are killed")
     # Steps that outlive the cancellation (a job ignoring SIGTERM; slurmd itself already gone) are
     # killed now rather than after KillWait.
     left = kill_and_wait(job_processes(c), 0.5)
+    helpers = descendants(set(running.values())) - set(running.values())  # slurmctld's slurmscriptd
     for daemon in DAEMONS:  # one at a time, munged last: the others need it to shut down quickly
         if daemon in running:
             left |= kill_and_wait({running[daemon]}, 10.0)
+    left |= kill_and_wait({pid for pid in helpers if is_alive(pid)}, 2.0)
     for daemon in DAEMONS:
         if c.running(daemon) is None:
             c.pid_file(daemon).unlink(missing_ok=True)

@@ -63,6 +63,17 @@ def test_trivial_job_completes(slurm_cluster: SlurmCluster, tmp_path: Path) -> N
     assert out.read_text() == "done\n"
 
 
+def test_a_user_other_than_root_can_submit(slurm_plain: SlurmCluster) -> None:
+    """SSH tests log in as an unprivileged user: slurm.conf and the munge socket must be reachable
+    (the cluster was started under umask 077)."""
+    result = slurm_plain.run("runuser", "-u", "nobody", "--", "sbatch", "--parsable", "-D", "/",
+                             "-o", "/dev/null", "--wrap", "true", check=False)
+    assert result.returncode == 0, result.stderr
+    jobid = result.stdout.strip()
+    wait_until(lambda: slurm_plain.job_state(jobid) == "COMPLETED", what=f"job {jobid} COMPLETED")
+    assert "UserId=nobody(" in slurm_plain.run("scontrol", "show", "job", jobid).stdout
+
+
 def test_sacct_works_only_with_accounting(slurm_cluster: SlurmCluster) -> None:
     jobid = slurm_cluster.sbatch("-o", "/dev/null", "--wrap", "exit 3")
     wait_until(lambda: slurm_cluster.job_state(jobid) == "FAILED", what=f"job {jobid} FAILED")

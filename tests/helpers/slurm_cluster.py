@@ -132,7 +132,9 @@ def start_cluster(root: Path, accounting: bool, ports: Optional[dict[str, int]] 
         names = ["slurmctld", "slurmd"] + (["slurmdbd", "mariadb"] if accounting else [])
         ports = dict(zip(names, free_ports(len(names))))
     cluster = SlurmCluster(root, accounting, ports)
-    result = subprocess.run(cluster.start_argv(), capture_output=True, text=True, timeout=timeout)
+    # A strict umask (as on hardened machines): users other than root must still reach the cluster.
+    result = subprocess.run(cluster.start_argv(), capture_output=True, text=True, timeout=timeout,
+                            umask=0o077)
     if result.returncode != 0 or f"export SLURM_CONF={cluster.conf}" not in result.stdout:
         raise RuntimeError(f"slurm-test/start failed (exit {result.returncode}):\n"
                            f"{result.stdout}{result.stderr}")
