@@ -18,8 +18,8 @@ import pytest
 from conftest import wait_until
 from slurm_cluster import (
     SLURM_TEST, SOCKET_TIMEOUT, FakeSlurm, SessionCluster, SlurmCluster, SlurmctldRpcCounter,
-    cluster_module, cluster_unavailable, free_ports, make_cluster_dir, start_cluster, stop_cluster,
-    unavailable,
+    cluster_module, cluster_unavailable, free_ports, make_cluster_dir, reap_orphan_clusters,
+    start_cluster, stop_cluster, unavailable,
 )
 
 
@@ -49,7 +49,7 @@ def own_cluster_dir() -> Iterator[Path]:
     reason = cluster_unavailable()
     if reason:
         unavailable(reason)
-    root = make_cluster_dir("xpm-slurm-own-")
+    root = make_cluster_dir("own")
     yield root
     stop_cluster(root)
     shutil.rmtree(root, ignore_errors=True)
@@ -268,3 +268,19 @@ def test_stop_counts_a_zombie_as_dead_and_a_reused_pid_as_gone(tmp_path: Path) -
     assert c.running("slurmctld") is None
     cluster.stop_cluster(c)  # nothing of ours runs there: nothing is signalled (we are still here)
     assert not c.pid_file("slurmctld").exists()
+
+
+def test_clusters_of_a_killed_test_session_are_reaped(own_cluster_dir: Path) -> None:
+    """A pytest killed outright cannot stop its clusters: the next session does; a cluster whose
+    session still runs is left alone."""
+    cluster = start_cluster(own_cluster_dir, accounting=False)
+    daemons = daemon_pids(cluster)
+    assert own_cluster_dir not in reap_orphan_clusters()  # its owner (this process) runs
+    assert all(alive(pid) for pid in daemons.values())
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    _, _, starttime = cluster_module().proc_stat(os.getpid())
+    (own_cluster_dir / "owner").write_text(f"{gone.pid} {starttime}\n")
+    assert own_cluster_dir in reap_orphan_clusters()
+    assert not any(alive(pid) for pid in daemons.values())
+    assert not own_cluster_dir.exists()

@@ -146,11 +146,35 @@ def stop_cluster(root: Path) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
-def make_cluster_dir(prefix: str) -> Path:
-    """A directory under /tmp that users other than root can traverse (SSH tests log in as one)."""
-    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+#: Test clusters live in /tmp/xpm-slurm-*, each with an ``owner`` file: "PID STARTTIME" of its pytest.
+CLUSTER_PREFIX = "xpm-slurm-"
+
+
+def make_cluster_dir(kind: str) -> Path:
+    """A directory under /tmp that users other than root can traverse (SSH tests log in as one),
+    owned by this test process (see ``reap_orphan_clusters``)."""
+    root = Path(tempfile.mkdtemp(prefix=f"{CLUSTER_PREFIX}{kind}-", dir="/tmp"))
     root.chmod(0o755)
+    _, _, starttime = cluster_module().proc_stat(os.getpid())
+    (root / "owner").write_text(f"{os.getpid()} {starttime}\n")
     return root
+
+
+def reap_orphan_clusters() -> list[Path]:
+    """Stop and remove the test clusters whose test process is gone (a killed pytest cannot tear
+    down); clusters of test sessions still running, or started by hand, are left alone."""
+    module = cluster_module()
+    reaped = []
+    for root in Path("/tmp").glob(f"{CLUSTER_PREFIX}*"):
+        try:
+            pid, starttime = map(int, (root / "owner").read_text().split())
+        except (OSError, ValueError):
+            continue
+        if not module.is_alive(pid, starttime):
+            if stop_cluster(root).returncode == 0:
+                shutil.rmtree(root, ignore_errors=True)
+                reaped.append(root)
+    return reaped
 
 
 def unavailable(reason: str) -> None:
@@ -174,7 +198,7 @@ class SessionCluster:
         if self.cluster is None and self.error is None:
             self.error = cluster_unavailable()
             if self.error is None:
-                root = make_cluster_dir(f"xpm-slurm-{'acct' if self.accounting else 'plain'}-")
+                root = make_cluster_dir("acct" if self.accounting else "plain")
                 try:
                     self.cluster = start_cluster(root, self.accounting, self.ports)
                 except (RuntimeError, subprocess.TimeoutExpired) as exc:
@@ -196,6 +220,8 @@ class SessionCluster:
 
 @pytest.fixture(scope="session")
 def _slurm_sessions() -> Iterator[dict[str, SessionCluster]]:
+    if cluster_unavailable() is None:
+        reap_orphan_clusters()
     sessions = {"plain": SessionCluster(False), "accounting": SessionCluster(True)}
     yield sessions
     for session in sessions.values():
