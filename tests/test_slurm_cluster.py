@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 from pathlib import Path
@@ -173,6 +174,26 @@ def test_stop_leaves_nothing_and_spares_other_clusters(
     # Stop again: nothing to do, and fine.
     again = stop_cluster(own_cluster_dir)
     assert again.returncode == 0 and "nothing" in again.stderr
+
+
+def test_stop_after_a_crash_kills_the_steps_left_waiting(own_cluster_dir: Path) -> None:
+    """slurmctld and slurmd killed (a crash), then the job ends: its slurmstepd stays, retrying to
+    report to them. Stop finds it by its socket in the cluster's spool directory."""
+    marker = 4000 + os.getpid() % 1000
+    cluster = start_cluster(own_cluster_dir, accounting=False)
+    job = cluster.sbatch("-o", "/dev/null", "--wrap", f"sleep {marker}")
+    wait_until(lambda: live_processes_with(f"sleep {marker}"), what="the job's process")
+    [sleep] = live_processes_with(f"sleep {marker}")
+    [step] = [proc for proc in sleep.parents() if proc.name() == "slurmstepd"]
+    daemons = daemon_pids(cluster)
+    for name in ("slurmctld", "slurmd"):
+        os.kill(daemons[name], signal.SIGKILL)
+    sleep.kill()
+    assert job and alive(step.pid)
+    result = stop_cluster(own_cluster_dir)
+    assert result.returncode == 0, result.stderr
+    assert not alive(step.pid), "the slurmstepd survived stop"
+    assert not alive(daemons["munged"])
 
 
 def test_a_taken_port_is_refused(own_cluster_dir: Path) -> None:
