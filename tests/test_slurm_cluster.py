@@ -144,6 +144,7 @@ def test_stop_leaves_nothing_and_spares_other_clusters(
     # A job that ignores SIGTERM, and one whose child left the job's process tree (setsid -f).
     stubborn = cluster.sbatch("-o", "/dev/null", "--wrap", f"trap '' TERM; sleep {marker}.1")
     escaped = cluster.sbatch("-o", "/dev/null", "--wrap", f"setsid -f sleep {marker}.2; sleep {marker}.3")
+    waiting = cluster.sbatch("-o", "/dev/null", "--begin=now+1hour", "--wrap", "true")
     for job in (stubborn, escaped):
         wait_until(lambda job=job: cluster.job_state(job) == "RUNNING", what=f"job {job} RUNNING")
     for text in (f"sleep {marker}.1", f"sleep {marker}.2", f"sleep {marker}.3", f"sleep {marker}.5"):
@@ -174,6 +175,10 @@ def test_stop_leaves_nothing_and_spares_other_clusters(
     # Stop again: nothing to do, and fine.
     again = stop_cluster(own_cluster_dir)
     assert again.returncode == 0 and "nothing" in again.stderr
+    # Restarted, the cluster keeps its queue, but the jobs stop cancelled stay cancelled.
+    restarted = start_cluster(own_cluster_dir, accounting=False, ports=cluster.ports)
+    assert {job: restarted.job_state(job) for job in (stubborn, escaped, waiting)} == {
+        stubborn: "CANCELLED", escaped: "CANCELLED", waiting: "CANCELLED"}
 
 
 def test_stop_after_a_crash_kills_the_steps_left_waiting(own_cluster_dir: Path) -> None:
