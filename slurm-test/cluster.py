@@ -249,7 +249,10 @@ def accepts(port: int) -> bool:
 
 def node_memory_mb() -> int:
     """RealMemory for the node: about 95% of what ``slurmd -C`` reports."""
-    out = subprocess.run(["slurmd", "-C"], capture_output=True, text=True, check=True).stdout
+    result = subprocess.run(["slurmd", "-C"], capture_output=True, text=True)
+    out = result.stdout
+    if result.returncode != 0:
+        raise ClusterError(f"`slurmd -C` failed (exit {result.returncode}): {result.stderr.strip()}")
     for item in out.split():
         if item.startswith("RealMemory="):
             return int(int(item.split("=", 1)[1]) * 0.95)
@@ -614,7 +617,7 @@ class lock:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="slurm-test", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="slurm-test/cluster.py", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_start = sub.add_parser("start", help="start (or keep) the cluster; prints `export SLURM_CONF=...`")
     p_start.add_argument("dir", nargs="?", default=os.environ.get(DIR_ENV, DEFAULT_DIR),
@@ -631,7 +634,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p_start.add_argument("--no-install", action="store_true",
                          help="do not run slurm-test/install (packages already there)")
     p_stop = sub.add_parser("stop", help="stop the daemons and job steps of the cluster")
-    p_stop.add_argument("dir", nargs="?", default=os.environ.get(DIR_ENV, DEFAULT_DIR))
+    p_stop.add_argument("dir", nargs="?", default=os.environ.get(DIR_ENV, DEFAULT_DIR),
+                        help=f"cluster directory (default: ${DIR_ENV} or {DEFAULT_DIR})")
     args = parser.parse_args(argv)
     try:
         (start if args.command == "start" else stop)(args)
