@@ -201,6 +201,23 @@ def test_stop_after_a_crash_kills_the_steps_left_waiting(own_cluster_dir: Path) 
     assert not alive(daemons["munged"])
 
 
+def test_a_cluster_that_does_not_come_up_is_an_error_with_logs_and_nothing_left(
+    own_cluster_dir: Path,
+) -> None:
+    # A MariaDB data directory without its system tables: mariadbd exits, after munged started.
+    (own_cluster_dir / "mariadb" / "data" / "mysql").mkdir(parents=True)
+    ports = dict(zip(["slurmctld", "slurmd", "slurmdbd", "mariadb"], free_ports(4)))
+    result = subprocess.run(
+        [str(SLURM_TEST / "start"), str(own_cluster_dir), "--no-install", "--accounting"]
+        + [f"--{name}-port={port}" for name, port in ports.items()],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and result.stdout == ""
+    assert "mariadb exited while waiting for MariaDB to accept connections" in result.stderr
+    assert f"--- {own_cluster_dir}/log/mariadb.log" in result.stderr  # the end of each log
+    assert not list((own_cluster_dir / "pids").glob("*.pid"))
+    assert not live_processes_with(f"--socket={own_cluster_dir}/munge/munge.socket")
+
+
 def test_a_taken_port_is_refused(own_cluster_dir: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
