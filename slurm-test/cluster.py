@@ -433,7 +433,7 @@ def start(args: argparse.Namespace) -> None:
     for sub in (c.root, c.etc, c.munge, c.logs, c.pids, c.state, c.spool, c.root / "run"):
         sub.mkdir(parents=True, exist_ok=True)
         sub.chmod(0o755)  # users other than root read slurm.conf and reach the munge socket
-    with lock(c):
+    with DirectoryLock(c):
         old = c.profile()
         running = c.running_daemons()
         ports = {}
@@ -599,19 +599,21 @@ def stop(args: argparse.Namespace) -> None:
     if not c.root.is_dir():
         log(f"no cluster in {c.root}")
         return
-    with lock(c):
+    if os.geteuid() != 0:
+        raise ClusterError("slurm-test/stop signals the Slurm daemons, which run as root: run it as root")
+    with DirectoryLock(c):
         running = c.running_daemons()
         stop_cluster(c)
         log(f"stopped {', '.join(running) or 'nothing (no daemon was running)'} in {c.root}")
 
 
-class lock:
+class DirectoryLock:
     """An exclusive lock on DIR/.lock: one start or stop at a time on a directory."""
 
     def __init__(self, c: Cluster):
         self.path = c.root / ".lock"
 
-    def __enter__(self) -> "lock":
+    def __enter__(self) -> "DirectoryLock":
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         fcntl.flock(self.fd, fcntl.LOCK_EX)
         return self
