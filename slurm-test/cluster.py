@@ -42,8 +42,6 @@ MAX_ARRAY_SIZE = 1001
 MAX_JOB_COUNT = 100000
 #: Daemons stopped in this order (the reverse of the start order).
 DAEMONS = ["slurmd", "slurmctld", "slurmdbd", "mariadb", "munged"]
-#: Environment variable set on every daemon we start; inherited by slurmstepd (job steps).
-MARKER = "SLURM_TEST_DAEMON_OF"
 #: Environment variable giving the default cluster directory.
 DIR_ENV = "SLURM_TEST_DIR"
 
@@ -205,7 +203,7 @@ class Cluster:
     def spawn(self, daemon: str, argv: list[str]) -> int:
         """Start ``daemon`` in the foreground of its own session; its output goes to log/."""
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "HOME": "/root",
-               "LANG": "C.UTF-8", MARKER: str(self.root),
+               "LANG": "C.UTF-8",
                # slurmd finds gres.conf beside the slurm.conf named here.
                "SLURM_CONF": str(self.conf)}
         with open(self.logs / f"{daemon}.out", "ab") as out:
