@@ -327,3 +327,19 @@ def test_clusters_of_a_killed_test_session_are_reaped(own_cluster_dir: Path) -> 
     assert own_cluster_dir in reap_orphan_clusters()
     assert not any(alive(pid) for pid in daemons.values())
     assert not own_cluster_dir.exists()
+
+
+def test_fake_sbatch_can_lose_the_answer_of_a_real_submission(
+    slurm_plain: SlurmCluster, fake_slurm: FakeSlurm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fault behind duplicate submissions: sbatch times out, yet the job was queued."""
+    monkeypatch.setenv("SLURM_CONF", str(slurm_plain.conf))
+    fake_slurm.socket_timeout("sbatch", after_real=True)
+    lost = subprocess.run(["sbatch", "--parsable", "-o", "/dev/null", "-J", "lost-answer", "--wrap", "true"],
+                          capture_output=True, text=True, timeout=60)
+    assert lost.returncode == 1 and SOCKET_TIMEOUT in lost.stderr and lost.stdout == ""
+    [call] = fake_slurm.calls("sbatch")
+    jobid = call["real"]["stdout"].strip()
+    assert call["real"]["code"] == 0 and jobid.isdigit()
+    wait_until(lambda: slurm_plain.job_state(jobid) == "COMPLETED", what="the job sbatch did submit")
+    assert "JobName=lost-answer" in slurm_plain.run("scontrol", "show", "job", jobid).stdout

@@ -305,14 +305,18 @@ def slurmctld_rpcs(slurm_cluster: SlurmCluster) -> SlurmctldRpcCounter:
 _FAKE_COMMAND = '''#!{python}
 # A fake `{name}` written by tests/helpers/slurm_cluster.py: it plays the planned faults of
 # {plan}, one per call, then runs the real {real}. Every call is logged in {calls}.
-import fcntl, json, os, sys
+import fcntl, json, os, subprocess, sys
 with open({plan!r}, "r+") as f:
     fcntl.flock(f, fcntl.LOCK_EX)
     plan = json.load(f)
     fault = plan.pop(0) if plan else None
     f.seek(0); f.truncate(); json.dump(plan, f)
+call = {{"argv": sys.argv[1:], "fault": fault}}
+if fault is not None and fault["after_real"]:  # the real command acts, its answer is lost
+    real = subprocess.run([{real!r}] + sys.argv[1:], capture_output=True, text=True)
+    call["real"] = {{"code": real.returncode, "stdout": real.stdout, "stderr": real.stderr}}
 with open({calls!r}, "a") as log:
-    log.write(json.dumps({{"argv": sys.argv[1:], "fault": fault}}) + "\\n")
+    log.write(json.dumps(call) + "\\n")
 if fault is None:
     os.execv({real!r}, [{real!r}] + sys.argv[1:])
 sys.stdout.write(fault["stdout"]); sys.stderr.write(fault["stderr"])
@@ -344,21 +348,30 @@ class FakeSlurm:
                                                calls=str(calls), real=real))
         script.chmod(0o755)
 
-    def fail(self, command: str, stderr: str, code: int = 1, times: int = 1, stdout: str = "") -> None:
-        """The next ``times`` calls of ``command`` print ``stderr`` and exit with ``code``."""
+    def fail(self, command: str, stderr: str, code: int = 1, times: int = 1, stdout: str = "",
+             after_real: bool = False) -> None:
+        """The next ``times`` calls of ``command`` print ``stderr`` and exit with ``code``.
+
+        With ``after_real``, the real command runs first and its answer is replaced by the fault's:
+        the job is submitted but the caller is told it failed (a reply lost to a timeout).
+        """
         self._install(command)
         plan_path, _ = self._paths(command)
         plan = json.loads(plan_path.read_text())
-        plan += [{"stdout": stdout, "stderr": stderr, "code": code}] * times
+        fault = {"stdout": stdout, "stderr": stderr, "code": code, "after_real": after_real}
+        plan += [fault] * times
         plan_path.write_text(json.dumps(plan))
 
-    def socket_timeout(self, command: str = "sbatch", times: int = 1) -> None:
-        """Slurm's transient error when slurmctld is too busy to answer in time."""
+    def socket_timeout(self, command: str = "sbatch", times: int = 1, after_real: bool = False) -> None:
+        """Slurm's transient error when slurmctld is too busy to answer in time; with
+        ``after_real``, the command took effect all the same (sbatch: the job is queued)."""
         verb = "Batch job submission failed" if command == "sbatch" else "slurm_load_jobs error"
-        self.fail(command, f"{command}: error: {verb}: {SOCKET_TIMEOUT}\n", times=times)
+        self.fail(command, f"{command}: error: {verb}: {SOCKET_TIMEOUT}\n", times=times,
+                  after_real=after_real)
 
     def calls(self, command: str) -> list[dict]:
-        """Every call of the fake ``command`` so far: ``{"argv": [...], "fault": {...} or None}``."""
+        """Every call of the fake ``command`` so far: ``{"argv": [...], "fault": {...} or None}``,
+        plus ``"real": {"code", "stdout", "stderr"}`` when the real command ran behind a fault."""
         _, calls = self._paths(command)
         if not calls.exists():
             return []
