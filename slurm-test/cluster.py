@@ -294,6 +294,10 @@ def write_configs(cluster: Cluster, ports: dict[str, int], accounting: bool, max
         "JobCompType=jobcomp/filetxt",
         f"JobCompLoc={c.logs / 'jobcomp.txt'}",
         "GresTypes=gpu",
+        # A job of the hidden `urgent` partition preempts jobs of the others: requeued (or PREEMPTED
+        # with --no-requeue), so that the launcher's handling of preemption can be tested.
+        "PreemptType=preempt/partition_prio",
+        "PreemptMode=REQUEUE",
     ]
     if accounting:
         lines += [
@@ -307,8 +311,10 @@ def write_configs(cluster: Cluster, ports: dict[str, int], accounting: bool, max
         f"NodeName={c.node} NodeAddr=127.0.0.1 CPUs={NODE_CPUS} Boards=1 SocketsPerBoard=1 "
         f"CoresPerSocket={NODE_CPUS} ThreadsPerCore=1 RealMemory={node_memory_mb()} "
         f"Gres=gpu:{NODE_GPUS} State=UNKNOWN",
-        f"PartitionName=debug Nodes={c.node} Default=YES MaxTime=INFINITE State=UP",
-        f"PartitionName=gpu Nodes={c.node} MaxTime=INFINITE State=UP",
+        f"PartitionName=debug Nodes={c.node} Default=YES MaxTime=INFINITE State=UP PriorityTier=1",
+        f"PartitionName=gpu Nodes={c.node} MaxTime=INFINITE State=UP PriorityTier=1",
+        f"PartitionName=urgent Nodes={c.node} MaxTime=INFINITE State=UP PriorityTier=2 Hidden=YES "
+        "PreemptMode=OFF",
     ]
     c.conf.write_text("\n".join(lines) + "\n")
     c.conf.chmod(0o644)

@@ -97,7 +97,8 @@ def test_node_partitions_and_limits(slurm_plain: SlurmCluster, tmp_path: Path) -
     config = slurm_plain.run("scontrol", "show", "config").stdout
     assert "MaxArraySize            = 1001" in config
     partitions = slurm_plain.run("sinfo", "-h", "-o", "%P %c %G").stdout.split("\n")
-    assert sorted(p for p in partitions if p) == ["debug* 8 gpu:2", "gpu 8 gpu:2"]
+    # (`urgent`, hidden from users, is there for preemption tests: root sees it.)
+    assert sorted(p for p in partitions if p) == ["debug* 8 gpu:2", "gpu 8 gpu:2", "urgent 8 gpu:2"]
     # Eight one-CPU jobs run at once on the 8 advertised CPUs; each waits for a file we write.
     release = tmp_path / "release"
     wait = f"while [ ! -e {shlex.quote(str(release))} ]; do sleep 0.05; done"
@@ -343,3 +344,19 @@ def test_fake_sbatch_can_lose_the_answer_of_a_real_submission(
     assert call["real"]["code"] == 0 and jobid.isdigit()
     wait_until(lambda: slurm_plain.job_state(jobid) == "COMPLETED", what="the job sbatch did submit")
     assert "JobName=lost-answer" in slurm_plain.run("scontrol", "show", "job", jobid).stdout
+
+
+def test_a_job_of_the_urgent_partition_preempts_the_others(slurm_plain: SlurmCluster) -> None:
+    """Preemption on demand: a requeueable job goes back to the queue (Restarts=1; Slurm makes it
+    eligible again 2 minutes later, `scontrol update JobId=X StartTime=now` to hurry), one submitted
+    with --no-requeue ends PREEMPTED."""
+    requeued = slurm_plain.sbatch("-o", "/dev/null", "--wrap", "sleep 300")
+    preempted = slurm_plain.sbatch("--no-requeue", "-o", "/dev/null", "--wrap", "sleep 300")
+    for job in (requeued, preempted):
+        wait_until(lambda job=job: slurm_plain.job_state(job) == "RUNNING", what=f"job {job} RUNNING")
+    urgent = slurm_plain.sbatch("-p", "urgent", "-c", "8", "-o", "/dev/null", "--wrap", "true")
+    wait_until(lambda: slurm_plain.job_state(preempted) == "PREEMPTED", what="the job PREEMPTED")
+    wait_until(lambda: slurm_plain.job_state(requeued) == "PENDING", what="the job requeued")
+    assert "Restarts=1" in slurm_plain.run("scontrol", "show", "job", requeued).stdout
+    wait_until(lambda: slurm_plain.job_state(urgent) == "COMPLETED", what="the urgent job COMPLETED")
+    slurm_plain.run("scancel", requeued)
