@@ -12,6 +12,7 @@ Layout of DIR: ``etc/`` (slurm.conf, gres.conf, slurmdbd.conf, cluster.json), ``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -155,7 +156,10 @@ class Cluster:
         self.state = root / "state"
         self.spool = root / "spool"
         self.mariadb = root / "mariadb"
-        self.node = socket.gethostname().split(".")[0]
+        self.host = socket.gethostname().split(".")[0]
+        #: The node's name: the host's, or the cluster's with --cgroup (slurmd's cgroups are named
+        #: after the node: two cgroup clusters on one host must not share them).
+        self.node = self.host
         # One name per directory: job environments carry it (SLURM_CLUSTER_NAME), stop uses it.
         self.name = "xpm" + hashlib.sha1(str(root).encode()).hexdigest()[:8]
 
@@ -257,12 +261,25 @@ def node_memory_mb() -> int:
     raise ClusterError(f"`slurmd -C` printed no RealMemory: {out!r}")
 
 
-def write_configs(cluster: Cluster, ports: dict[str, int], accounting: bool, max_array_size: int) -> None:
+def cgroup_plugin() -> str:
+    """The cgroup plugin for --cgroup: v1 when its memory controller is mounted, else v2."""
+    v1 = Path("/sys/fs/cgroup/memory")
+    if v1.is_dir() and os.access(v1, os.W_OK):
+        return "cgroup/v1"
+    controllers = Path("/sys/fs/cgroup/cgroup.controllers")
+    if controllers.exists() and "memory" in controllers.read_text().split():
+        return "cgroup/v2"
+    raise ClusterError("--cgroup: no writable memory cgroup controller on this machine "
+                       "(/sys/fs/cgroup/memory or cgroup v2 with memory): start without --cgroup")
+
+
+def write_configs(cluster: Cluster, ports: dict[str, int], accounting: bool, max_array_size: int,
+                  cgroup: bool) -> None:
     c = cluster
     lines = [
         "# Written by slurm-test/start: a single-node test cluster on loopback.",
         f"ClusterName={c.name}",
-        f"SlurmctldHost={c.node}(127.0.0.1)",
+        f"SlurmctldHost={c.host}(127.0.0.1)",
         f"SlurmctldPort={ports['slurmctld']}",
         f"SlurmdPort={ports['slurmd']}",
         "AuthType=auth/munge",
@@ -278,8 +295,9 @@ def write_configs(cluster: Cluster, ports: dict[str, int], accounting: bool, max
         f"SlurmdLogFile={c.logs / 'slurmd.log'}",
         "SlurmctldDebug=info",
         "SlurmdDebug=info",
-        "ProctrackType=proctrack/linuxproc",
-        "TaskPlugin=task/none",
+        # Without cgroups by default; --cgroup enforces --mem (a job over it ends OUT_OF_MEMORY).
+        f"ProctrackType=proctrack/{'cgroup' if cgroup else 'linuxproc'}",
+        f"TaskPlugin=task/{'cgroup' if cgroup else 'none'}",
         "MpiDefault=none",
         "ReturnToService=2",
         "SelectType=select/cons_tres",
@@ -308,8 +326,8 @@ def write_configs(cluster: Cluster, ports: dict[str, int], accounting: bool, max
             f"AccountingStoragePass={c.munge_socket}",
         ]
     lines += [
-        f"NodeName={c.node} NodeAddr=127.0.0.1 CPUs={NODE_CPUS} Boards=1 SocketsPerBoard=1 "
-        f"CoresPerSocket={NODE_CPUS} ThreadsPerCore=1 RealMemory={node_memory_mb()} "
+        f"NodeName={c.node} NodeHostname={c.host} NodeAddr=127.0.0.1 CPUs={NODE_CPUS} Boards=1 "
+        f"SocketsPerBoard=1 CoresPerSocket={NODE_CPUS} ThreadsPerCore=1 RealMemory={node_memory_mb()} "
         f"Gres=gpu:{NODE_GPUS} State=UNKNOWN",
         f"PartitionName=debug Nodes={c.node} Default=YES MaxTime=INFINITE State=UP PriorityTier=1",
         f"PartitionName=gpu Nodes={c.node} MaxTime=INFINITE State=UP PriorityTier=1",
@@ -318,6 +336,11 @@ def write_configs(cluster: Cluster, ports: dict[str, int], accounting: bool, max
     ]
     c.conf.write_text("\n".join(lines) + "\n")
     c.conf.chmod(0o644)
+    if cgroup:
+        cgroup_conf = c.etc / "cgroup.conf"
+        cgroup_conf.write_text(f"CgroupPlugin={cgroup_plugin()}\nConstrainRAMSpace=yes\n"
+                               "ConstrainSwapSpace=yes\nAllowedSwapSpace=0\n")
+        cgroup_conf.chmod(0o644)
     gres = c.etc / "gres.conf"
     gres.write_text(f"NodeName={c.node} Name=gpu File={','.join(map(str, fake_gpus(c)))}\n")
     gres.chmod(0o644)
@@ -326,7 +349,7 @@ def write_configs(cluster: Cluster, ports: dict[str, int], accounting: bool, max
             "AuthType=auth/munge",
             f"AuthInfo=socket={c.munge_socket}",
             "DbdAddr=127.0.0.1",
-            f"DbdHost={c.node}",
+            f"DbdHost={c.host}",
             f"DbdPort={ports['slurmdbd']}",
             "SlurmUser=root",
             f"PidFile={c.root / 'run' / 'slurmdbd.pid'}",
@@ -449,7 +472,10 @@ def start(args: argparse.Namespace) -> None:
             if given is None and running and old:
                 given = old["ports"][name]  # `start DIR` again: the running cluster's ports
             ports[name] = given if given is not None else default
-        profile = {"accounting": args.accounting, "ports": ports, "max_array_size": args.max_array_size}
+        profile = {"accounting": args.accounting, "cgroup": args.cgroup, "ports": ports,
+                   "max_array_size": args.max_array_size}
+        if args.cgroup:
+            c.node = c.name
         wanted = ["munged", "slurmctld", "slurmd"] + (["mariadb", "slurmdbd"] if args.accounting else [])
         if running:
             if old != profile:
@@ -467,7 +493,7 @@ def start(args: argparse.Namespace) -> None:
             log(f"some daemons of {c.root} stopped ({sorted(set(wanted) - set(running))}): restarting all")
             stop_cluster(c)
         check_ports(ports, args.accounting)
-        write_configs(c, ports, args.accounting, args.max_array_size)
+        write_configs(c, ports, args.accounting, args.max_array_size, args.cgroup)
         c.profile_file.write_text(json.dumps(profile) + "\n")
         # The node's state comes from slurm.conf, not from an earlier run (jobs are kept).
         for old_state in c.state.glob("node_state*"):
@@ -488,7 +514,8 @@ def start(args: argparse.Namespace) -> None:
                 raise ClusterError(f"{exc}\nLogs of {c.root}:\n{tails}") from None
             raise
         log(f"cluster {c.name} up in {time.monotonic() - t0:.1f} s (node {c.node}, "
-            f"accounting {'on' if args.accounting else 'off'}, ports {ports})")
+            f"accounting {'on' if args.accounting else 'off'}, cgroup {'on' if args.cgroup else 'off'}, "
+            f"ports {ports})")
         print_exports(c)
 
 
@@ -594,8 +621,21 @@ def stop_cluster(c: Cluster) -> None:
     for daemon in DAEMONS:
         if c.running(daemon) is None:
             c.pid_file(daemon).unlink(missing_ok=True)
+    remove_cgroups(c)
     if left:
         raise ClusterError(f"processes of {c.root} survived SIGKILL: {sorted(left)}")
+
+
+def remove_cgroups(c: Cluster) -> None:
+    """Remove the empty cgroups slurmd made for the node of a --cgroup cluster (slurm_NODE)."""
+    if not (c.profile() or {}).get("cgroup"):
+        return
+    for top in Path("/sys/fs/cgroup").glob(f"*/slurm_{c.name}"):
+        for path in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        with contextlib.suppress(OSError):
+            top.rmdir()
 
 
 def stop(args: argparse.Namespace) -> None:
@@ -634,6 +674,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                          help=f"cluster directory (default: ${DIR_ENV} or {DEFAULT_DIR})")
     p_start.add_argument("--accounting", action="store_true",
                          help="also run MariaDB and slurmdbd, so that sacct works")
+    p_start.add_argument("--cgroup", action="store_true",
+                         help="track jobs with cgroups and enforce --mem (OUT_OF_MEMORY); the node is "
+                              "then named after the cluster")
     for name, default in DEFAULT_PORTS.items():
         p_start.add_argument(f"--{name}-port", type=int, default=None, metavar="N",
                              help=f"port of {name} (default: ${port_env(name)} or {default})")

@@ -360,3 +360,14 @@ def test_a_job_of_the_urgent_partition_preempts_the_others(slurm_plain: SlurmClu
     assert "Restarts=1" in slurm_plain.run("scontrol", "show", "job", requeued).stdout
     wait_until(lambda: slurm_plain.job_state(urgent) == "COMPLETED", what="the urgent job COMPLETED")
     slurm_plain.run("scancel", requeued)
+
+
+def test_the_cgroup_cluster_ends_a_job_over_its_memory_out_of_memory(
+    slurm_cgroup: SlurmCluster, tmp_path: Path
+) -> None:
+    over = slurm_cgroup.sbatch("--mem=64M", "-o", str(tmp_path / "over.log"), "--wrap",
+                               "python3 -c 'x = bytearray(400 * 1024 * 1024); print(len(x))'")
+    under = slurm_cgroup.sbatch("--mem=64M", "-o", "/dev/null", "--wrap", "true")
+    wait_until(lambda: slurm_cgroup.job_state(over) == "OUT_OF_MEMORY", what="OUT_OF_MEMORY")
+    wait_until(lambda: slurm_cgroup.job_state(under) == "COMPLETED", what="the small job COMPLETED")
+    assert "oom-kill" in (tmp_path / "over.log").read_text()

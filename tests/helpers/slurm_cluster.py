@@ -4,6 +4,8 @@ Fixtures:
 - ``slurm_plain`` / ``slurm_accounting`` (session): a cluster started by ``slurm-test/start`` once per
   session, without and with accounting (slurmdbd, so that ``sacct`` works), stopped at the end.
 - ``slurm_cluster``: the same, parametrized over both profiles (a test using it runs twice).
+- ``slurm_cgroup`` (session): a cluster with cgroups (``--mem`` enforced: OUT_OF_MEMORY), started
+  only if a test asks for it.
 - ``slurm_env``: ``slurm_cluster`` with ``SLURM_CONF`` set in ``os.environ`` for the test, so that
   the test process and every subprocess it starts talk to that cluster.
 - ``fake_slurm``: puts a fake ``sbatch`` (or ``squeue``...) first on PATH, for faults a real Slurm cannot
@@ -71,6 +73,7 @@ class SlurmCluster:
     root: Path
     accounting: bool
     ports: dict[str, int]
+    cgroup: bool = False
     conf: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -104,6 +107,8 @@ class SlurmCluster:
         argv = [str(SLURM_TEST / "start"), str(self.root)]
         if self.accounting:
             argv.append("--accounting")
+        if self.cgroup:
+            argv.append("--cgroup")
         for name, port in self.ports.items():
             argv.append(f"--{name}-port={port}")
         return argv
@@ -126,12 +131,12 @@ def cluster_unavailable() -> Optional[str]:
 
 
 def start_cluster(root: Path, accounting: bool, ports: Optional[dict[str, int]] = None,
-                  timeout: float = 300) -> SlurmCluster:
+                  timeout: float = 300, cgroup: bool = False) -> SlurmCluster:
     """Run ``slurm-test/start``; raises RuntimeError with its output when the cluster does not come up."""
     if ports is None:
         names = ["slurmctld", "slurmd"] + (["slurmdbd", "mariadb"] if accounting else [])
         ports = dict(zip(names, free_ports(len(names))))
-    cluster = SlurmCluster(root, accounting, ports)
+    cluster = SlurmCluster(root, accounting, ports, cgroup)
     # A strict umask (as on hardened machines): users other than root must still reach the cluster.
     result = subprocess.run(cluster.start_argv(), capture_output=True, text=True, timeout=timeout,
                             umask=0o077)
@@ -188,9 +193,10 @@ class SessionCluster:
     """One profile's cluster for the whole session: started on first use, stopped at the end.
     ``get()`` skips the test (fails it under CI) when the cluster cannot run."""
 
-    def __init__(self, accounting: bool, ports: Optional[dict[str, int]] = None):
+    def __init__(self, accounting: bool, ports: Optional[dict[str, int]] = None, cgroup: bool = False):
         self.accounting = accounting
         self.ports = ports
+        self.cgroup = cgroup
         self.cluster: Optional[SlurmCluster] = None
         self.error: Optional[str] = None
 
@@ -198,9 +204,9 @@ class SessionCluster:
         if self.cluster is None and self.error is None:
             self.error = cluster_unavailable()
             if self.error is None:
-                root = make_cluster_dir("acct" if self.accounting else "plain")
+                root = make_cluster_dir("cgroup" if self.cgroup else "acct" if self.accounting else "plain")
                 try:
-                    self.cluster = start_cluster(root, self.accounting, self.ports)
+                    self.cluster = start_cluster(root, self.accounting, self.ports, cgroup=self.cgroup)
                 except (RuntimeError, subprocess.TimeoutExpired) as exc:
                     self.error = str(exc)
                     stop_cluster(root)
@@ -222,7 +228,8 @@ class SessionCluster:
 def _slurm_sessions() -> Iterator[dict[str, SessionCluster]]:
     if cluster_unavailable() is None:
         reap_orphan_clusters()
-    sessions = {"plain": SessionCluster(False), "accounting": SessionCluster(True)}
+    sessions = {"plain": SessionCluster(False), "accounting": SessionCluster(True),
+                "cgroup": SessionCluster(False, cgroup=True)}
     yield sessions
     for session in sessions.values():
         session.close()
@@ -238,6 +245,13 @@ def slurm_plain(_slurm_sessions: dict[str, SessionCluster]) -> SlurmCluster:
 def slurm_accounting(_slurm_sessions: dict[str, SessionCluster]) -> SlurmCluster:
     """The session's cluster with MariaDB and slurmdbd: ``sacct`` works (about 1 s behind)."""
     return _slurm_sessions["accounting"].get()
+
+
+@pytest.fixture(scope="session")
+def slurm_cgroup(_slurm_sessions: dict[str, SessionCluster]) -> SlurmCluster:
+    """A third cluster, started only for the tests that use it: jobs tracked with cgroups, so that
+    ``--mem`` is enforced and a job over it ends OUT_OF_MEMORY (no accounting)."""
+    return _slurm_sessions["cgroup"].get()
 
 
 @pytest.fixture(params=PROFILES)
