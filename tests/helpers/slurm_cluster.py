@@ -231,8 +231,14 @@ def _slurm_sessions() -> Iterator[dict[str, SessionCluster]]:
     sessions = {"plain": SessionCluster(False), "accounting": SessionCluster(True),
                 "cgroup": SessionCluster(False, cgroup=True)}
     yield sessions
+    errors = []
     for session in sessions.values():
-        session.close()
+        try:
+            session.close()
+        except RuntimeError as exc:  # stop the others all the same
+            errors.append(str(exc))
+    if errors:
+        raise RuntimeError("\n".join(errors))
 
 
 @pytest.fixture(scope="session")
