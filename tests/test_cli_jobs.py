@@ -21,7 +21,7 @@ from click.testing import CliRunner, Result
 from conftest import wait_until
 
 from experimaestro import Config, LightweightTask, Param, Task, tag
-from experimaestro.cli_jobs import document_tags
+from experimaestro.cli.jobs import document_tags
 from experimaestro.core.serialization import dumps, parse_document
 from experimaestro.launchers.jobfiles import FailureRecord
 

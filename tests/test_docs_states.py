@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from experimaestro.cli_jobs import STATE_NAMES
+from experimaestro.cli.jobs import STATE_NAMES
 
 DOCS = Path(__file__).parents[1] / "docs"
 

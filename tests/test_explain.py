@@ -21,7 +21,7 @@ from experimaestro import (
     field,
     setmeta,
 )
-from experimaestro.cli_explain import explain_id
+from experimaestro.cli.explain import explain_id
 from experimaestro.core.explain import ConfigExplanation, Explanation, explain
 from experimaestro.core.serialization import dumps
 

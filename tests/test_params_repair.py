@@ -11,7 +11,7 @@ from xpm_tasks import Step, count
 
 from conftest import run_controller
 from experimaestro import JobState, experiment, tag
-from experimaestro.cli_jobs import read_tags
+from experimaestro.cli.jobs import read_tags
 
 
 RERUN = """

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from .cli_explain import explain_id
-from .cli_jobs import experiments, jobs
-from .cli_launchers import launchers
-from .cli_tokens import tokens
-from .version import __version__
+from .explain import explain_id
+from .jobs import experiments, jobs
+from .launchers import launchers
+from .tokens import tokens
+from ..version import __version__
 
 
 @click.group()

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import click
 
-from .core.explain import explain
-from .core.identifier import config_digest, recompute_digest
-from .core.serialization import ParamsFormatError, from_document, parse_document
+from ..core.explain import explain
+from ..core.identifier import config_digest, recompute_digest
+from ..core.serialization import ParamsFormatError, from_document, parse_document
 
 
 @click.command("explain-id")

@@ -6,7 +6,7 @@ a job's state comes from its markers and pid file (:meth:`JobFiles.disk_state`),
 to from the ``experiments/<name>/jobs/<type id>/<identifier>`` links. So the commands work without
 the experiment's Python environment, and stay fast on workspaces of many thousand jobs.
 
-Registered in ``cli.py`` with ``main.add_command(jobs)`` and ``main.add_command(experiments)``.
+Registered in ``cli/__init__.py`` with ``main.add_command(jobs)`` and ``main.add_command(experiments)``.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import click
 
-from .core.serialization import ParamsDocument, ParamsFormatError, parse_document
-from .launchers.jobfiles import FailureRecord, JobFiles, JobState
-from .scheduler.workspace import Workspace
+from ..core.serialization import ParamsDocument, ParamsFormatError, parse_document
+from ..launchers.jobfiles import FailureRecord, JobFiles, JobState
+from ..scheduler.workspace import Workspace
 
 #: The names under which states are shown and filtered (the marker names, for finished jobs).
 STATE_NAMES: dict[JobState, str] = {

@@ -7,7 +7,7 @@ from typing import Optional
 
 import click
 
-from .launcherfinder import RequirementSyntaxError, explain_launcher
+from ..launcherfinder import RequirementSyntaxError, explain_launcher
 
 
 @click.group()

@@ -6,9 +6,9 @@ from typing import Any
 
 import click
 
-from .cli_jobs import echo_json, format_table, workdir_option
-from .scheduler.tokens import CounterToken, TokenStore
-from .scheduler.workspace import Workspace
+from .jobs import echo_json, format_table, workdir_option
+from ..scheduler.tokens import CounterToken, TokenStore
+from ..scheduler.workspace import Workspace
 
 
 def token_rows(workspace: Workspace) -> list[dict[str, Any]]:
