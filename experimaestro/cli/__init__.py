@@ -7,6 +7,7 @@ import click
 from .explain import explain_id
 from .jobs import experiments, jobs
 from .launchers import launchers
+from .run_experiment import run_experiment
 from .tokens import tokens
 from ..version import __version__
 
@@ -22,3 +23,4 @@ main.add_command(jobs)
 main.add_command(experiments)
 main.add_command(tokens)
 main.add_command(launchers)
+main.add_command(run_experiment)

@@ -65,6 +65,12 @@ def user_config_dir() -> Path:
     return Path(base).expanduser() / "experimaestro"
 
 
+def configuration_folder() -> Path:
+    """The configuration folder in use: the one of :func:`set_config_dir`, else
+    :func:`user_config_dir` (``settings.yaml`` is read there too)."""
+    return _config_dir if _config_dir is not None else user_config_dir()
+
+
 def candidate_files(
     config_dir: Optional[PathLike] = None, workdir: Optional[PathLike] = None
 ) -> list[Path]:

@@ -1,0 +1,100 @@
+"""The schema of an experiment's YAML configuration: ``@configuration`` classes.
+
+```python
+from experimaestro.experiments import ConfigurationBase, configuration
+
+@configuration
+class Configuration(ConfigurationBase):
+    learning_rate: float = 1e-3
+    seeds: list[int] = [1, 2]
+```
+
+``@configuration`` (with or without parentheses, keyword arguments going to ``attrs.define``) makes
+an attrs class whose fields are keyword-only, so a subclass may add required fields after the
+base's defaults. ``ConfigurationBase`` holds the keys that ``experimaestro run-experiment`` reads
+itself (docs/migrating.md).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Callable, List, Optional, TypeVar, overload
+
+import attrs
+
+try:  # lets type checkers see the keyword-only constructor
+    from typing import dataclass_transform
+except ImportError:  # Python 3.10
+    def dataclass_transform(**_: Any) -> Callable[[Any], Any]:  # type: ignore[no-redef]
+        return lambda f: f
+
+T = TypeVar("T", bound=type)
+
+
+class DirtyGitAction(str, enum.Enum):
+    """What to do when the experiment's code has uncommitted changes (git)."""
+
+    IGNORE = "ignore"
+    WARN = "warn"
+    ERROR = "error"
+
+
+@overload
+def configuration(cls: T, /) -> T: ...
+
+
+@overload
+def configuration(**kwargs: Any) -> Callable[[T], T]: ...
+
+
+@dataclass_transform(kw_only_default=True)
+def configuration(cls: Any = None, /, **kwargs: Any) -> Any:
+    """Make ``cls`` an attrs class with keyword-only fields (``@configuration`` or
+    ``@configuration(...)``; keyword arguments go to ``attrs.define``)."""
+    options = {"kw_only": True, "slots": False, "eq": True, "unsafe_hash": True, **kwargs}
+
+    def wrap(c: T) -> T:
+        return attrs.define(c, **options)
+
+    return wrap if cls is None else wrap(cls)
+
+
+@configuration
+class ConfigurationBase:
+    """The keys every experiment configuration has (the YAML's reserved keys)."""
+
+    id: str
+    """The experiment's name (its folder under ``<workspace>/experiments/``)."""
+
+    file: str = "experiment"
+    """The Python file defining ``run`` (``.py`` optional), relative to the YAML naming it."""
+
+    module: Optional[str] = None
+    """The module defining ``run`` (instead of ``file``)."""
+
+    pythonpath: Optional[List[str]] = None
+    """Folders put on the Python path (of the controller and of the jobs), relative to the YAML."""
+
+    parent: Optional[str] = None
+    """A YAML file loaded before this one (relative to it); prefer ``imports``."""
+
+    imports: Optional[List[str]] = None
+    """YAML files loaded before this one, in order (relative to it)."""
+
+    pre_experiment: Optional[str] = None
+    """A Python file (relative to the YAML) or module run before the experiment's code is imported
+    (to set environment variables, or ``mock_modules([...])`` heavy libraries)."""
+
+    title: str = ""
+    subtitle: str = ""
+    paper: str = ""
+    description: str = ""
+
+    add_timestamp: bool = False
+    """Add ``-YYYYMMDD-HHMM`` to the experiment's id."""
+
+    dirty_git: DirtyGitAction = DirtyGitAction.WARN
+    """When the code's git repository has uncommitted changes: ``ignore``, ``warn`` or ``error``."""
+
+
+__all__ = ["ConfigurationBase", "DirtyGitAction", "configuration"]
