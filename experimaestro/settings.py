@@ -105,7 +105,7 @@ def get_settings(path: Optional[Union[str, Path]] = None) -> Settings:
     origins = {k: f"{file}:{line}" for k, line in doc.lines.items()}
     settings = structure(Settings, doc.data, origins, warn=lambda m: logger.warning("%s", m))
     for workspace in settings.workspaces:
-        workspace.path = (file.parent / workspace.path.expanduser()).absolute()
+        workspace.path = (file.parent / workspace.path.expanduser()).resolve()
     _cache[file] = (key, settings)
     return settings
 

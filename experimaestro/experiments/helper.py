@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..scheduler.experiment import experiment
@@ -52,12 +52,12 @@ class ExperimentHelper:
 class UnexpectedArguments(Exception):
     """Extra command-line arguments given to a ``run`` that does not read them."""
 
-    def __init__(self, args: list[str], where: Optional[str] = None) -> None:
+    def __init__(self, args: list[str]) -> None:
         super().__init__(
             f"unexpected arguments {' '.join(args)!r}: the experiment's run() takes none (to read "
             f"them, use an ExperimentHelper subclass whose run(self, args, configuration) parses them)"
         )
-        self.args = args
+        self.arguments = args
 
 
 __all__ = ["ExperimentHelper", "UnexpectedArguments"]

@@ -34,7 +34,7 @@ from typing import Any, Callable, Optional
 
 from ..core.config import RunMode
 from .configuration import DirtyGitAction
-from .helper import ExperimentHelper
+from .helper import ExperimentHelper, UnexpectedArguments
 from .loading import MergedConfiguration, is_file_reference, merge_configuration, yaml_path
 from .schema import structure
 from .yamlfile import ConfigurationError
@@ -101,6 +101,8 @@ def run_experiment(options: RunOptions, warn: Callable[[str], None] = _warn) -> 
         )
     if not isinstance(helper, ExperimentHelper):
         helper = ExperimentHelper(helper)
+    if options.args and type(helper).run is ExperimentHelper.run:
+        raise UnexpectedArguments(list(options.args))  # before anything is written
     schema = _schema(helper.callable, module)
     configuration = structure(schema, merged.data, merged.origins, warn=warn)
 
@@ -126,7 +128,8 @@ def run_experiment(options: RunOptions, warn: Callable[[str], None] = _warn) -> 
         xp = experiment(workspace.path, experiment_id, run_mode=options.run_mode, port=port)
     except ValueError as exc:
         raise ConfigurationError(f"{merged.origins.get(('id',), 'id')}: id: {exc}") from None
-    logger.info("experiment %s in workspace %s", experiment_id, workspace.path)
+    named = f"workspace {workspace.id} " if workspace.id else "workspace "
+    sys.stderr.write(f"experiment {experiment_id}: {named}({workspace.path})\n")
     try:
         with xp:
             helper.xp = xp
@@ -299,7 +302,9 @@ def _check_git(module: ModuleType, action: DirtyGitAction, warn: Callable[[str],
     warn(message)
 
 
-def _monitor_port(options: RunOptions, settings_port: Optional[int], warn: Callable[[str], None]) -> Optional[int]:
+def _monitor_port(
+    options: RunOptions, settings_port: Optional[int], warn: Callable[[str], None]
+) -> Optional[int]:
     """The web monitor's port for ``--port``/``--web`` when the monitor is available, else None
     (with one warning)."""
     if options.console:

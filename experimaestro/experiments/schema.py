@@ -19,7 +19,7 @@ import enum
 import sys
 import types
 import typing
-from pathlib import Path, PurePath
+from pathlib import PurePath
 from typing import Any, Callable, Optional, Union
 
 import attrs
