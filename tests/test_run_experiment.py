@@ -14,6 +14,16 @@ from typing import Optional
 import pytest
 
 PROJECT = Path(__file__).parent / "runxp_project"
+#: The identifiers experimaestro 2.7.0 gives the same tasks (experiment.Train with rate=0.5,
+#: epochs=3, suffix="abc" and seeds 1 and 3; pkg.tasks.Square with x=1 and 2), built by importing
+#: the project's modules under 2.7.0 (its run-experiment itself fails on tasks defined in a
+#: `file:` experiment).
+IDS_270 = {
+    "train": {1: "42395e7ee6294f1c239f934145bdb52343efb43f9151f27e0531201249875d43",
+              3: "7241d71b554f0f185a4fe004ed394057e27e771707840b5464e5f941e7abd983"},
+    "square": {1: "cefee109dfd3e4a26500b52772f07f4fc024e9b04fa1a6b821d9671f1d1e78f2",
+               2: "d741c800ffdc48ca2570da1f5a6b68141db55c54a22d73da231d9b0ebd0f3f49"},
+}
 COMMAND = Path(sys.executable).parent / "experimaestro"
 
 
@@ -63,6 +73,7 @@ def test_file_experiment_end_to_end_then_rerun_dry_run_and_generate_only(project
     for seed, path in jobs.items():
         assert path.parent.parent == workspace / "jobs"
         assert path.parent.name == "experiment.train"  # the file's module name, as in 2.x
+        assert path.name == IDS_270["train"][seed]
         result = json.loads((path / "result.json").read_text())
         # The values: imports + xp.yaml + -c (typed by the schema); the helper read --suffix;
         # the job imported the real heavylib and got the workspace's and --env's variables.
@@ -101,6 +112,7 @@ def test_module_experiment_with_parent(project: Path) -> None:
     assert sorted(squares) == [1, 2]  # seeds from the parent file
     for x, path in squares.items():
         assert path.parent.name == "pkg.tasks.square"
+        assert path.name == IDS_270["square"][x]
         assert (path / "square.txt").read_text() == str(x * x)
     assert "experiment runxp-module: 2 jobs: 0 reused, 2 ran, 0 failed" in result.stderr
 

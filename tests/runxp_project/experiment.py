@@ -5,8 +5,9 @@ from typing import List
 
 import heavylib
 
-from experimaestro import Param, Task, find_launcher, tag
+from experimaestro import Param, Task, tag
 from experimaestro.experiments import ConfigurationBase, ExperimentHelper, configuration
+from experimaestro.launcherfinder import find_launcher
 
 
 class Train(Task):
