@@ -104,6 +104,15 @@ def test_file_experiment_end_to_end_then_rerun_dry_run_and_generate_only(project
         assert not (folder / "train.done").exists() and not (folder / "result.json").exists()
 
 
+def test_a_failed_job_makes_the_command_fail(project: Path) -> None:
+    """Unlike 2.7.0 (which exits 0 and only logs it)."""
+    result = run_xp(project, str(project / "xp"), "-c", "learning.epochs=-1", "-c", "seeds=[4]")
+    assert result.returncode == 1, result.stderr
+    assert "experiment runxp-main: 1 job: 0 reused, 0 ran, 1 failed" in result.stderr
+    assert "- experiment.train [failed] - ValueError: epochs=-1: give a positive number" in result.stderr
+    assert result.stderr.count("experiment runxp-main: 1 job(s) failed") == 1
+
+
 def test_module_experiment_with_parent(project: Path) -> None:
     """module: pkg.xpmodule is found from the folder two levels above pkg/xp_module.yaml."""
     result = run_xp(project, str(project / "pkg" / "xp_module.yaml"))

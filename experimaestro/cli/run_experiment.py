@@ -67,14 +67,17 @@ def run_experiment(
     file or module, pythonpath, pre_experiment, parent or imports, add_timestamp, dirty_git...)
     and the rest are checked against the type of run()'s configuration parameter.
     """
-    # Warnings (and with --debug, everything) on stderr; the experiment's own log goes to its
-    # experiment.log, and its closing line to stderr.
+    # experimaestro's warnings (with --debug, every message) on stderr; the experiment's own log
+    # goes to its experiment.log (its closing line and failure summary to stderr already).
     handler = logging.StreamHandler()
-    handler.setLevel(logging.DEBUG if debug else logging.WARNING)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
     if debug:
+        logging.getLogger().addHandler(handler)
         logging.getLogger().setLevel(logging.DEBUG)
+    else:
+        handler.setLevel(logging.WARNING)
+        handler.addFilter(lambda record: record.name != "experimaestro")
+        logging.getLogger("experimaestro").addHandler(handler)
     options = RunOptions(
         yaml_file=yaml_file, args=list(args), workdir=workdir, workspace=workspace,
         xpm_config_dir=xpm_config_dir, run_mode=RunMode(run_mode.lower()), env=list(env),

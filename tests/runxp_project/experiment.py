@@ -18,6 +18,8 @@ class Train(Task):
 
     @heavylib.compile
     def execute(self):
+        if self.epochs < 0:
+            raise ValueError(f"epochs={self.epochs}: give a positive number")
         (self.jobpath / "result.json").write_text(json.dumps({
             "rate": self.rate, "epochs": self.epochs, "seed": self.seed, "suffix": self.suffix,
             "heavylib_real": heavylib.REAL is True,
