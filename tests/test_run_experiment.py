@@ -5,6 +5,7 @@ message. The project is copied into a temporary folder; the user's ~/.config is 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -145,6 +146,39 @@ def test_the_workspace_option_and_workdir(project: Path, tmp_path: Path) -> None
                     "--run-mode", "dry_run")
     assert result.returncode == 0, result.stderr
     assert f"experiment runxp-main: workspace ({tmp_path / 'wd'})" in result.stderr
+
+
+def test_add_timestamp_and_the_monitor_options(project: Path) -> None:
+    import importlib.util
+
+    result = run_xp(project, str(project / "xp"), "-c", "add_timestamp=true", "--port", "0",
+                    "--web", "--console", "--host", "h", "--no-db", "--run-mode", "dry_run")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"experiment runxp-main-\d{8}-\d{4}: workspace main", result.stderr)
+    if importlib.util.find_spec("experimaestro.monitor") is None:
+        warning = "warning: --port/--web: the web monitor is not part of this version yet: ignored"
+        assert result.stderr.count(warning) == 1
+
+
+def test_dirty_git(project: Path) -> None:
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("git is not installed")
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t", "HOME": str(project)}
+    for command in (["init", "-q"], ["add", "."], ["commit", "-qm", "x"]):
+        subprocess.run([git, *command], cwd=project, check=True, env=env, capture_output=True)
+    clean = run_xp(project, str(project / "xp"), "-c", "dirty_git=error", "--run-mode", "dry_run")
+    assert clean.returncode == 0, clean.stderr
+    with open(project / "experiment.py", "a") as f:
+        f.write("# changed\n")
+    message = f"the git repository of {project} has uncommitted changes"
+    warned = run_xp(project, str(project / "xp"), "-c", "dirty_git=warn", "--run-mode", "dry_run")
+    assert warned.returncode == 0 and f"warning: {message} (dirty_git: warn" in warned.stderr
+    ignored = run_xp(project, str(project / "xp"), "--run-mode", "dry_run")  # xp.yaml: ignore
+    assert ignored.returncode == 0 and message not in ignored.stderr
+    assert message in failure(run_xp(project, str(project / "xp"), "-c", "dirty_git=error"))
+    assert not (project / "ws-main").exists()
 
 
 # --- Bad input ------------------------------------------------------------------------------------
