@@ -88,16 +88,22 @@ def test_command_line_values_take_the_schema_type(tmp_path: Path) -> None:
     assert config.seeds == [3, 4] and config.model.dropout is None
 
 
-def test_values_are_checked_not_coerced(tmp_path: Path) -> None:
+def test_values_are_checked_as_2x_checks_them(tmp_path: Path) -> None:
+    """Number text is a number (PyYAML reads 1e-4 as text; 2.7.0 takes it as a float), other
+    mismatches are errors, all reported at once with their lines."""
+    config, _ = build(tmp_path, "id: a\nseeds: ['3', 4.0]\nmodel: {dropout: 1e-4}\n")
+    assert config.seeds == [3, 4] and config.model.dropout == 1e-4
     with pytest.raises(ConfigurationError) as error:
-        build(tmp_path, "id: a\nseeds: [1, 2.5]\nmodel: {layers: '3', pooling: min}\nname: 3\n")
+        build(tmp_path, "id: a\nseeds: [1, 2.5]\nmodel: {layers: three, pooling: min}\nname: 3\n"
+              "weights: {a: true}\n")
     message = str(error.value)
     path = tmp_path / "xp.yaml"
-    assert "4 errors in the configuration (Config)" in message
+    assert "5 errors in the configuration (Config)" in message
     assert f"{path}:2: seeds.1: expected int, got 2.5 (float)" in message
-    assert f"{path}:3: model.layers: expected int, got '3' (str)" in message
+    assert f"{path}:3: model.layers: expected int, got 'three' (str)" in message
     assert f"{path}:3: model.pooling: expected one of 'mean', 'max', got 'min' (str)" in message
     assert f"{path}:4: name: expected str, got 3 (int)" in message
+    assert f"{path}:5: weights.a: expected float, got True (bool)" in message
 
 
 def test_merging_order_and_relative_paths(tmp_path: Path) -> None:

@@ -206,12 +206,12 @@ def test_missing_required_field(project: Path) -> None:
 
 def test_wrong_types_name_the_key_and_line(project: Path) -> None:
     write(project, "types.yaml", "imports: [base.yaml]\nid: runxp-x\npythonpath: [lib]\n"
-          "learning:\n  epochs: three\nseeds: [1, '2']\n")
+          "learning:\n  epochs: three\nseeds: [1, 2.5]\n")
     err = failure(run_xp(project, str(project / "types")))
     types_yaml = project / "types.yaml"
     assert "2 errors in the configuration (Configuration)" in err
     assert f"{types_yaml}:5: learning.epochs: expected int, got 'three' (str)" in err
-    assert f"{types_yaml}:6: seeds.1: expected int, got '2' (str)" in err
+    assert f"{types_yaml}:6: seeds.1: expected int, got 2.5 (float)" in err
     err = failure(run_xp(project, str(project / "xp"), "-c", "learning.rate=fast"))
     assert "-c learning.rate=fast: learning.rate: expected float, got 'fast' (str)" in err
 

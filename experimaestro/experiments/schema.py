@@ -8,7 +8,9 @@
 - an unknown key is a warning naming it and its file: experimaestro 2.7.0 drops such keys
   silently, so refusing them would break projects that run today.
 
-Values are checked, not coerced: ``"3"`` is not an int, ``3.5`` is not an int, ``1`` is a float.
+Values are checked as experimaestro 2.x checks them (pydantic's lax mode): number text is a
+number (PyYAML reads ``1e-4`` as text), ``3.0`` is an int but ``3.5`` is not, ``1`` is a float,
+``yes``/``0`` are booleans; ``3`` is not a str, ``true`` is not a number.
 Values given with ``-c`` are text: a :class:`CommandLineValue` takes the schema's type (kept as
 text for a ``str`` field, read as a YAML scalar or list otherwise).
 """
@@ -110,14 +112,11 @@ def _structure(walk: _Walk, value: Any, tp: Any, path: KeyPath) -> Any:
         return _structure_dict(walk, value, args, path)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return _structure_enum(walk, value, tp, path)
-    if tp is bool:
-        ok = isinstance(value, bool)
-    elif tp is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif tp is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp in (bool, int, float):
+        converted = _NUMBERS[tp](value)
+        ok = converted is not _FAIL
         if ok:
-            value = float(value)
+            value = converted
     elif tp is str:
         ok = isinstance(value, str)
     elif isinstance(tp, type) and issubclass(tp, PurePath):
@@ -132,6 +131,53 @@ def _structure(walk: _Walk, value: Any, tp: Any, path: KeyPath) -> Any:
         walk.error(path, f"expected {_type_name(tp)}, got {_describe(value)}")
         return _FAIL
     return value
+
+
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+def _to_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if type(value) is int and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    return _FAIL
+
+
+def _to_int(value: Any) -> Any:
+    if isinstance(value, bool):
+        return _FAIL
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return _FAIL
+    return _FAIL
+
+
+def _to_float(value: Any) -> Any:
+    if isinstance(value, bool):
+        return _FAIL
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):  # PyYAML reads 1e-4 (no dot) as text; 2.x takes it as a number
+        try:
+            return float(value.strip())
+        except ValueError:
+            return _FAIL
+    return _FAIL
+
+
+#: Numbers and booleans: what experimaestro 2.x (pydantic's lax mode) accepts, and nothing else:
+#: number text ("1e-4", "3"), 3.0 for an int, 0/1 and true/yes/on/false/no/off for a bool.
+_NUMBERS: dict[type, Callable[[Any], Any]] = {bool: _to_bool, int: _to_int, float: _to_float}
 
 
 def _from_command_line(value: CommandLineValue, tp: Any) -> Any:
