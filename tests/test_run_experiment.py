@@ -89,8 +89,11 @@ def test_file_experiment_end_to_end_then_rerun_dry_run_and_generate_only(project
     assert job_lines(again.stdout) == jobs
 
     before = sorted(p.relative_to(project) for p in project.rglob("*") if "__pycache__" not in p.parts)
-    dry = run_xp(project, str(project / "xp"), "--run-mode", "DRY_RUN", "-c", "seeds.2=7")
+    dry = run_xp(project, str(project / "xp"), "--run-mode", "DRY_RUN", "-c", "seeds.2=7",
+                 "-c", "pre_experiment=pre_module")
     assert dry.returncode == 0, dry.stderr
+    assert "pre_experiment: module" in dry.stdout  # a module name (on the YAML's pythonpath)
+    assert "heavylib in the controller: MockObject" in dry.stdout
     dry_jobs = job_lines(dry.stdout)
     assert sorted(dry_jobs) == [1, 2, 7]  # run() was called...
     after = sorted(p.relative_to(project) for p in project.rglob("*") if "__pycache__" not in p.parts)
@@ -257,3 +260,26 @@ def test_bad_command_line_assignment_and_arguments(project: Path) -> None:
     err = failure(run_xp(project, str(project / "plain"), "--verbose"))
     assert "unexpected arguments '--verbose': the experiment's run() takes none" in err
     assert not (project / "ws-main").exists()
+
+
+def test_the_readme_example(tmp_path: Path) -> None:
+    """The README's run-experiment section runs as written."""
+    import shlex
+
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    section = text.split("## The same with YAML files: `experimaestro run-experiment`", 1)[1]
+    code = section.split("```python", 1)[1].split("```", 1)[0]
+    yaml_text = section.split("```yaml", 1)[1].split("```", 1)[0]
+    command = section.split("```sh", 1)[1].split("```", 1)[0].strip()
+    (tmp_path / "experiment.py").write_text(code)
+    (tmp_path / "my-xp.yaml").write_text(yaml_text)
+    args = shlex.split(command)
+    assert args[:2] == ["experimaestro", "run-experiment"]
+    done = subprocess.run(
+        [str(COMMAND), *args[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "experiment my-xp: 2 jobs: 0 reused, 2 ran, 0 failed" in done.stderr
+    models = sorted(p.read_text() for p in tmp_path.glob("workspace/jobs/*/*/model.txt"))
+    assert models == ["2 layers", "4 layers"]
