@@ -205,6 +205,30 @@ def test_mock_modules_stand_ins() -> None:
         import xpm_fake_torch  # noqa: F401,F811 - real imports again once the finder is gone
 
 
+def test_mock_modules_autograd_functions_and_the_2x_decorators_argument() -> None:
+    with pytest.warns(DeprecationWarning, match="decorators=...\\) is not needed"):
+        finder = mock_modules(["xpm_fake_torch2"], decorators=["xpm_fake_torch2.no_grad"])
+    try:
+        import xpm_fake_torch2
+
+        class Double(xpm_fake_torch2.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return 2 * x
+
+        assert Double.apply(3) is not None  # used as MyFunction.apply(...) in torch code
+    finally:
+        sys.meta_path.remove(finder)
+        for name in [n for n in sys.modules if n.startswith("xpm_fake_torch2")]:
+            del sys.modules[name]
+
+
+def test_the_missing_id_names_the_main_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError) as error:
+        build(tmp_path, "seeds: [1]\n")
+    assert f"{tmp_path / 'xp.yaml'}: id: required field missing (Config.id, str)" in str(error.value)
+
+
 # --- settings.yaml ---------------------------------------------------------------------------
 
 

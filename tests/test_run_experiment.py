@@ -236,6 +236,19 @@ def test_unknown_key_is_a_warning(project: Path) -> None:
             f"no such field): ignored") in result.stderr
 
 
+def test_pre_experiment_errors(project: Path) -> None:
+    err = failure(run_xp(project, str(project / "xp"), "-c", "pre_experiment=nothere.py"))
+    assert "-c pre_experiment=nothere.py: pre_experiment file nothere.py not found" in err
+    write(project, "broken.py", "import os\n\nraise RuntimeError('no GPU here')\n")
+    write(project, "broken.yaml", "imports: [xp.yaml]\npre_experiment: broken.py\n")
+    err = failure(run_xp(project, str(project / "broken")))
+    assert (f"failed to execute pre_experiment {project / 'broken.py'}:3: RuntimeError: no GPU here"
+            in err)
+    err = failure(run_xp(project, str(project / "xp"), "-c", "pre_experiment=no_such_module"))
+    assert "pre_experiment 'no_such_module' is neither a file" in err
+    assert not (project / "ws-main").exists()
+
+
 def test_parent_and_imports_together(project: Path) -> None:
     both = write(project, "both.yaml", "parent: base.yaml\nimports: [base.yaml]\nid: runxp-x\n")
     err = failure(run_xp(project, str(both)))

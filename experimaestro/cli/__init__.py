@@ -24,3 +24,6 @@ main.add_command(experiments)
 main.add_command(tokens)
 main.add_command(launchers)
 main.add_command(run_experiment)
+
+#: The name of the group in experimaestro 2.x (``from experimaestro.cli import cli``).
+cli = main

@@ -191,6 +191,7 @@ def merge_configuration(
 ) -> MergedConfiguration:
     """Load and merge the files, then apply the ``-c`` assignments."""
     merged = MergedConfiguration()
+    merged.origins[()] = str(main)  # where a missing top-level key should go
     for path in (*pre_yaml, main, *post_yaml):
         merged.load(path)
     for assignment in assignments:

@@ -15,6 +15,7 @@ import importlib.abc
 import importlib.machinery
 import sys
 import types
+import warnings
 from typing import Any, Iterable, Optional, Sequence
 
 
@@ -78,6 +79,11 @@ class MockBase:
             raise AttributeError(name)
         return MockObject(f"{type(self).__name__}.{name}")
 
+    @classmethod
+    def apply(cls, *args: Any, **kwargs: Any) -> Any:
+        """``torch.autograd.Function`` subclasses are used through ``MyFunction.apply``."""
+        return MockObject(f"{cls.__name__}.apply()")
+
 
 class MockModule(types.ModuleType):
     """A mocked module: every public attribute is a :class:`MockObject`."""
@@ -125,7 +131,12 @@ FakeModuleFinder = MockModuleFinder
 def mock_modules(modules: Iterable[str], decorators: Optional[Iterable[str]] = None) -> MockModuleFinder:
     """Mock ``modules`` (and their submodules) for the rest of the process; returns the import hook
     (``sys.meta_path.remove(finder)`` undoes it for later imports). ``decorators`` is accepted for
-    2.x compatibility and not needed: every stand-in works as a decorator."""
+    2.x compatibility (with a DeprecationWarning, as in 2.x): every stand-in works as a decorator."""
+    if decorators is not None:
+        warnings.warn(
+            "mock_modules(decorators=...) is not needed: every stand-in works as a decorator",
+            DeprecationWarning, stacklevel=2,
+        )
     finder = MockModuleFinder(modules)
     sys.meta_path.insert(0, finder)
     return finder

@@ -26,6 +26,7 @@ import logging
 import os
 import subprocess
 import sys
+import traceback
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,11 +192,20 @@ def _run_pre_experiment(pre: str, merged: MergedConfiguration) -> None:
     if is_file_reference(pre):
         path = Path(pre)
         if not path.is_file():
-            raise ConfigurationError(f"{where}: pre_experiment file {path} does not exist")
+            raise ConfigurationError(
+                f"{where}: pre_experiment file {path} not found (a path is relative to the YAML "
+                f"that names it)"
+            )
         spec = importlib.util.spec_from_file_location("__xpm_pre_experiment__", path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)  # an error shows the user's line
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            raise ConfigurationError(
+                f"failed to execute pre_experiment {_user_line(exc, path)}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         return
     try:
         importlib.import_module(pre)
@@ -206,6 +216,12 @@ def _run_pre_experiment(pre: str, merged: MergedConfiguration) -> None:
                 f"relative to the YAML) nor an importable module"
             ) from None
         raise
+
+
+def _user_line(exc: BaseException, path: Path) -> str:
+    """``file:line`` of the deepest frame of ``exc``'s traceback in ``path`` (else the file)."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename) == path]
+    return f"{path}:{frames[-1].lineno}" if frames else str(path)
 
 
 def _import_file(path: Path) -> ModuleType:
