@@ -19,6 +19,7 @@ from experimaestro.experiments import (
     configuration,
     mock_modules,
 )
+from experimaestro.experiments.configuration import MISSING
 from experimaestro.experiments.loading import merge_configuration
 from experimaestro.experiments.schema import structure
 from experimaestro.experiments.yamlfile import ConfigurationError
@@ -60,6 +61,16 @@ def test_configuration_with_and_without_parentheses_is_keyword_only() -> None:
         Model(3)  # type: ignore[misc]
     assert Model(layers=3).layers == 3
     assert hash(Model()) == hash(Model())  # hashable, compared by value, as in 2.x
+    # The fields of ConfigurationBase, their order and defaults are 2.7.0's (but grid_search);
+    # id defaults to MISSING (falsy) in Python, and is required in the YAML files.
+    fields = [(f.name, f.default) for f in attrs.fields(ConfigurationBase)]
+    assert fields == [
+        ("id", MISSING), ("file", "experiment"), ("module", None), ("pythonpath", None),
+        ("parent", None), ("imports", None), ("pre_experiment", None), ("title", ""),
+        ("subtitle", ""), ("paper", ""), ("description", ""), ("add_timestamp", False),
+        ("dirty_git", DirtyGitAction.WARN),
+    ]
+    assert not ConfigurationBase().id
 
 
 def test_yaml_values_become_the_schema_types(tmp_path: Path) -> None:

@@ -130,6 +130,15 @@ def test_module_experiment_with_parent(project: Path) -> None:
     assert "experiment runxp-module: 2 jobs: 0 reused, 2 ran, 0 failed" in result.stderr
 
 
+def test_the_file_option_overrides_the_yaml(project: Path) -> None:
+    other = project / "other.py"
+    other.write_text((project / "experiment.py").read_text().replace("note: {cfg.note}", "other: {cfg.note}"))
+    result = run_xp(project, str(project / "xp"), "--file", str(other), "--run-mode", "dry_run")
+    assert result.returncode == 0, result.stderr
+    assert "other: from xp.yaml" in result.stdout
+    assert "/jobs/other.train/" in result.stdout  # the module is named after the file
+
+
 def test_show_prints_the_merged_configuration(project: Path) -> None:
     result = run_xp(project, str(project / "xp"), "--show", "-c", "seeds.2=5", "-c", "learning.rate=1")
     assert result.returncode == 0, result.stderr

@@ -39,6 +39,21 @@ class DirtyGitAction(str, enum.Enum):
     ERROR = "error"
 
 
+class _Missing:
+    """The default of a field that the YAML must give (``ConfigurationBase.id``): Python code may
+    still build the object without it, as in 2.x."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+#: A field whose default is MISSING is required in the YAML files.
+MISSING: Any = _Missing()
+
+
 @overload
 def configuration(cls: T, /) -> T: ...
 
@@ -63,8 +78,8 @@ def configuration(cls: Any = None, /, **kwargs: Any) -> Any:
 class ConfigurationBase:
     """The keys every experiment configuration has (the YAML's reserved keys)."""
 
-    id: str
-    """The experiment's name (its folder under ``<workspace>/experiments/``)."""
+    id: str = MISSING
+    """The experiment's name (required in the YAML files) (its folder under ``<workspace>/experiments/``)."""
 
     file: str = "experiment"
     """The Python file defining ``run`` (``.py`` optional), relative to the YAML naming it."""
@@ -97,4 +112,4 @@ class ConfigurationBase:
     """When the code's git repository has uncommitted changes: ``ignore``, ``warn`` or ``error``."""
 
 
-__all__ = ["ConfigurationBase", "DirtyGitAction", "configuration"]
+__all__ = ["MISSING", "ConfigurationBase", "DirtyGitAction", "configuration"]

@@ -27,6 +27,7 @@ from typing import Any, Callable, Optional, Union
 import attrs
 import yaml
 
+from .configuration import MISSING
 from .yamlfile import ConfigurationError, KeyPath, format_key
 
 
@@ -267,7 +268,7 @@ def _structure_attrs(walk: _Walk, value: Any, cls: type, path: KeyPath) -> Any:
         else:
             kwargs[getattr(f, "alias", None) or f.name.lstrip("_")] = result
     for alias, f in by_alias.items():
-        if f.init and f.default is attrs.NOTHING and alias not in value:
+        if f.init and (f.default is attrs.NOTHING or f.default is MISSING) and alias not in value:
             hint = f"-c {format_key((*path, alias))}=..."
             walk.errors.append(
                 f"{walk.where(path)}: {format_key((*path, alias))}: required field missing "
