@@ -82,8 +82,10 @@ def test_file_experiment_end_to_end_then_rerun_dry_run_and_generate_only(project
                           "heavylib_real": True, "ws_env": "from-settings", "cli_env": "from-cli"}
     assert not (project / "ws-other").exists()
 
-    again = run_xp(project, str(project / "xp.yaml"), "-c", "learning.rate=0.5", "-c", "seeds.1=3",
-                   "--suffix", "abc")
+    # The same values another way: the rate from a --post-yaml file, ARGS after "--".
+    post = write(project, "post.yaml", "learning:\n  rate: 0.5\n")
+    again = run_xp(project, str(project / "xp.yaml"), "--post-yaml", str(post), "-c", "seeds.1=3",
+                   "--", "--suffix", "abc")
     assert again.returncode == 0, again.stderr
     assert "experiment runxp-main: 2 jobs: 2 reused, 0 ran, 0 failed" in again.stderr
     assert job_lines(again.stdout) == jobs
@@ -262,6 +264,11 @@ def test_parent_and_imports_together(project: Path) -> None:
     both = write(project, "both.yaml", "parent: base.yaml\nimports: [base.yaml]\nid: runxp-x\n")
     err = failure(run_xp(project, str(both)))
     assert f"{both}:2: 'parent' ({both}:1) and 'imports' are both given: keep one" in err
+
+
+def test_a_missing_configuration_folder(project: Path) -> None:
+    err = failure(run_xp(project, str(project / "xp"), config="nothere"))
+    assert f"--xpm-config-dir {project / 'nothere'}: no such folder" in err
 
 
 def test_no_workspace(project: Path) -> None:
