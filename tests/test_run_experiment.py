@@ -260,6 +260,14 @@ def test_pre_experiment_errors(project: Path) -> None:
     assert not (project / "ws-main").exists()
 
 
+def test_a_schema_without_id(project: Path) -> None:
+    write(project, "noid.py", "from experimaestro.experiments import configuration\n\n"
+          "@configuration\nclass C:\n    x: int = 1\n\ndef run(helper, cfg: C):\n    pass\n")
+    yaml_file = write(project, "noid.yaml", "file: noid\nx: 2\n")
+    err = failure(run_xp(project, str(yaml_file)))
+    assert f"{yaml_file}: the configuration has no id: derive C from ConfigurationBase" in err
+
+
 def test_parent_and_imports_together(project: Path) -> None:
     both = write(project, "both.yaml", "parent: base.yaml\nimports: [base.yaml]\nid: runxp-x\n")
     err = failure(run_xp(project, str(both)))

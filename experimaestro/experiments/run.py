@@ -107,7 +107,12 @@ def run_experiment(options: RunOptions, warn: Callable[[str], None] = _warn) -> 
     schema = _schema(helper.callable, module)
     configuration = structure(schema, merged.data, merged.origins, warn=warn)
 
-    experiment_id = configuration.id
+    experiment_id = getattr(configuration, "id", None)
+    if not isinstance(experiment_id, str) or not experiment_id:
+        raise ConfigurationError(
+            f"{main}: the configuration has no id: derive {schema.__name__} from "
+            f"ConfigurationBase (experimaestro.experiments) and set 'id:' in the YAML"
+        )
     if getattr(configuration, "add_timestamp", False):
         experiment_id += datetime.datetime.now().strftime("-%Y%m%d-%H%M")
 
