@@ -63,3 +63,32 @@ def test_job_that_fills_the_disk_ends_and_the_experiment_finishes(
     assert "no space left" in out.lower(), out
     jobs = list((small_disk / "ws" / "jobs").glob("xpm_tasks.filler/*"))
     assert len(jobs) == 1 and not (jobs[0] / "filler.done").exists()
+
+
+TOKEN_CONTROLLER = """
+from experimaestro import CounterToken, FailedExperiment, experiment
+from xpm_tasks import Filler, Step
+
+try:
+    with experiment({workspace!r}, "full"):
+        filler = Filler.C(name="filler", then="return").submit()
+        step = Step.C(name="b", log={log!r})
+        step.add_dependencies(filler, CounterToken("t", 1).dependency(1))
+        step.submit()
+except FailedExperiment as failed:
+    for job in failed.jobs:
+        print("FAILED", job.failure.reason, job.failure.message)
+else:
+    print("NO FAILURE")
+"""
+
+
+def test_job_whose_tokens_cannot_be_written_ends(small_disk: Path, tmp_path: Path) -> None:
+    # The filler fills the disk and ends well (its empty .done needs no space); the next job needs
+    # a token, whose files cannot be written: it must fail, not stay READY for ever.
+    script = TOKEN_CONTROLLER.format(workspace=str(small_disk / "ws"), log=str(tmp_path / "log"))
+    code, out = run_controller(script, tmp_path, timeout=60)
+    assert code == 0, out
+    failed = [line for line in out.splitlines() if line.startswith("FAILED")]
+    assert len(failed) == 1 and failed[0].startswith("FAILED disk-full"), out
+    assert "no space left" in failed[0].lower(), out

@@ -348,8 +348,15 @@ class Scheduler:
                 limit = job.launcher.max_jobs
                 if limit is not None and self._load[id(job.launcher)] >= limit:
                     break
-                if job.tokens and not self._take_tokens(job):
-                    break
+                if job.tokens:
+                    try:
+                        taken = self._take_tokens(job)
+                    except Exception as exc:  # e.g. a full disk: end the job, never leave it READY
+                        queue.popleft()
+                        self._launch_failed(job, exc)
+                        continue
+                    if not taken:
+                        break
                 queue.popleft()
                 self._launch(job)
             if not queue:
@@ -360,7 +367,17 @@ class Scheduler:
         stores = [TokenStore.open(job.workspace, dep.token) for dep in job.tokens]
         holder = self._holder(job)
         job.path.mkdir(parents=True, exist_ok=True)
-        if acquire_all([(s, d.count) for s, d in zip(stores, job.tokens)], holder):
+        try:
+            acquired = acquire_all([(s, d.count) for s, d in zip(stores, job.tokens)], holder)
+        except Exception:
+            # Some holder files may be written already (a full disk stops the next one): drop
+            # them, or their units stay taken while this controller lives.
+            try:
+                release_all(stores, job.identifier, holder)
+            except Exception as exc:
+                logger.warning("cannot release the tokens of %s: %s", job, exc)
+            raise
+        if acquired:
             self._held[job] = stores
             return True
         for store in stores:
@@ -389,10 +406,14 @@ class Scheduler:
         try:
             self._start(job)
         except Exception as exc:  # a launch failure must end the job, never leave it READY
-            logger.error("could not launch %s: %s", job, exc)
-            reason = "disk-full" if _disk_full(exc) else "launch"
-            failure = FailureRecord(1, reason, f"{type(exc).__name__}: {exc}")
-            self._finish(job, JobState.ERROR, self._write_failure(job, failure))
+            self._launch_failed(job, exc)
+
+    def _launch_failed(self, job: Job, exc: Exception) -> None:
+        """End a job that could not be started (its tokens or its process), with the cause."""
+        logger.error("could not launch %s: %s", job, exc)
+        reason = "disk-full" if _disk_full(exc) else "launch"
+        failure = FailureRecord(1, reason, f"{type(exc).__name__}: {exc}")
+        self._finish(job, JobState.ERROR, self._write_failure(job, failure))
 
     def _write_failure(self, job: Job, failure: FailureRecord) -> FailureRecord:
         """Write ``.failed`` for a job that ended without one. A write that fails never keeps
