@@ -4,6 +4,7 @@ params.json is written again from the submitted configuration (so ``jobs list`` 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,21 @@ def test_intact_params_of_a_done_job_are_left_alone(
         Step.C(name="s", log=tmp_path / "log").submit()
     assert job.files.params.stat().st_mtime_ns == before
     assert "writing it again" not in caplog.text
+
+
+def test_params_older_than_the_done_marker_are_not_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A rerun of 10,000 done jobs must not read 10,000 files: a params.json older than ``.done``
+    (written before the job ran, untouched since) is trusted as it is, even when its bytes were
+    damaged without changing its time."""
+    with experiment(tmp_path / "ws", "xp"):
+        job = Step.C(name="s", log=tmp_path / "log").submit().__xpm__.job
+    params = job.files.params
+    params.write_text("damaged, but older than the marker")
+    older = job.files.done.stat().st_mtime_ns - 1_000_000_000
+    os.utime(params, ns=(older, older))
+    with experiment(tmp_path / "ws", "again"):
+        assert Step.C(name="s", log=tmp_path / "log").submit().__xpm__.job.state is JobState.DONE
+    assert "writing it again" not in caplog.text
+    assert params.read_text() == "damaged, but older than the marker"
