@@ -8,7 +8,7 @@ from typing import Optional
 
 import pytest
 
-from experimaestro import Config, Param, Task, experiment
+from experimaestro import Config, Param, Task, ValidationError, experiment
 
 
 class Left(Config):
@@ -31,7 +31,7 @@ def test_cycle_is_refused_at_submit(tmp_path: Path) -> None:
     left.other = right
     right.other = left
     with experiment(tmp_path / "ws", "xp") as xp:
-        with pytest.raises(ValueError, match=r"Holder\.left -> Left\.other -> Right\.other -> Left"):
+        with pytest.raises(ValidationError, match=r"Holder\.left -> Left\.other -> Right\.other -> Left"):
             Holder.C(left=left).submit()
         assert xp.jobs == []
     assert not (tmp_path / "ws" / "jobs").exists() or not any((tmp_path / "ws" / "jobs").iterdir())

@@ -152,7 +152,7 @@ def _ordered_graph(root: Config, is_reference: Any) -> list[Config]:
     return order
 
 
-def _cycle_error(walk: list[Config]) -> ValueError:
+def _cycle_error(walk: list[Config]) -> ValidationError:
     """A cycle (``a.other = b; b.other = a``): params.json cannot hold it, and the job could not
     rebuild it (whose ``__post_init__`` would run first?). Refused at ``submit()``. ``walk`` goes
     from the root to the configuration met again."""
@@ -165,7 +165,7 @@ def _cycle_error(walk: list[Config]) -> ValueError:
         ]
         steps.append(f"{type(cfg).__qualname__}.{names[0]}" if names else type(cfg).__qualname__)
     steps.append(type(walk[-1]).__qualname__)
-    return ValueError(
+    return ValidationError(
         f"the configuration graph of {type(walk[0]).__qualname__} has a cycle: "
         f"{' -> '.join(steps)}; params.json cannot hold it, nor the job rebuild it: "
         f"break the cycle (a configuration cannot hold itself, even through others)"
