@@ -10,6 +10,18 @@ from typing import Any, Callable
 logger = logging.getLogger("experimaestro.scheduler")
 
 
+class _DropStoppedEmitterNoise(logging.Filter):
+    """watchdog (7.x) logs an *error* when a folder is unwatched while its emitter thread is
+    reading an event ("queue_events() called when the thread is inactive"). Unwatching a job's
+    folder when it ends is routine here and the event is of no use any more: drop the line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "called when the thread is inactive" not in record.getMessage()
+
+
+logging.getLogger("watchdog.observers.inotify").addFilter(_DropStoppedEmitterNoise())
+
+
 class FolderWatcher:
     """Calls ``callback(folder, path)`` when a file in a watched folder is created, changed or moved.
 
