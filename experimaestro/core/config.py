@@ -15,11 +15,12 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, TypeVar
 
-from .arguments import Argument, collect_arguments
-from .types import ParamKind, ValidationError, _Reject
+from .arguments import Argument, check_override, collect_arguments
+from .types import ParamKind, TypeVarType, ValidationError, _Reject, check_binding
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .identifier import Identifier
+    from .identifier import JobIdentifier
+    from .partial import Partial
 
 C = TypeVar("C", bound="Config")
 
@@ -82,7 +83,15 @@ def module_name(cls: type) -> str:
 class XPMType:
     """Per-class information: the declared parameters (inherited ones included) and the type id."""
 
-    __slots__ = ("cls", "arguments", "typeid", "typeid_bytes", "counted", "defaults")
+    __slots__ = (
+        "cls",
+        "arguments",
+        "typeid",
+        "typeid_bytes",
+        "counted",
+        "defaults",
+        "_partials",
+    )
 
     def __init__(self, cls: type) -> None:
         self.cls = cls
@@ -94,6 +103,10 @@ class XPMType:
             if own is None:
                 own = collect_arguments(base)
                 type.__setattr__(base, "_xpm_own_arguments", own)
+            for name, arg in own.items():
+                inherited = arguments.get(name)
+                if inherited is not None and inherited.owner is not arg.owner:
+                    check_override(arg, inherited)
             arguments.update(own)
         self.arguments = arguments
         xpmid = cls.__dict__.get("__xpmid__")
@@ -111,6 +124,16 @@ class XPMType:
         self.defaults: list[Argument] = [
             arg for arg in arguments.values() if arg.has_default or arg.is_optional
         ]
+        self._partials: Optional[dict[str, "Partial"]] = None
+
+    @property
+    def partials(self) -> dict[str, "Partial"]:
+        """The partials (``core/partial.py``) declared on the class and its bases, by name."""
+        if self._partials is None:
+            from .partial import partials_of
+
+            self._partials = partials_of(self.cls)
+        return self._partials
 
     @property
     def name(self) -> str:
@@ -146,6 +169,8 @@ class ConfigInformation:
         "digest_cache",
         "tags_cache",
         "loader",
+        "typevars",
+        "generated",
     )
 
     def __init__(self, config: "Config") -> None:
@@ -167,17 +192,27 @@ class ConfigInformation:
         #: Set on a configuration read from a params.json that only refers to it (an upstream
         #: task): fills its values on first access (see serialization.py).
         self.loader: Optional[Callable[[], None]] = None
+        #: The types the type variables of generic parameters are bound to (see _bind_typevars).
+        self.typevars: Optional[dict[Any, type]] = None
+        #: Parameters whose value is a path generated in a task's folder (resolve_generated_paths).
+        self.generated: list[str] = []
 
     @property
     def xpmtype(self) -> XPMType:
         return xpmtype(type(self.config))
 
     @property
-    def identifier(self) -> "Identifier":
+    def identifier(self) -> "JobIdentifier":
         """The configuration's identifier (cached once the configuration is sealed)."""
-        from .identifier import Identifier, config_digest
+        from .identifier import JobIdentifier, config_digest
 
-        return Identifier(config_digest(self.config))
+        return JobIdentifier(config_digest(self.config))
+
+    def get_partial_identifier(self, partial: "Partial") -> "JobIdentifier":
+        """The identifier of this configuration over the parameters ``partial`` counts."""
+        from .identifier import JobIdentifier, partial_digest
+
+        return JobIdentifier(partial_digest(self.config, partial))
 
     @property
     def tags(self) -> dict[str, Any]:
@@ -305,21 +340,86 @@ def iter_configs(
 
 
 def _convert(cls: type, arg: Argument, value: Any, info: ConfigInformation) -> Any:
-    if isinstance(value, TaggedValue):
+    tagged = isinstance(value, TaggedValue)
+    if tagged:
         value = value.value
-        info._tags[arg.name] = value
     if isinstance(value, Task) and value.__xpm__.job is None:
         raise ValidationError(
             f"{cls.__qualname__}.{arg.name}: the task {type(value).__qualname__} must be "
             f"submitted before it is used as a parameter (write task.submit() first)"
         )
     try:
-        return arg.type.convert(value)
+        converted = arg.type.convert(value)
     except _Reject:
         raise ValidationError(
             f"{cls.__qualname__}.{arg.name}: expected {arg.type.describe()}, got {value!r} "
             f"(of type {type(value).__qualname__})"
         ) from None
+    is_config = isinstance(converted, Config)
+    if type(arg.type) is TypeVarType or (
+        is_config and (info.typevars or converted.__xpm__.typevars)
+    ):
+        _bind_typevars(cls, arg, converted, info)
+    if not arg.ignore_generated and (is_config or isinstance(converted, (list, dict))):
+        _refuse_generated(cls, arg, converted)
+    if tagged:
+        info._tags[arg.name] = converted
+    return converted
+
+
+def _bind_typevars(cls: type, arg: Argument, value: Any, info: ConfigInformation) -> None:
+    """Check and record the type variable bindings a value brings (experimaestro 2.x's rule:
+    within a configuration and the configurations it holds, a variable names one type).
+    Nothing is recorded when the value is refused."""
+    mine = dict(info.typevars or {})
+    problem = None
+    if type(arg.type) is TypeVarType and value is not None:
+        problem = check_binding(mine, arg.type.typevar, type(value))
+    theirs: Optional[dict[Any, type]] = None
+    if problem is None and isinstance(value, Config):
+        theirs = dict(value.__xpm__.typevars or {})
+        for typevar, bound in list(mine.items()):
+            problem = problem or check_binding(theirs, typevar, bound)
+        for typevar, bound in list(theirs.items()):
+            problem = problem or check_binding(mine, typevar, bound)
+    if problem is not None:
+        raise ValidationError(
+            f"{cls.__qualname__}.{arg.name}: cannot take {value!r}: {problem}. Give values of "
+            f"one type (or of types derived from one another) to the parameters typed with it"
+        )
+    info.typevars = mine or None
+    if theirs is not None:
+        value.__xpm__.typevars = theirs or None
+
+
+def _refuse_generated(cls: type, arg: Argument, value: Any) -> None:
+    """Refuse a configuration holding paths generated in another task's folder: the task using it
+    would read that folder without depending on that task (2.x refuses it too)."""
+    tops = [c for c in iter_values(value) if c.__xpm__.sealed]
+    if not tops:
+        return
+    found: list[str] = []
+    seen: set[int] = set()
+    stack = tops
+    while stack:
+        cfg = stack.pop()
+        info = cfg.__xpm__
+        if id(cfg) in seen or isinstance(cfg, Task) or info.task is not None:
+            continue
+        seen.add(id(cfg))
+        found.extend(f"{type(cfg).__qualname__}.{name}" for name in info.generated)
+        values = cfg.__dict__
+        for name, child_arg in info.xpmtype.arguments.items():
+            if name in values and not child_arg.ignore_generated:
+                stack.extend(iter_values(values[name]))
+    if found:
+        raise ValidationError(
+            f"{cls.__qualname__}.{arg.name}: the value holds paths generated in the folder of the "
+            f"task it was submitted with ({', '.join(sorted(found))}); a task using it would read "
+            f"that folder without waiting for that task. Use that task's output instead (return "
+            f"the configuration from its task_outputs with dep(...)), or declare the parameter "
+            f"with field(ignore_generated=True) if that is intended"
+        )
 
 
 # --- Configurations ------------------------------------------------------------------------------
@@ -554,8 +654,13 @@ class LightweightTask(Config):
 
 def resolve_generated_paths(task: "Task", job_path: Path) -> None:
     """Give the ``PathGenerator`` paths of a task's graph (its own configurations, not those of
-    other submitted tasks) their place in the task's job folder."""
+    other submitted tasks) their place in the task's job folder, or in a partial folder of the
+    configuration that declares them (``<workspace>/partials/...``, core/partial.py)."""
+    from .partial import partial_path
     from .paths import GeneratedPath
+
+    # The job folder is <workspace>/jobs/<type id>/<identifier>.
+    workspace = job_path.parents[2]
 
     def other_task(cfg: Config) -> bool:
         return cfg is not task and isinstance(cfg, Task) and cfg.__xpm__.job is not None
@@ -565,7 +670,24 @@ def resolve_generated_paths(task: "Task", job_path: Path) -> None:
         for name in cfg.__xpm__.xpmtype.arguments:
             value = values.get(name)
             if isinstance(value, GeneratedPath):
-                values[name] = job_path / value.relative
+                if value.partial is None:
+                    base = job_path
+                else:
+                    base = partial_path(workspace, cfg, value.partial)
+                values[name] = base / value.relative
+                if name not in cfg.__xpm__.generated:
+                    cfg.__xpm__.generated.append(name)
+
+
+def task_partial_paths(task: "Task", job_path: Path) -> list[Path]:
+    """The partial folders of a task (one per partial its class declares): the runner holds them
+    while the task runs, so that tasks sharing one never run at the same time."""
+    from .partial import partial_path
+
+    workspace = job_path.parents[2]
+    return [
+        partial_path(workspace, task, spec) for spec in task.__xpm__.xpmtype.partials.values()
+    ]
 
 
 def task_dependencies(task: Config) -> list[Config]:
