@@ -23,6 +23,7 @@ from .types import (
     TupleType,
     TypeSpec,
     UnionType,
+    annotated_generator,
     split_annotation,
     typespec,
 )
@@ -256,6 +257,10 @@ def collect_arguments(cls: type) -> dict[str, Argument]:
         if kind is None:
             continue
         spec = cls.__dict__.get(name, NOTSET)
+        generator = annotated_generator(annotation)
+        if generator is not None and spec is NOTSET:
+            # 2.x's ``Annotated[Path, pathgenerator("out.txt")]``: a generated path.
+            spec = FieldSpec(default_factory=generator)
         arguments[name] = Argument(name, kind, bare, cls, spec, help_text)
         if isinstance(spec, FieldSpec):
             # Leave a plain value on the class, as a bare default would.

@@ -600,10 +600,13 @@ def _is_pep604_union(annotation: Any) -> bool:
 def split_annotation(annotation: Any) -> tuple[Optional[ParamKind], Any, Optional[str]]:
     """Split ``Param[Annotated[int, help("x")]]`` into (kind, bare type, help text).
 
-    Returns ``(None, annotation, None)`` for an annotation that declares no parameter.
+    Returns ``(None, annotation, None)`` for an annotation that declares no parameter. As in
+    experimaestro 2.x, ``Annotated[int, help("...")]`` alone declares a ``Param``, and
+    ``Annotated[Path, pathgenerator("out.txt")]`` a ``Meta`` (see :func:`annotated_generator`).
     """
     kind: Optional[ParamKind] = None
     help_text: Optional[str] = None
+    implied: Optional[ParamKind] = None
     bare = annotation
     while typing.get_origin(bare) is Annotated:
         args = typing.get_args(bare)
@@ -612,5 +615,24 @@ def split_annotation(annotation: Any) -> tuple[Optional[ParamKind], Any, Optiona
                 kind = extra
             elif isinstance(extra, help):
                 help_text = extra.text
+                implied = implied or ParamKind.PARAM
+            elif _is_path_generator(extra):
+                implied = ParamKind.META
         bare = args[0]
-    return kind, bare, help_text
+    return kind or implied, bare, help_text
+
+
+def annotated_generator(annotation: Any) -> Any:
+    """The ``PathGenerator`` given in ``Annotated[Path, pathgenerator("out.txt")]``, or None."""
+    while typing.get_origin(annotation) is Annotated:
+        for extra in annotation.__metadata__:
+            if _is_path_generator(extra):
+                return extra
+        annotation = typing.get_args(annotation)[0]
+    return None
+
+
+def _is_path_generator(value: Any) -> bool:
+    from .paths import PathGenerator
+
+    return isinstance(value, PathGenerator)
