@@ -266,7 +266,7 @@ def collect_arguments(cls: type) -> dict[str, Argument]:
             # Leave a plain value on the class, as a bare default would.
             if spec.default is not NOTSET:
                 setattr(cls, name, spec.default)
-            else:
+            elif name in cls.__dict__:
                 delattr(cls, name)
     return arguments
 
