@@ -124,14 +124,16 @@ case(
 )
 case(
     "partial_param_group_in_sub_task_output_free",
-    "g = param_group('g')\nclass A(Config):\n    x: Param[int] = field(groups=[g])\n    y: Param[int] = field(groups=[g])\n",
+    "g = param_group('g')\nclass A(Config):\n    x: Param[int] = field(groups=[g])\n"
+    "    y: Param[int] = field(groups=[g])\n",
     "A.C(x=1, y=2)",
     kind="partial",
     partial="partial(exclude_groups=[g])",
 )
 case(
     "partial_groups_field_default_included",
-    "g = param_group('g')\nclass A(Config):\n    x: Param[int] = field(default=1, groups=[g])\n    y: Param[int]\n",
+    "g = param_group('g')\nclass A(Config):\n    x: Param[int] = field(default=1, groups=[g])\n"
+    "    y: Param[int]\n",
     "A.C(y=2)",
 )
 
