@@ -25,7 +25,17 @@ from .core.partial import ParameterGroup, Partial, param_group, partial
 from .core.paths import PathGenerator, pathgenerator
 from .core.tags import tags, tagspath
 from .core.typeids import Identifier
-from .core.types import Any, Constant, Meta, Option, Param, ValidationError, field, help
+from .core.types import (
+    Any,
+    Choices,
+    Constant,
+    Meta,
+    Option,
+    Param,
+    ValidationError,
+    field,
+    help,
+)
 from .version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,6 +74,7 @@ from .scheduler import submission as _submission  # noqa: E402,F401
 __all__ = [
     "Annotated",
     "Any",
+    "Choices",
     "Config",
     "Constant",
     "CounterToken",

@@ -17,6 +17,7 @@ from partial_tasks import Checkpointed
 from conftest import wait_until
 from experimaestro import (
     Annotated,
+    Choices,
     Config,
     Identifier,
     JobIdentifier,
@@ -124,6 +125,8 @@ def test_partial_folder_in_execute_shared_and_locked(tmp_path: Path) -> None:
         gate.touch()
     assert [job.state for job in jobs] == [JobState.DONE, JobState.DONE]
     assert sorted(p.name for p in a.checkpoint.iterdir()) == ["iter-1", "iter-2"]
+    # The job processes locked the folder the controller generated the path in.
+    assert (a.checkpoint.parent / ".lock").is_file()
     lines = [line.split()[:2] for line in log.read_text().splitlines()]
     shared = [event for event in lines if event[1] in ("1", "2")]
     # Start and end of one job, then of the other: never interleaved.
@@ -330,6 +333,28 @@ def test_field_ignore_default_value_is_the_deprecated_default() -> None:
     assert A.C().x == 0.5
     with pytest.raises(TypeError, match="ignore_default is True or False"):
         field(default=1, ignore_default=0.5)
+
+
+def test_choices_checked_at_the_line_that_gives_the_value() -> None:
+    class A(Config):
+        a: Annotated[str, Choices(["a", "b"])]
+
+    A.C(a="a").__xpm__.validate()
+    with pytest.raises(ValidationError, match=r"A.a: 'c' is not a valid value: expected one of 'a', 'b'"):
+        A.C(a="c")
+    a = A.C(a="b")
+    with pytest.raises(ValidationError):
+        a.a = "c"
+    assert a.a == "b"
+
+
+def test_validate_names_a_missing_parameter() -> None:
+    class A(Config):
+        a: Param[int]
+
+    with pytest.raises(ValidationError, match=r"A.a \(int\) is required but was never set"):
+        A.C().__xpm__.validate()
+    assert not A.C().__xpm__.sealed
 
 
 # --- Identifier -----------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import logging
 import sys
 import types
 import typing
+from typing import Annotated as Annotated  # re-exported: 2.x code imports it from here
 from typing import Any, Callable, Optional
 
 from .types import (
@@ -23,6 +24,7 @@ from .types import (
     TupleType,
     TypeSpec,
     UnionType,
+    annotated_checkers,
     annotated_generator,
     split_annotation,
     typespec,
@@ -48,6 +50,7 @@ class Argument:
         "groups",
         "overrides",
         "ignore_generated",
+        "checkers",
     )
 
     def __init__(
@@ -86,6 +89,8 @@ class Argument:
             self.overrides = False
             self.ignore_generated = False
         self._reference_default: Any = NOTSET
+        #: Checks of the values (``Annotated[str, Choices([...])]``), made on assignment.
+        self.checkers: tuple[Any, ...] = ()
         if kind is ParamKind.CONSTANT and self.default is NOTSET and self.default_factory is None:
             raise TypeError(f"{owner.__qualname__}.{name}: a Constant[...] needs a default value")
 
@@ -261,7 +266,8 @@ def collect_arguments(cls: type) -> dict[str, Argument]:
         if generator is not None and spec is NOTSET:
             # 2.x's ``Annotated[Path, pathgenerator("out.txt")]``: a generated path.
             spec = FieldSpec(default_factory=generator)
-        arguments[name] = Argument(name, kind, bare, cls, spec, help_text)
+        arguments[name] = argument = Argument(name, kind, bare, cls, spec, help_text)
+        argument.checkers = annotated_checkers(annotation)
         if isinstance(spec, FieldSpec):
             # Leave a plain value on the class, as a bare default would.
             if spec.default is not NOTSET:

@@ -135,6 +135,11 @@ class XPMType:
             self._partials = partials_of(self.cls)
         return self._partials
 
+    def __initialize__(self) -> None:
+        """2.x's explicit initialisation of a type: here everything but the partials is done
+        on creation, and this computes those (``_partials`` then holds them, as in 2.x)."""
+        self.partials  # noqa: B018 - computed on access
+
     @property
     def name(self) -> str:
         """The last component of the type id: the job's file prefix (``<name>.done``...)."""
@@ -228,19 +233,27 @@ class ConfigInformation:
             return self.task.__xpm__.job
         return None
 
+    def validate(self) -> None:
+        """Check that every required parameter of the graph is set (``submit()`` does it too)."""
+        for cfg in iter_configs(self.config, stop=lambda c: c.__xpm__.sealed):
+            _check_required(cfg)
+
     def seal(self) -> None:
         """Seal the whole configuration graph: validate required parameters, forbid assignments."""
         for cfg in iter_configs(self.config, stop=lambda c: c.__xpm__.sealed):
-            info = cfg.__xpm__
-            values = cfg.__dict__
-            for name, arg in info.xpmtype.arguments.items():
-                if name not in values and arg.required:
-                    raise ValidationError(
-                        f"{type(cfg).__qualname__}.{name} ({arg.type.describe()}) is required but "
-                        f"was never set: pass it to {type(cfg).__qualname__}.C({name}=...) or "
-                        f"assign it before submit()"
-                    )
-            info.sealed = True
+            _check_required(cfg)
+            cfg.__xpm__.sealed = True
+
+
+def _check_required(cfg: "Config") -> None:
+    values = cfg.__dict__
+    for name, arg in cfg.__xpm__.xpmtype.arguments.items():
+        if name not in values and arg.required:
+            raise ValidationError(
+                f"{type(cfg).__qualname__}.{name} ({arg.type.describe()}) is required but "
+                f"was never set: pass it to {type(cfg).__qualname__}.C({name}=...) or "
+                f"assign it before submit()"
+            )
 
 
 _loading = threading.RLock()
@@ -355,6 +368,12 @@ def _convert(cls: type, arg: Argument, value: Any, info: ConfigInformation) -> A
             f"{cls.__qualname__}.{arg.name}: expected {arg.type.describe()}, got {value!r} "
             f"(of type {type(value).__qualname__})"
         ) from None
+    for checker in arg.checkers:
+        if not checker.check(converted):
+            raise ValidationError(
+                f"{cls.__qualname__}.{arg.name}: {converted!r} is not a valid value: expected "
+                f"{checker}"
+            )
     is_config = isinstance(converted, Config)
     if type(arg.type) is TypeVarType or (
         is_config and (info.typevars or converted.__xpm__.typevars)
@@ -479,6 +498,16 @@ class Config:
         if arg.kind is ParamKind.CONSTANT:
             raise ValidationError(f"{cls}.{name} is a Constant[...] and cannot be set")
         self.__dict__[name] = _convert(type(self), arg, value, info)
+
+    @classmethod
+    def __getxpmtype__(cls) -> XPMType:
+        """The class's declared parameters and type id (2.x's spelling of :func:`xpmtype`)."""
+        return xpmtype(cls)
+
+    @property
+    def __xpmtype__(self) -> XPMType:
+        """The configuration's :class:`XPMType` (2.x's spelling)."""
+        return xpmtype(type(self))
 
     def __getattr__(self, name: str) -> Any:
         # Only called when normal lookup fails.

@@ -74,6 +74,29 @@ class help:  # noqa: N801 - lower case on purpose: ``Annotated[int, help("...")]
         return f"help({self.text!r})"
 
 
+class Checker:
+    """A check of a parameter's values, given in ``Annotated[T, checker]`` (2.x's checkers)."""
+
+    def check(self, value: Any) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class Choices(Checker):
+    """``Annotated[str, Choices(["a", "b"])]``: the value must equal one of the choices."""
+
+    def __init__(self, choices: Iterable[Any]) -> None:
+        self.choices = list(choices)
+
+    def check(self, value: Any) -> bool:
+        return any(value == choice for choice in self.choices)
+
+    def __str__(self) -> str:
+        return "one of " + ", ".join(repr(choice) for choice in self.choices)
+
+    def __repr__(self) -> str:
+        return f"Choices({self.choices!r})"
+
+
 class _NotSet:
     """Sentinel for 'no value'."""
 
@@ -601,7 +624,8 @@ def split_annotation(annotation: Any) -> tuple[Optional[ParamKind], Any, Optiona
     """Split ``Param[Annotated[int, help("x")]]`` into (kind, bare type, help text).
 
     Returns ``(None, annotation, None)`` for an annotation that declares no parameter. As in
-    experimaestro 2.x, ``Annotated[int, help("...")]`` alone declares a ``Param``, and
+    experimaestro 2.x, ``Annotated[int, help("...")]`` (or with a checker, ``Choices([...])``)
+    alone declares a ``Param``, and
     ``Annotated[Path, pathgenerator("out.txt")]`` a ``Meta`` (see :func:`annotated_generator`).
     """
     kind: Optional[ParamKind] = None
@@ -616,10 +640,21 @@ def split_annotation(annotation: Any) -> tuple[Optional[ParamKind], Any, Optiona
             elif isinstance(extra, help):
                 help_text = extra.text
                 implied = implied or ParamKind.PARAM
+            elif isinstance(extra, Checker):
+                implied = implied or ParamKind.PARAM
             elif _is_path_generator(extra):
                 implied = ParamKind.META
         bare = args[0]
     return kind or implied, bare, help_text
+
+
+def annotated_checkers(annotation: Any) -> tuple[Checker, ...]:
+    """The checkers given in ``Annotated[T, Choices(...)]`` (at any nesting level)."""
+    found: list[Checker] = []
+    while typing.get_origin(annotation) is Annotated:
+        found.extend(extra for extra in annotation.__metadata__ if isinstance(extra, Checker))
+        annotation = typing.get_args(annotation)[0]
+    return tuple(found)
 
 
 def annotated_generator(annotation: Any) -> Any:
