@@ -361,26 +361,29 @@ def _convert(cls: type, arg: Argument, value: Any, info: ConfigInformation) -> A
             f"{cls.__qualname__}.{arg.name}: the task {type(value).__qualname__} must be "
             f"submitted before it is used as a parameter (write task.submit() first)"
         )
+    spec = arg.type
     try:
-        converted = arg.type.convert(value)
+        converted = spec.convert(value)
     except _Reject:
         raise ValidationError(
-            f"{cls.__qualname__}.{arg.name}: expected {arg.type.describe()}, got {value!r} "
+            f"{cls.__qualname__}.{arg.name}: expected {spec.describe()}, got {value!r} "
             f"(of type {type(value).__qualname__})"
         ) from None
-    for checker in arg.checkers:
-        if not checker.check(converted):
-            raise ValidationError(
-                f"{cls.__qualname__}.{arg.name}: {converted!r} is not a valid value: expected "
-                f"{checker}"
-            )
-    is_config = isinstance(converted, Config)
-    if type(arg.type) is TypeVarType or (
-        is_config and (info.typevars or converted.__xpm__.typevars)
-    ):
-        _bind_typevars(cls, arg, converted, info)
-    if not arg.ignore_generated and (is_config or isinstance(converted, (list, dict))):
-        _refuse_generated(cls, arg, converted)
+    if arg.checkers:
+        for checker in arg.checkers:
+            if not checker.check(converted):
+                raise ValidationError(
+                    f"{cls.__qualname__}.{arg.name}: {converted!r} is not a valid value: "
+                    f"expected {checker}"
+                )
+    if type(spec) is TypeVarType or isinstance(converted, (Config, list, dict)):
+        is_config = isinstance(converted, Config)
+        if type(spec) is TypeVarType or (
+            is_config and (info.typevars or converted.__xpm__.typevars)
+        ):
+            _bind_typevars(cls, arg, converted, info)
+        if not arg.ignore_generated:
+            _refuse_generated(cls, arg, converted)
     if tagged:
         info._tags[arg.name] = converted
     return converted

@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import struct
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from .config import Config, InstanceConfig, XPMType, module_name
 from .graphpath import parameter_path
@@ -268,17 +268,17 @@ class _Computation:
         children.reverse()
         return children
 
-    def _counted(self, frame: _Frame) -> Iterator[tuple[Any, bytes, Any]]:
+    def _counted(self, frame: _Frame) -> list[tuple[Any, bytes, Any]]:
         """The parameters that enter this configuration's digest: (argument, prefix, value)."""
         values = frame.config.__dict__
-        partial = self.partial if frame.depth == 0 else None
+        found = []
         for arg, prefix in frame.config.__xpm__.xpmtype.counted:
             value = values.get(arg.name, NOTSET)
-            if value is NOTSET or skip_reason(arg, value) is not None:
-                continue
-            if partial is not None and partial.is_excluded(arg.groups):
-                continue
-            yield arg, prefix, value
+            if value is not NOTSET and skip_reason(arg, value) is None:
+                found.append((arg, prefix, value))
+        if self.partial is not None and frame.depth == 0:
+            found = [c for c in found if not self.partial.is_excluded(c[0].groups)]
+        return found
 
     def _encode(self, frame: _Frame) -> bytes:
         cfg = frame.config
