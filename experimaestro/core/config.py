@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, TypeVar
 
 from .arguments import Argument, check_override, collect_arguments
-from .types import ParamKind, TypeVarType, ValidationError, _Reject, check_binding
+from .types import (
+    CheckError,
+    ParamKind,
+    TypeVarType,
+    ValidationError,
+    _Reject,
+    check_binding,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .identifier import JobIdentifier
@@ -372,7 +379,7 @@ def _convert(cls: type, arg: Argument, value: Any, info: ConfigInformation) -> A
     if arg.checkers:
         for checker in arg.checkers:
             if not checker.check(converted):
-                raise ValidationError(
+                raise CheckError(
                     f"{cls.__qualname__}.{arg.name}: {converted!r} is not a valid value: "
                     f"expected {checker}"
                 )

@@ -214,6 +214,10 @@ class ValidationError(TypeError):
     """A value does not fit its parameter; the message names the class, parameter, type and value."""
 
 
+class CheckError(ValidationError, ValueError):
+    """A value a checker (``Choices``...) refuses; a ``ValueError`` too, as in 2.x."""
+
+
 class _Reject(Exception):
     """Internal: raised by a type check; turned into a :class:`ValidationError` with context."""
 
