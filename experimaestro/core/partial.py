@@ -70,8 +70,8 @@ class Partial:
         exclude_all: bool = False,
         name: Optional[str] = None,
     ) -> None:
-        self.exclude_groups = _groups(exclude_groups, "exclude_groups")
-        self.include_groups = _groups(include_groups, "include_groups")
+        self.exclude_groups = parameter_groups(exclude_groups, "partial(exclude_groups=...)")
+        self.include_groups = parameter_groups(include_groups, "partial(include_groups=...)")
         self.exclude_no_group = exclude_no_group
         self.exclude_all = exclude_all
         self.name = name
@@ -116,11 +116,13 @@ class Partial:
         return f"Partial({self.name!r}{', ' + groups if groups else ''})"
 
 
-def _groups(groups: Iterable[ParameterGroup], what: str) -> frozenset[ParameterGroup]:
+def parameter_groups(groups: Iterable[ParameterGroup], where: str) -> frozenset[ParameterGroup]:
+    """``groups`` as a frozenset, each checked to be a :class:`ParameterGroup` (``where`` names
+    the argument in the error, e.g. ``field(groups=...)``)."""
     result = frozenset(groups or ())
     for group in result:
         if not isinstance(group, ParameterGroup):
-            raise TypeError(f"partial({what}=...) takes param_group(...) values, got {group!r}")
+            raise TypeError(f"{where} takes param_group(...) values, got {group!r}")
     return result
 
 

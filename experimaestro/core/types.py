@@ -152,13 +152,9 @@ class FieldSpec:
 
 
 def _parameter_groups(groups: Iterable[Any]) -> frozenset[Any]:
-    from .partial import ParameterGroup
+    from .partial import parameter_groups  # local import: partial imports this module
 
-    result = frozenset(groups or ())
-    for group in result:
-        if not isinstance(group, ParameterGroup):
-            raise TypeError(f"field(groups=...) takes param_group(...) values, got {group!r}")
-    return result
+    return parameter_groups(groups, "field(groups=...)")
 
 
 def field(
