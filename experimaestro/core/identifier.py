@@ -132,7 +132,18 @@ def _equals_default(value: Any, default: Any) -> bool:
         return False
     if isinstance(value, Config):
         return config_digest(value) == config_digest(default)
-    return bool(value == default)
+    # Meta configurations directly in a list, set or dict are not encoded: they are not compared
+    # either (``[setmeta(c)]`` equals the default ``[]``, as in 2.7.0).
+    return bool(_without_meta(value) == default)
+
+
+def _without_meta(value: Any) -> Any:
+    if isinstance(value, (list, set, frozenset)):
+        kept = (x for x in value if not (isinstance(x, Config) and x.__xpm__.meta))
+        return type(value)(kept)
+    if isinstance(value, dict):
+        return {k: x for k, x in value.items() if not (isinstance(x, Config) and x.__xpm__.meta)}
+    return value
 
 
 def static_skip_reason(arg: Any) -> Optional[str]:

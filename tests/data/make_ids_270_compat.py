@@ -200,6 +200,18 @@ case(
     "A.C(x=0.25)",
 )
 
+# --- meta configurations in a container parameter with an ignored default ------------------------
+META = (
+    "class M(Config):\n    x: Param[int]\n"
+    "class D(Config):\n    d: Param[Dict[str, M]] = field(default={}, ignore_default=True)\n"
+    "class L(Config):\n    xs: Param[List[M]] = field(default=[], ignore_default=True)\n"
+)
+case("meta_in_default_dict_only_meta", META, "D.C(d={'b': setmeta(M.C(x=2), True)})")
+case("meta_in_default_dict_empty", META, "D.C(d={})")
+case("meta_in_default_dict_mixed", META, "D.C(d={'a': M.C(x=1), 'b': setmeta(M.C(x=2), True)})")
+case("meta_in_default_list_only_meta", META, "L.C(xs=[setmeta(M.C(x=2), True)])")
+case("meta_in_default_list_mixed", META, "L.C(xs=[M.C(x=1), setmeta(M.C(x=2), True)])")
+
 # --- Annotated ---------------------------------------------------------------------------------
 case("annotated_help_is_param", "class A(Config):\n    x: Annotated[int, help('the x')]\n", "A.C(x=1)")
 case(
