@@ -220,12 +220,6 @@ class ConfigInformation:
 
         return JobIdentifier(config_digest(self.config))
 
-    def get_partial_identifier(self, partial: "Partial") -> "JobIdentifier":
-        """The identifier of this configuration over the parameters ``partial`` counts."""
-        from .identifier import JobIdentifier, partial_digest
-
-        return JobIdentifier(partial_digest(self.config, partial))
-
     @property
     def tags(self) -> dict[str, Any]:
         """The tags set on this configuration itself (see ``Config.tags()`` for the whole graph)."""
@@ -250,6 +244,12 @@ class ConfigInformation:
         for cfg in iter_configs(self.config, stop=lambda c: c.__xpm__.sealed):
             _check_required(cfg)
             cfg.__xpm__.sealed = True
+
+    def get_partial_identifier(self, partial: "Partial") -> "JobIdentifier":
+        """The identifier of this configuration over the parameters ``partial`` counts."""
+        from .identifier import JobIdentifier, partial_digest
+
+        return JobIdentifier(partial_digest(self.config, partial))
 
 
 def _check_required(cfg: "Config") -> None:
