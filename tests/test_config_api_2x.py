@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import copy
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Generic, Optional, TypeVar
 
@@ -14,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 from partial_tasks import Checkpointed
 
-from conftest import wait_until
+from conftest import controller_env, wait_until
 from experimaestro import (
     Annotated,
     Choices,
@@ -97,40 +99,73 @@ def test_an_unnamed_partial_path_is_refused_with_the_fix(tmp_path: Path) -> None
         Loose.C(x=1).submit(run_mode=RunMode.DRY_RUN, workspace=tmp_path)
 
 
-def test_partial_folder_in_execute_shared_and_locked(tmp_path: Path) -> None:
-    """Two jobs differing only in an excluded parameter share the partial folder, read it in
-    execute(), and never run at the same time: the second waits for the first's lock (without
-    the lock, it would enter the folder while the first is inside and fail)."""
+def _started(log: Path) -> list[str]:
+    text = log.read_text() if log.exists() else ""
+    return [line.split()[1] for line in text.splitlines() if line.startswith("start ")]
+
+
+def test_partial_folder_shared_and_one_job_at_a_time(tmp_path: Path) -> None:
+    """Two jobs differing only in an excluded parameter share the partial folder and read it in
+    execute(); the scheduler does not start the second while the first runs (a partial token),
+    while a job with another partial folder runs meanwhile."""
     log, gate = tmp_path / "log", tmp_path / "gate"
     ws = tmp_path / "ws"
     with experiment(ws, "xp"):
         a = Checkpointed.C(max_iter=1, lr=0.1, log=log, gate=gate).submit()
         b = Checkpointed.C(max_iter=2, lr=0.1, log=log, gate=gate).submit()
-        c = Checkpointed.C(max_iter=1, lr=0.5, log=log).submit()
+        c = Checkpointed.C(max_iter=3, lr=0.5, log=log).submit()
         assert a.checkpoint == b.checkpoint != c.checkpoint
         assert a.checkpoint.parent.parent.parent == ws / "partials" / "partial_tasks.checkpointed"
-        jobs = [a.__xpm__.job, b.__xpm__.job]
-
-        def one_inside_other_waiting() -> bool:
-            text = log.read_text() if log.exists() else ""
-            started = "start 1 " in text or "start 2 " in text
-            waiting = [
-                job.stderr.exists() and "waiting for the partial folder" in job.stderr.read_text()
-                for job in jobs
-            ]
-            failed = [job.state is JobState.ERROR for job in jobs]
-            return started and (any(waiting) or any(failed))
-
-        wait_until(one_inside_other_waiting, what="one job inside, the other waiting")
+        jobs = {"1": a.__xpm__.job, "2": b.__xpm__.job}
+        wait_until(lambda: c.__xpm__.job.state.finished, what="the job with its own folder")
+        wait_until(lambda: set(_started(log)) & set(jobs), what="a job in the shared folder")
+        # c was submitted after a and b: by now both were launched, unless one is held back.
+        started = [n for n in _started(log) if n in jobs]
+        assert len(started) == 1, started
+        held = jobs["2" if started == ["1"] else "1"]
+        assert held.state in (JobState.WAITING, JobState.READY)
+        assert not held.stderr.exists()
         gate.touch()
-    assert [job.state for job in jobs] == [JobState.DONE, JobState.DONE]
+    assert [job.state for job in jobs.values()] == [JobState.DONE, JobState.DONE]
+    assert c.__xpm__.job.state is JobState.DONE
     assert sorted(p.name for p in a.checkpoint.iterdir()) == ["iter-1", "iter-2"]
     # The job processes locked the folder the controller generated the path in.
     assert (a.checkpoint.parent / ".lock").is_file()
-    lines = [line.split()[:2] for line in log.read_text().splitlines()]
-    shared = [event for event in lines if event[1] in ("1", "2")]
     # Start and end of one job, then of the other: never interleaved.
+    lines = [line.split()[:2] for line in log.read_text().splitlines()]
+    shared = [event for event in lines if event[1] in jobs]
     assert shared[0][1] == shared[1][1] and shared[2][1] == shared[3][1]
+
+
+def test_job_processes_lock_the_partial_folder(tmp_path: Path) -> None:
+    """Started by hand (not by a scheduler), the second job process waits for the first's lock on
+    the partial folder instead of entering it (where it would fail: the task refuses to share)."""
+    log, gate = tmp_path / "log", tmp_path / "gate"
+    with experiment(tmp_path / "ws", "xp", run_mode=RunMode.GENERATE_ONLY):
+        a = Checkpointed.C(max_iter=1, lr=0.1, log=log, gate=gate).submit()
+        b = Checkpointed.C(max_iter=2, lr=0.1, log=log, gate=gate).submit()
+    runs = []
+    for task in (a, b):
+        params = task.__xpm__.job.path / "params.json"
+        err = tmp_path / f"{task.max_iter}.err"
+        with err.open("w") as stderr:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "experimaestro", "run", str(params)],
+                env=controller_env(), stdout=subprocess.DEVNULL, stderr=stderr,
+            )
+        runs.append((process, err))
+        if task is a:
+            wait_until(lambda: _started(log) == ["1"], what="the first job inside the folder")
+    second, second_err = runs[1]
+    wait_until(
+        lambda: "waiting for the partial folder" in second_err.read_text()
+        or second.poll() is not None,
+        what="the second job waiting",
+    )
+    assert second.poll() is None, second_err.read_text()
+    gate.touch()
+    assert [process.wait(timeout=60) for process, _ in runs] == [0, 0]
+    assert _started(log) == ["1", "2"]
 
 
 # --- ignore_generated ---------------------------------------------------------------------------
