@@ -408,6 +408,7 @@ def test_identifier_builds_lowercase_dotted_type_ids() -> None:
         x: Param[int]
 
     assert A.C(x=1).__xpm__.xpmtype.typeid == "mylab.models.a"
+    assert A.__getxpmtype__().identifier == A.C(x=1).__xpmtype__.identifier == ns.models.a
 
 
 # --- forwardoption.name(Cls, "option") ------------------------------------------------------------

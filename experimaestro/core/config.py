@@ -28,6 +28,7 @@ from .types import (
 if TYPE_CHECKING:  # pragma: no cover
     from .identifier import JobIdentifier
     from .partial import Partial
+    from .typeids import Identifier
 
 C = TypeVar("C", bound="Config")
 
@@ -141,6 +142,13 @@ class XPMType:
 
             self._partials = partials_of(self.cls)
         return self._partials
+
+    @property
+    def identifier(self) -> "Identifier":
+        """The type id as 2.x's :class:`~experimaestro.core.typeids.Identifier`."""
+        from .typeids import Identifier
+
+        return Identifier(self.typeid)
 
     def __initialize__(self) -> None:
         """2.x's explicit initialisation of a type: here everything but the partials is done
