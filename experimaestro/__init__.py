@@ -19,9 +19,23 @@ from .core.config import (
     setmeta,
     tag,
 )
+from typing import Annotated
+
+from .core.partial import ParameterGroup, Partial, param_group, partial
 from .core.paths import PathGenerator, pathgenerator
 from .core.tags import tags, tagspath
-from .core.types import Any, Constant, Meta, Option, Param, ValidationError, field, help
+from .core.typeids import Identifier
+from .core.types import (
+    Any,
+    Choices,
+    Constant,
+    Meta,
+    Option,
+    Param,
+    ValidationError,
+    field,
+    help,
+)
 from .version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,7 +52,7 @@ _LAZY = {
     "CounterToken": "experimaestro.scheduler.tokens",
     "explain": "experimaestro.core.explain",
     "find_launcher": "experimaestro.launcherfinder",
-    "Identifier": "experimaestro.core.identifier",
+    "JobIdentifier": "experimaestro.core.identifier",
     "sealed_set": "experimaestro.core.tags",
 }
 
@@ -58,7 +72,9 @@ def __getattr__(name: str) -> _Any:
 from .scheduler import submission as _submission  # noqa: E402,F401
 
 __all__ = [
+    "Annotated",
     "Any",
+    "Choices",
     "Config",
     "Constant",
     "CounterToken",
@@ -67,11 +83,14 @@ __all__ = [
     "InstanceConfig",
     "Interrupted",
     "Job",
+    "JobIdentifier",
     "JobState",
     "LightweightTask",
     "Meta",
     "Option",
     "Param",
+    "ParameterGroup",
+    "Partial",
     "PathGenerator",
     "RunMode",
     "SealedError",
@@ -83,6 +102,8 @@ __all__ = [
     "field",
     "find_launcher",
     "help",
+    "param_group",
+    "partial",
     "pathgenerator",
     "sealed_set",
     "setmeta",

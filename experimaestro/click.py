@@ -7,7 +7,8 @@ from experimaestro.click import arguments, forwardoption
 @click.command()
 @forwardoption(arguments(Learn).epochs)             # --epochs: an int, Learn's default and help
 @forwardoption(arguments(Learn).batch_size, "--bs") # renamed: the function takes ``bs``
-def train(epochs: int, bs: int) -> None:
+@forwardoption.lr(Learn, "learning-rate")           # 2.x's spelling: --learning-rate
+def train(epochs: int, bs: int, learning_rate: float) -> None:
     ...
 ```
 
@@ -155,16 +156,9 @@ def _option_settings(argument: Argument) -> dict[str, Any]:
     return settings
 
 
-def forwardoption(
+def _forward(
     argument: Argument, option_name: Optional[str] = None, **click_kwargs: Any
 ) -> Callable[[F], F]:
-    """A click option that forwards a configuration parameter: its type, default and help.
-
-    :param argument: a parameter, as ``arguments(MyConfig).name``
-    :param option_name: the option's name (default: ``--name`` with ``_`` written ``-``); the
-        function's parameter name follows click's rule (``--n-epochs`` gives ``n_epochs``)
-    :param click_kwargs: passed to :func:`click.option`, overriding the derived settings
-    """
     if not isinstance(argument, Argument):
         raise TypeError(
             f"forwardoption() takes a parameter, as arguments(MyConfig).name, got {argument!r}"
@@ -178,3 +172,76 @@ def forwardoption(
     settings = _option_settings(argument)
     settings.update(click_kwargs)
     return click.option(*_declarations(argument, option_name, flag), **settings)
+
+
+class _ForwardPath:
+    """``forwardoption.epochs`` (or ``forwardoption.model.layers``): a parameter named by
+    attributes, resolved against the class given in the call (experimaestro 2.x's spelling)."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self._names = names
+
+    def __getattr__(self, name: str) -> "_ForwardPath":
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        return _ForwardPath(self._names + (name,))
+
+    def __call__(
+        self, cls: type[Config], option_name: Optional[str] = None, **click_kwargs: Any
+    ) -> Callable[[F], F]:
+        """A click option for the parameter of ``cls`` at this path; ``option_name`` is written
+        without dashes, as in 2.x (``"my-epochs"`` gives ``--my-epochs``)."""
+        argument = self.argument(cls)
+        if option_name is not None and not option_name.startswith("-"):
+            option_name = f"--{option_name}"
+        return _forward(argument, option_name, **click_kwargs)
+
+    def argument(self, cls: type[Config]) -> Argument:
+        """The parameter this path names in ``cls`` (through sub-configuration parameters)."""
+        argument: Argument = getattr(arguments(cls), self._names[0])
+        for name in self._names[1:]:
+            spec = _bare_type(argument.type)
+            sub = getattr(spec, "cls", None)
+            if not (isinstance(sub, type) and issubclass(sub, Config)):
+                raise TypeError(
+                    f"forwardoption.{'.'.join(self._names)}: "
+                    f"{argument.owner.__qualname__}.{argument.name} ({spec.describe()}) is not a "
+                    f"configuration, so it has no parameter {name!r}"
+                )
+            argument = getattr(arguments(sub), name)
+        return argument
+
+    def __repr__(self) -> str:
+        return f"forwardoption.{'.'.join(self._names)}"
+
+
+class _ForwardOption:
+    """``forwardoption``: callable with a parameter, or followed by parameter names (2.x)."""
+
+    def __call__(
+        self, argument: Argument, option_name: Optional[str] = None, **click_kwargs: Any
+    ) -> Callable[[F], F]:
+        """A click option that forwards a configuration parameter: its type, default and help.
+
+        :param argument: a parameter, as ``arguments(MyConfig).name``
+        :param option_name: the option's name (default: ``--name`` with ``_`` written ``-``); the
+            function's parameter name follows click's rule (``--n-epochs`` gives ``n_epochs``)
+        :param click_kwargs: passed to :func:`click.option`, overriding the derived settings
+
+        experimaestro 2.x's spelling works too: ``forwardoption.epochs(MyModel, "my-epochs")``
+        (the option name without its dashes), and ``forwardoption.model.layers(Learn)`` for a
+        parameter of a sub-configuration.
+        """
+        return _forward(argument, option_name, **click_kwargs)
+
+    def __getattr__(self, name: str) -> _ForwardPath:
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        return _ForwardPath((name,))
+
+    def __repr__(self) -> str:
+        return "forwardoption"
+
+
+#: ``forwardoption(arguments(C).name)``, or 2.x's ``forwardoption.name(C, "option-name")``.
+forwardoption = _ForwardOption()

@@ -136,8 +136,10 @@ def run(params_path: Path) -> int:
     code = 0
     reason = "failed"
     message = ""
+    partial_locks: list[int] = []
     try:
         task = _load(params_path)
+        partial_locks = _hold_partials(task, files.path)
         os.chdir(files.path)
         for init in task.__xpm__.init_tasks:
             init.execute()
@@ -180,10 +182,31 @@ def run(params_path: Path) -> int:
         else:
             code = code or 1
         _banner(f"job failed: cannot write its marker ({exc})")
-    # The job is over: a new attempt may start even while this process finishes exiting
-    # (threads, worker processes...).
+    # The job is over: a new attempt, or a job sharing a partial folder, may start even while
+    # this process finishes exiting (threads, worker processes...).
+    for fd in partial_locks:
+        os.close(fd)
     fcntl.flock(lock_fd, fcntl.LOCK_UN)
     return code
+
+
+def _hold_partials(task: Any, job_path: Path) -> list[int]:
+    """Lock the task's partial folders (core/partial.py), waiting while another job holds one:
+    jobs that share a partial folder (checkpoints...) never run at the same time. The folders are
+    created; the locks (``<folder>/.lock``) go with the process, even when it is killed."""
+    from .core.config import task_partial_paths
+
+    fds: list[int] = []
+    for folder in sorted(task_partial_paths(task, job_path)):
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fds.append(fd)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _banner(f"waiting for the partial folder {folder} (another job uses it)")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+    return fds
 
 
 def _redirect_output(files: Any) -> None:

@@ -12,14 +12,14 @@ pinned in :data:`BEYOND_270` (identifier version 2, or our own error).
 from __future__ import annotations
 
 import json
-import sys
 import types
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Union
 
 import pytest
 
 from experimaestro import ValidationError
+from pbids_module import fresh_pbids
 
 pytestmark = pytest.mark.filterwarnings("ignore:Option\\[...\\] is deprecated:DeprecationWarning")
 
@@ -79,20 +79,8 @@ BEYOND_270: dict[str, Union[str, Raises]] = {
 KNOWN_BUGS: dict[str, str] = {}
 
 
-@pytest.fixture
-def pbids() -> Iterator[types.ModuleType]:
-    """A fresh module named ``pbids``, registered in ``sys.modules`` for the test's duration."""
-    module = types.ModuleType("pbids")
-    module.__file__ = "pbids.py"
-    previous = sys.modules.get("pbids")
-    sys.modules["pbids"] = module
-    try:
-        yield module
-    finally:
-        if previous is None:
-            sys.modules.pop("pbids", None)
-        else:
-            sys.modules["pbids"] = previous
+#: A fresh module named ``pbids``, registered in ``sys.modules`` for the test's duration.
+pbids = pytest.fixture(fresh_pbids, name="pbids")
 
 
 def identifier_of(case: dict[str, Any], module: types.ModuleType) -> str:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import copy
+import logging
 import sys
 import types
 import typing
+from typing import Annotated as Annotated  # re-exported: 2.x code imports it from here
 from typing import Any, Callable, Optional
 
 from .types import (
     NOTSET,
+    ConfigType,
     DictType,
+    GenericConfigType,
     FieldSpec,
     ListType,
     NoneType,
@@ -20,6 +24,8 @@ from .types import (
     TupleType,
     TypeSpec,
     UnionType,
+    annotated_checkers,
+    annotated_generator,
     split_annotation,
     typespec,
 )
@@ -41,6 +47,10 @@ class Argument:
         "_help",
         "_help_loaded",
         "_reference_default",
+        "groups",
+        "overrides",
+        "ignore_generated",
+        "checkers",
     )
 
     def __init__(
@@ -64,6 +74,9 @@ class Argument:
             self.default_factory: Optional[Callable[[], Any]] = spec.default_factory
             self.ignore_default = spec.ignore_default
             self.ignored = spec.ignored
+            self.groups: frozenset[Any] = spec.groups
+            self.overrides = spec.overrides
+            self.ignore_generated = spec.ignore_generated
         else:
             # A bare class default (``x: Param[int] = 3``) is left out of the identifier when the
             # value equals it, so that adding a parameter never changes existing identifiers.
@@ -72,7 +85,12 @@ class Argument:
             # Constants are always encoded.
             self.ignore_default = spec is not NOTSET and kind is not ParamKind.CONSTANT
             self.ignored = False
+            self.groups = frozenset()
+            self.overrides = False
+            self.ignore_generated = False
         self._reference_default: Any = NOTSET
+        #: Checks of the values (``Annotated[str, Choices([...])]``), made on assignment.
+        self.checkers: tuple[Any, ...] = ()
         if kind is ParamKind.CONSTANT and self.default is NOTSET and self.default_factory is None:
             raise TypeError(f"{owner.__qualname__}.{name}: a Constant[...] needs a default value")
 
@@ -140,6 +158,37 @@ class Argument:
 
     def __repr__(self) -> str:
         return f"Argument({self.owner.__qualname__}.{self.name}: {self.kind.value})"
+
+
+logger = logging.getLogger("experimaestro")
+
+
+def check_override(arg: Argument, inherited: Argument) -> None:
+    """A parameter declared again in a subclass: its type must fit the base's (a configuration
+    type may narrow to a subclass); without ``field(overrides=True)``, a warning says so."""
+    mine, theirs = arg.type, inherited.type
+    where = f"{arg.owner.__qualname__}.{arg.name}"
+    base = inherited.owner.__qualname__
+    if isinstance(mine, ConfigType) and isinstance(theirs, ConfigType):
+        fits = issubclass(mine.cls, theirs.cls)
+    elif isinstance(mine, GenericConfigType) and isinstance(theirs, (GenericConfigType, ConfigType)):
+        fits = mine.is_subtype_of(theirs) if isinstance(theirs, GenericConfigType) else (
+            issubclass(mine.cls, theirs.cls)
+        )
+    else:
+        fits = mine.describe() == theirs.describe()
+    if not fits:
+        raise TypeError(
+            f"{where} ({mine.describe()}) overrides {base}.{arg.name} ({theirs.describe()}) with a "
+            f"type that is not a subtype of it: declare it with {theirs.describe()} or a subtype"
+        )
+    if not arg.overrides:
+        logger.warning(
+            "%s overrides the parameter of %s: declare it with field(overrides=True) if this is "
+            "intended (this warning then goes away)",
+            where,
+            base,
+        )
 
 
 def _only_paths(t: TypeSpec) -> bool:
@@ -213,12 +262,17 @@ def collect_arguments(cls: type) -> dict[str, Argument]:
         if kind is None:
             continue
         spec = cls.__dict__.get(name, NOTSET)
-        arguments[name] = Argument(name, kind, bare, cls, spec, help_text)
+        generator = annotated_generator(annotation)
+        if generator is not None and spec is NOTSET:
+            # 2.x's ``Annotated[Path, pathgenerator("out.txt")]``: a generated path.
+            spec = FieldSpec(default_factory=generator)
+        arguments[name] = argument = Argument(name, kind, bare, cls, spec, help_text)
+        argument.checkers = annotated_checkers(annotation)
         if isinstance(spec, FieldSpec):
             # Leave a plain value on the class, as a bare default would.
             if spec.default is not NOTSET:
                 setattr(cls, name, spec.default)
-            else:
+            elif name in cls.__dict__:
                 delattr(cls, name)
     return arguments
 

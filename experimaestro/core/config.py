@@ -15,11 +15,20 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, TypeVar
 
-from .arguments import Argument, collect_arguments
-from .types import ParamKind, ValidationError, _Reject
+from .arguments import Argument, check_override, collect_arguments
+from .types import (
+    CheckError,
+    ParamKind,
+    TypeVarType,
+    ValidationError,
+    _Reject,
+    check_binding,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .identifier import Identifier
+    from .identifier import JobIdentifier
+    from .partial import Partial
+    from .typeids import Identifier
 
 C = TypeVar("C", bound="Config")
 
@@ -82,7 +91,15 @@ def module_name(cls: type) -> str:
 class XPMType:
     """Per-class information: the declared parameters (inherited ones included) and the type id."""
 
-    __slots__ = ("cls", "arguments", "typeid", "typeid_bytes", "counted", "defaults")
+    __slots__ = (
+        "cls",
+        "arguments",
+        "typeid",
+        "typeid_bytes",
+        "counted",
+        "defaults",
+        "_partials",
+    )
 
     def __init__(self, cls: type) -> None:
         self.cls = cls
@@ -94,6 +111,10 @@ class XPMType:
             if own is None:
                 own = collect_arguments(base)
                 type.__setattr__(base, "_xpm_own_arguments", own)
+            for name, arg in own.items():
+                inherited = arguments.get(name)
+                if inherited is not None and inherited.owner is not arg.owner:
+                    check_override(arg, inherited)
             arguments.update(own)
         self.arguments = arguments
         xpmid = cls.__dict__.get("__xpmid__")
@@ -111,6 +132,28 @@ class XPMType:
         self.defaults: list[Argument] = [
             arg for arg in arguments.values() if arg.has_default or arg.is_optional
         ]
+        self._partials: Optional[dict[str, "Partial"]] = None
+
+    @property
+    def partials(self) -> dict[str, "Partial"]:
+        """The partials (``core/partial.py``) declared on the class and its bases, by name."""
+        if self._partials is None:
+            from .partial import partials_of
+
+            self._partials = partials_of(self.cls)
+        return self._partials
+
+    @property
+    def identifier(self) -> "Identifier":
+        """The type id as 2.x's :class:`~experimaestro.core.typeids.Identifier`."""
+        from .typeids import Identifier
+
+        return Identifier(self.typeid)
+
+    def __initialize__(self) -> None:
+        """2.x's explicit initialisation of a type: here everything but the partials is done
+        on creation, and this computes those (``_partials`` then holds them, as in 2.x)."""
+        self.partials  # noqa: B018 - computed on access
 
     @property
     def name(self) -> str:
@@ -146,6 +189,8 @@ class ConfigInformation:
         "digest_cache",
         "tags_cache",
         "loader",
+        "typevars",
+        "generated",
     )
 
     def __init__(self, config: "Config") -> None:
@@ -167,17 +212,21 @@ class ConfigInformation:
         #: Set on a configuration read from a params.json that only refers to it (an upstream
         #: task): fills its values on first access (see serialization.py).
         self.loader: Optional[Callable[[], None]] = None
+        #: The types the type variables of generic parameters are bound to (see _bind_typevars).
+        self.typevars: Optional[dict[Any, type]] = None
+        #: Parameters whose value is a path generated in a task's folder (resolve_generated_paths).
+        self.generated: list[str] = []
 
     @property
     def xpmtype(self) -> XPMType:
         return xpmtype(type(self.config))
 
     @property
-    def identifier(self) -> "Identifier":
+    def identifier(self) -> "JobIdentifier":
         """The configuration's identifier (cached once the configuration is sealed)."""
-        from .identifier import Identifier, config_digest
+        from .identifier import JobIdentifier, config_digest
 
-        return Identifier(config_digest(self.config))
+        return JobIdentifier(config_digest(self.config))
 
     @property
     def tags(self) -> dict[str, Any]:
@@ -193,19 +242,33 @@ class ConfigInformation:
             return self.task.__xpm__.job
         return None
 
+    def validate(self) -> None:
+        """Check that every required parameter of the graph is set (``submit()`` does it too)."""
+        for cfg in iter_configs(self.config, stop=lambda c: c.__xpm__.sealed):
+            _check_required(cfg)
+
     def seal(self) -> None:
         """Seal the whole configuration graph: validate required parameters, forbid assignments."""
         for cfg in iter_configs(self.config, stop=lambda c: c.__xpm__.sealed):
-            info = cfg.__xpm__
-            values = cfg.__dict__
-            for name, arg in info.xpmtype.arguments.items():
-                if name not in values and arg.required:
-                    raise ValidationError(
-                        f"{type(cfg).__qualname__}.{name} ({arg.type.describe()}) is required but "
-                        f"was never set: pass it to {type(cfg).__qualname__}.C({name}=...) or "
-                        f"assign it before submit()"
-                    )
-            info.sealed = True
+            _check_required(cfg)
+            cfg.__xpm__.sealed = True
+
+    def get_partial_identifier(self, partial: "Partial") -> "JobIdentifier":
+        """The identifier of this configuration over the parameters ``partial`` counts."""
+        from .identifier import JobIdentifier, partial_digest
+
+        return JobIdentifier(partial_digest(self.config, partial))
+
+
+def _check_required(cfg: "Config") -> None:
+    values = cfg.__dict__
+    for name, arg in cfg.__xpm__.xpmtype.arguments.items():
+        if name not in values and arg.required:
+            raise ValidationError(
+                f"{type(cfg).__qualname__}.{name} ({arg.type.describe()}) is required but "
+                f"was never set: pass it to {type(cfg).__qualname__}.C({name}=...) or "
+                f"assign it before submit()"
+            )
 
 
 _loading = threading.RLock()
@@ -305,21 +368,95 @@ def iter_configs(
 
 
 def _convert(cls: type, arg: Argument, value: Any, info: ConfigInformation) -> Any:
-    if isinstance(value, TaggedValue):
+    tagged = isinstance(value, TaggedValue)
+    if tagged:
         value = value.value
-        info._tags[arg.name] = value
     if isinstance(value, Task) and value.__xpm__.job is None:
         raise ValidationError(
             f"{cls.__qualname__}.{arg.name}: the task {type(value).__qualname__} must be "
             f"submitted before it is used as a parameter (write task.submit() first)"
         )
+    spec = arg.type
     try:
-        return arg.type.convert(value)
+        converted = spec.convert(value)
     except _Reject:
         raise ValidationError(
-            f"{cls.__qualname__}.{arg.name}: expected {arg.type.describe()}, got {value!r} "
+            f"{cls.__qualname__}.{arg.name}: expected {spec.describe()}, got {value!r} "
             f"(of type {type(value).__qualname__})"
         ) from None
+    if arg.checkers:
+        for checker in arg.checkers:
+            if not checker.check(converted):
+                raise CheckError(
+                    f"{cls.__qualname__}.{arg.name}: {converted!r} is not a valid value: "
+                    f"expected {checker}"
+                )
+    if type(spec) is TypeVarType or isinstance(converted, (Config, list, dict)):
+        is_config = isinstance(converted, Config)
+        if type(spec) is TypeVarType or (
+            is_config and (info.typevars or converted.__xpm__.typevars)
+        ):
+            _bind_typevars(cls, arg, converted, info)
+        if not arg.ignore_generated:
+            _refuse_generated(cls, arg, converted)
+    if tagged:
+        info._tags[arg.name] = converted
+    return converted
+
+
+def _bind_typevars(cls: type, arg: Argument, value: Any, info: ConfigInformation) -> None:
+    """Check and record the type variable bindings a value brings (experimaestro 2.x's rule:
+    within a configuration and the configurations it holds, a variable names one type).
+    Nothing is recorded when the value is refused."""
+    mine = dict(info.typevars or {})
+    problem = None
+    if type(arg.type) is TypeVarType and value is not None:
+        problem = check_binding(mine, arg.type.typevar, type(value))
+    theirs: Optional[dict[Any, type]] = None
+    if problem is None and isinstance(value, Config):
+        theirs = dict(value.__xpm__.typevars or {})
+        for typevar, bound in list(mine.items()):
+            problem = problem or check_binding(theirs, typevar, bound)
+        for typevar, bound in list(theirs.items()):
+            problem = problem or check_binding(mine, typevar, bound)
+    if problem is not None:
+        raise ValidationError(
+            f"{cls.__qualname__}.{arg.name}: cannot take {value!r}: {problem}. Give values of "
+            f"one type (or of types derived from one another) to the parameters typed with it"
+        )
+    info.typevars = mine or None
+    if theirs is not None:
+        value.__xpm__.typevars = theirs or None
+
+
+def _refuse_generated(cls: type, arg: Argument, value: Any) -> None:
+    """Refuse a configuration holding paths generated in another task's folder: the task using it
+    would read that folder without depending on that task (2.x refuses it too)."""
+    tops = [c for c in iter_values(value) if c.__xpm__.sealed]
+    if not tops:
+        return
+    found: list[str] = []
+    seen: set[int] = set()
+    stack = tops
+    while stack:
+        cfg = stack.pop()
+        info = cfg.__xpm__
+        if id(cfg) in seen or isinstance(cfg, Task) or info.task is not None:
+            continue
+        seen.add(id(cfg))
+        found.extend(f"{type(cfg).__qualname__}.{name}" for name in info.generated)
+        values = cfg.__dict__
+        for name, child_arg in info.xpmtype.arguments.items():
+            if name in values and not child_arg.ignore_generated:
+                stack.extend(iter_values(values[name]))
+    if found:
+        raise ValidationError(
+            f"{cls.__qualname__}.{arg.name}: the value holds paths generated in the folder of the "
+            f"task it was submitted with ({', '.join(sorted(found))}); a task using it would read "
+            f"that folder without waiting for that task. Use that task's output instead (return "
+            f"the configuration from its task_outputs with dep(...)), or declare the parameter "
+            f"with field(ignore_generated=True) if that is intended"
+        )
 
 
 # --- Configurations ------------------------------------------------------------------------------
@@ -379,6 +516,16 @@ class Config:
         if arg.kind is ParamKind.CONSTANT:
             raise ValidationError(f"{cls}.{name} is a Constant[...] and cannot be set")
         self.__dict__[name] = _convert(type(self), arg, value, info)
+
+    @classmethod
+    def __getxpmtype__(cls) -> XPMType:
+        """The class's declared parameters and type id (2.x's spelling of :func:`xpmtype`)."""
+        return xpmtype(cls)
+
+    @property
+    def __xpmtype__(self) -> XPMType:
+        """The configuration's :class:`XPMType` (2.x's spelling)."""
+        return xpmtype(type(self))
 
     def __getattr__(self, name: str) -> Any:
         # Only called when normal lookup fails.
@@ -554,8 +701,13 @@ class LightweightTask(Config):
 
 def resolve_generated_paths(task: "Task", job_path: Path) -> None:
     """Give the ``PathGenerator`` paths of a task's graph (its own configurations, not those of
-    other submitted tasks) their place in the task's job folder."""
+    other submitted tasks) their place in the task's job folder, or in a partial folder of the
+    configuration that declares them (``<workspace>/partials/...``, core/partial.py)."""
+    from .partial import partial_path
     from .paths import GeneratedPath
+
+    # The job folder is <workspace>/jobs/<type id>/<identifier>.
+    workspace = job_path.parents[2]
 
     def other_task(cfg: Config) -> bool:
         return cfg is not task and isinstance(cfg, Task) and cfg.__xpm__.job is not None
@@ -565,7 +717,24 @@ def resolve_generated_paths(task: "Task", job_path: Path) -> None:
         for name in cfg.__xpm__.xpmtype.arguments:
             value = values.get(name)
             if isinstance(value, GeneratedPath):
-                values[name] = job_path / value.relative
+                if value.partial is None:
+                    base = job_path
+                else:
+                    base = partial_path(workspace, cfg, value.partial)
+                values[name] = base / value.relative
+                if name not in cfg.__xpm__.generated:
+                    cfg.__xpm__.generated.append(name)
+
+
+def task_partial_paths(task: "Task", job_path: Path) -> list[Path]:
+    """The partial folders of a task (one per partial its class declares): the runner holds them
+    while the task runs, so that tasks sharing one never run at the same time."""
+    from .partial import partial_path
+
+    workspace = job_path.parents[2]
+    return [
+        partial_path(workspace, task, spec) for spec in task.__xpm__.xpmtype.partials.values()
+    ]
 
 
 def task_dependencies(task: Config) -> list[Config]:

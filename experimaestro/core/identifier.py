@@ -14,11 +14,14 @@ from __future__ import annotations
 import enum
 import hashlib
 import struct
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from .config import Config, InstanceConfig, XPMType, module_name
 from .graphpath import parameter_path
 from .types import NOTSET, ParamKind, ValidationError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .partial import Partial
 
 _sha256 = hashlib.sha256
 _pack_q = struct.Struct("!q").pack
@@ -47,13 +50,23 @@ _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 
 
-class Identifier:
-    """A job identifier: 32 bytes; ``str()`` and ``hex()`` give its 64 hex digits."""
+class JobIdentifier:
+    """A job identifier: 32 bytes; ``str()`` and ``hex()`` give its 64 hex digits.
+
+    (experimaestro 2.x calls its job identifier class ``Identifier``, a name it also gives to the
+    type-id namespace builder it exports: ``experimaestro.Identifier`` is that builder, see
+    ``core/typeids.py``.)
+    """
 
     __slots__ = ("all",)
 
     def __init__(self, digest: bytes) -> None:
         self.all = digest
+
+    @property
+    def main(self) -> bytes:
+        """The digest, under the name 2.x also gives it."""
+        return self.all
 
     def hex(self) -> str:
         return self.all.hex()
@@ -62,10 +75,10 @@ class Identifier:
         return self.all.hex()
 
     def __repr__(self) -> str:
-        return f"Identifier({self.all.hex()})"
+        return f"JobIdentifier({self.all.hex()})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Identifier) and other.all == self.all
+        return isinstance(other, JobIdentifier) and other.all == self.all
 
     def __hash__(self) -> int:
         return hash(self.all)
@@ -119,7 +132,18 @@ def _equals_default(value: Any, default: Any) -> bool:
         return False
     if isinstance(value, Config):
         return config_digest(value) == config_digest(default)
-    return bool(value == default)
+    # Meta configurations directly in a list, set or dict are not encoded: they are not compared
+    # either (``[setmeta(c)]`` equals the default ``[]``, as in 2.7.0).
+    return bool(_without_meta(value) == default)
+
+
+def _without_meta(value: Any) -> Any:
+    if isinstance(value, (list, set, frozenset)):
+        kept = (x for x in value if not (isinstance(x, Config) and x.__xpm__.meta))
+        return type(value)(kept)
+    if isinstance(value, dict):
+        return {k: x for k, x in value.items() if not (isinstance(x, Config) and x.__xpm__.meta)}
+    return value
 
 
 def static_skip_reason(arg: Any) -> Optional[str]:
@@ -186,6 +210,8 @@ class _Computation:
         self.recorded: dict[str, bytes] = {}
         self.stack: list[_Frame] = []
         self.on_stack: dict[int, int] = {}
+        #: For a partial identifier: which parameters of the root configuration count.
+        self.partial: Optional[Partial] = None
 
     def digest(self, root: Config, use_cache: bool = True) -> bytes:
         """The digest of ``root``; without ``use_cache``, the root's cached digest is neither used
@@ -244,20 +270,26 @@ class _Computation:
         """
         cfg = frame.config
         info = cfg.__xpm__
-        values = cfg.__dict__
         children: list[Config] = []
         if info.task is not None:
             children.append(info.task)
-        work: list[Any] = []
-        for arg, _ in info.xpmtype.counted:
-            value = values.get(arg.name, NOTSET)
-            if value is NOTSET or skip_reason(arg, value) is not None:
-                continue
-            work.append(value)
+        work = [value for _, _, value in self._counted(frame)]
         children.extend(configs_in(work))
         children.extend(info.init_tasks)
         children.reverse()
         return children
+
+    def _counted(self, frame: _Frame) -> list[tuple[Any, bytes, Any]]:
+        """The parameters that enter this configuration's digest: (argument, prefix, value)."""
+        values = frame.config.__dict__
+        found = []
+        for arg, prefix in frame.config.__xpm__.xpmtype.counted:
+            value = values.get(arg.name, NOTSET)
+            if value is not NOTSET and skip_reason(arg, value) is None:
+                found.append((arg, prefix, value))
+        if self.partial is not None and frame.depth == 0:
+            found = [c for c in found if not self.partial.is_excluded(c[0].groups)]
+        return found
 
     def _encode(self, frame: _Frame) -> bytes:
         cfg = frame.config
@@ -268,12 +300,8 @@ class _Computation:
             out += TASK_OUTPUT
             self._config_ref(info.task, out, frame)
         out += t.typeid_bytes
-        values = cfg.__dict__
         record = cfg is self.record_for
-        for arg, prefix in t.counted:
-            value = values.get(arg.name, NOTSET)
-            if value is NOTSET or skip_reason(arg, value) is not None:
-                continue
+        for arg, prefix, value in self._counted(frame):
             out += prefix
             start = len(out)
             try:
@@ -440,3 +468,14 @@ def config_digest(config: Config) -> bytes:
     if cached is not None:
         return cached
     return _Computation().digest(config)
+
+
+def partial_digest(config: Config, partial: "Partial") -> bytes:
+    """The digest of ``config`` over the parameters ``partial`` counts (``core/partial.py``).
+
+    Only the configuration's own parameters are filtered; its sub-configurations enter with their
+    full digests. With a partial that excludes nothing, this is the configuration's digest.
+    """
+    computation = _Computation()
+    computation.partial = partial
+    return computation.digest(config, use_cache=False)

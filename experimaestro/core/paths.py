@@ -1,21 +1,28 @@
 """Paths inside a job folder, known once the task is submitted (experimaestro 2.x's
-``PathGenerator``): ``model: Meta[Path] = field(default_factory=PathGenerator("model.pt"))``."""
+``PathGenerator``): ``model: Meta[Path] = field(default_factory=PathGenerator("model.pt"))``.
+
+With ``partial=``, the path is inside the task's partial folder instead (``core/partial.py``)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Union
+from typing import TYPE_CHECKING, Optional, Union
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .partial import Partial
 
 
 class GeneratedPath(os.PathLike):
     """A path relative to the job folder of the task that is submitted with this configuration;
     replaced by the real path when that task is submitted."""
 
-    __slots__ = ("relative",)
+    __slots__ = ("relative", "partial")
 
-    def __init__(self, relative: Union[str, Path]) -> None:
+    def __init__(self, relative: Union[str, Path], partial: Optional["Partial"] = None) -> None:
         self.relative = Path(relative)
+        #: When set, the path is inside this partial folder of the task, not its job folder.
+        self.partial = partial
 
     def __fspath__(self) -> str:
         raise RuntimeError(
@@ -28,17 +35,31 @@ class GeneratedPath(os.PathLike):
 
 
 class PathGenerator:
-    """A default factory for a path inside the job folder: ``PathGenerator("model.pt")``."""
+    """A default factory for a path inside the job folder: ``PathGenerator("model.pt")``
+    (``PathGenerator()`` is the folder itself).
 
-    __slots__ = ("relative",)
+    ``PathGenerator("checkpoint", partial=checkpoints)`` is a path inside the task's partial folder
+    ``checkpoints``, shared by the tasks that differ only in parameters the partial leaves out.
+    """
 
-    def __init__(self, relative: Union[str, Path]) -> None:
+    __slots__ = ("relative", "partial")
+
+    def __init__(
+        self, relative: Union[str, Path] = "", *, partial: Optional["Partial"] = None
+    ) -> None:
+        from .partial import Partial
+
+        if partial is not None and not isinstance(partial, Partial):
+            raise TypeError(f"PathGenerator(partial=...) takes a partial(...), got {partial!r}")
         self.relative = Path(relative)
+        self.partial = partial
 
     def __call__(self) -> GeneratedPath:
-        return GeneratedPath(self.relative)
+        return GeneratedPath(self.relative, self.partial)
 
     def __repr__(self) -> str:
+        if self.partial is not None:
+            return f"PathGenerator({str(self.relative)!r}, partial={self.partial!r})"
         return f"PathGenerator({str(self.relative)!r})"
 
 

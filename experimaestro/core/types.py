@@ -20,7 +20,7 @@ import os
 import typing
 import warnings
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional, TypeVar, Union
+from typing import Annotated, Any, Callable, Iterable, Optional, TypeVar, Union
 
 T = TypeVar("T")
 
@@ -74,6 +74,29 @@ class help:  # noqa: N801 - lower case on purpose: ``Annotated[int, help("...")]
         return f"help({self.text!r})"
 
 
+class Checker:
+    """A check of a parameter's values, given in ``Annotated[T, checker]`` (2.x's checkers)."""
+
+    def check(self, value: Any) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class Choices(Checker):
+    """``Annotated[str, Choices(["a", "b"])]``: the value must equal one of the choices."""
+
+    def __init__(self, choices: Iterable[Any]) -> None:
+        self.choices = list(choices)
+
+    def check(self, value: Any) -> bool:
+        return any(value == choice for choice in self.choices)
+
+    def __str__(self) -> str:
+        return "one of " + ", ".join(repr(choice) for choice in self.choices)
+
+    def __repr__(self) -> str:
+        return f"Choices({self.choices!r})"
+
+
 class _NotSet:
     """Sentinel for 'no value'."""
 
@@ -97,7 +120,15 @@ NOTSET: Any = _NotSet()
 class FieldSpec:
     """What ``field(...)`` returns: the default and identifier options of one parameter."""
 
-    __slots__ = ("default", "default_factory", "ignore_default", "ignored")
+    __slots__ = (
+        "default",
+        "default_factory",
+        "ignore_default",
+        "ignored",
+        "groups",
+        "overrides",
+        "ignore_generated",
+    )
 
     def __init__(
         self,
@@ -105,6 +136,9 @@ class FieldSpec:
         default_factory: Optional[Callable[[], Any]] = None,
         ignore_default: bool = False,
         ignored: bool = False,
+        groups: Iterable[Any] = (),
+        overrides: bool = False,
+        ignore_generated: bool = False,
     ) -> None:
         if default is not NOTSET and default_factory is not None:
             raise TypeError("field(): give either default= or default_factory=, not both")
@@ -112,14 +146,26 @@ class FieldSpec:
         self.default_factory = default_factory
         self.ignore_default = ignore_default
         self.ignored = ignored
+        self.groups = _parameter_groups(groups)
+        self.overrides = overrides
+        self.ignore_generated = ignore_generated
+
+
+def _parameter_groups(groups: Iterable[Any]) -> frozenset[Any]:
+    from .partial import parameter_groups  # local import: partial imports this module
+
+    return parameter_groups(groups, "field(groups=...)")
 
 
 def field(
     *,
     default: Any = NOTSET,
     default_factory: Optional[Callable[[], Any]] = None,
-    ignore_default: bool = False,
+    ignore_default: Any = False,
     ignored: bool = False,
+    groups: Iterable[Any] = (),
+    overrides: bool = False,
+    ignore_generated: bool = False,
 ) -> Any:
     """Declare a parameter's default and identifier behaviour.
 
@@ -127,12 +173,45 @@ def field(
     * ``field(default=3, ignore_default=True)``: like a bare ``= 3``, left out when equal to the default.
     * ``field(default_factory=f)``: the default is ``f()``, computed for each new configuration.
     * ``field(ignored=True)``: never part of the identifier.
+    * ``field(groups=[g])``: the parameter belongs to the groups ``g`` (``param_group``), which a
+      ``partial(...)`` identifier may leave out (``core/partial.py``).
+    * ``field(overrides=True)``: this declaration replaces one of a base class on purpose (no
+      warning); its type must still fit the base's.
+    * ``field(ignore_generated=True)``: the value may be a configuration whose paths were generated
+      in another task's folder (otherwise refused: the folder would be used without a dependency).
+    * ``field(ignore_default=3)`` (no ``default``) is 2.x's deprecated spelling of
+      ``field(default=3, ignore_default=True)``.
     """
-    return FieldSpec(default, default_factory, ignore_default, ignored)
+    if ignore_default is None:
+        ignore_default = False
+    if (
+        default is NOTSET
+        and default_factory is None
+        and not isinstance(ignore_default, bool)
+    ):
+        warnings.warn(
+            f"field(ignore_default={ignore_default!r}) is deprecated: write "
+            f"field(default={ignore_default!r}, ignore_default=True) (same meaning)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        default, ignore_default = ignore_default, True
+    elif not isinstance(ignore_default, bool):
+        raise TypeError(
+            f"field(ignore_default={ignore_default!r}): with default= or default_factory=, "
+            f"ignore_default is True or False"
+        )
+    return FieldSpec(
+        default, default_factory, ignore_default, ignored, groups, overrides, ignore_generated
+    )
 
 
 class ValidationError(TypeError):
     """A value does not fit its parameter; the message names the class, parameter, type and value."""
+
+
+class CheckError(ValidationError, ValueError):
+    """A value a checker (``Choices``...) refuses; a ``ValueError`` too, as in 2.x."""
 
 
 class _Reject(Exception):
@@ -352,6 +431,131 @@ class ConfigType(InstanceOfType):
     """A configuration class: instances of the class and of its subclasses."""
 
 
+class TypeVarType(TypeSpec):
+    """A ``TypeVar`` in a generic configuration (``class A(Config, Generic[T]): x: Param[T]``).
+
+    A value must fit the variable's bound or one of its constraints, when given. Across one
+    configuration graph, the values of parameters typed with the same variable must also agree
+    (``check_binding``, called by the configuration that holds them).
+    """
+
+    def __init__(self, typevar: Any) -> None:
+        self.typevar = typevar
+
+    def convert(self, value: Any) -> Any:
+        bound = _evaluated(self.typevar.__bound__)
+        if isinstance(bound, type) and not isinstance(value, bound):
+            raise _Reject
+        constraints = [_evaluated(c) for c in self.typevar.__constraints__]
+        if constraints and not any(
+            isinstance(value, c) for c in constraints if isinstance(c, type)
+        ):
+            raise _Reject
+        return value
+
+    def describe(self) -> str:
+        bound = _evaluated(self.typevar.__bound__)
+        if isinstance(bound, type):
+            return f"{self.typevar.__name__} (bound to {bound.__qualname__})"
+        if self.typevar.__constraints__:
+            names = ", ".join(_name(c) for c in self.typevar.__constraints__)
+            return f"{self.typevar.__name__} (one of {names})"
+        return self.typevar.__name__
+
+
+def _evaluated(annotation: Any) -> Any:
+    """A TypeVar's bound or constraint, with a forward reference resolved when possible."""
+    if isinstance(annotation, typing.ForwardRef):
+        try:
+            return typing._eval_type(annotation, {}, None)  # type: ignore[attr-defined]
+        except Exception:
+            return None
+    return annotation
+
+
+def _name(tp: Any) -> str:
+    return getattr(tp, "__qualname__", None) or repr(tp)
+
+
+def check_binding(bindings: dict[Any, type], typevar: Any, bound: type) -> Optional[str]:
+    """Bind ``typevar`` to ``bound`` in ``bindings`` (experimaestro 2.x's rule), or say why not.
+
+    A new binding is recorded; a subclass of the current binding keeps it; a base class of it
+    widens the binding to that base; an unrelated type is a conflict (the message is returned).
+    """
+    current = bindings.get(typevar)
+    if current is None or issubclass(bound, current):
+        bindings.setdefault(typevar, bound)
+        return None
+    if issubclass(current, bound):
+        bindings[typevar] = bound
+        return None
+    return (
+        f"the type variable {typevar.__name__} is bound to {_name(current)} and cannot also be "
+        f"{_name(bound)} (neither a subclass nor a base class of it)"
+    )
+
+
+class GenericConfigType(TypeSpec):
+    """A parameterized generic configuration class, ``Sampler[PairwiseSample]``: an instance of
+    ``Sampler`` whose class, when it fixes the type arguments, fixes them to fitting ones."""
+
+    def __init__(self, origin: type, args: tuple[Any, ...]) -> None:
+        self.cls = origin
+        self.args = args
+
+    def convert(self, value: Any) -> Any:
+        if not isinstance(value, self.cls):
+            raise _Reject
+        actual = _type_arguments(type(value), self.cls)
+        if actual is not None and len(actual) == len(self.args):
+            for declared, given in zip(self.args, actual):
+                if not _fits(given, declared):
+                    raise _Reject
+        return value
+
+    def is_subtype_of(self, other: "GenericConfigType") -> bool:
+        """Whether every value of this type is one of ``other`` (for overriding declarations)."""
+        if not issubclass(self.cls, other.cls) or len(self.args) != len(other.args):
+            return False
+        return all(_fits(mine, theirs) for mine, theirs in zip(self.args, other.args))
+
+    def describe(self) -> str:
+        return f"{self.cls.__qualname__}[{', '.join(_name(a) for a in self.args)}]"
+
+
+def _type_arguments(cls: type, origin: type) -> Optional[tuple[Any, ...]]:
+    """The type arguments ``cls`` gives to the generic class ``origin`` (``class S(Base[int])``
+    gives ``(int,)``), or None when it gives none."""
+    for klass in cls.__mro__:
+        for base in klass.__dict__.get("__orig_bases__", ()):
+            if typing.get_origin(base) is origin:
+                return typing.get_args(base)
+    return None
+
+
+def _fits(given: Any, declared: Any) -> bool:
+    """Whether the type argument ``given`` fits the declared one (a TypeVar fits anything)."""
+    if isinstance(declared, TypeVar) or isinstance(given, TypeVar) or declared is Any:
+        return True
+    if typing.get_origin(declared) is Union or _is_pep604_union(declared):
+        return any(_fits(given, option) for option in typing.get_args(declared))
+    if isinstance(given, type) and isinstance(declared, type):
+        return issubclass(given, declared)
+    given_origin, declared_origin = typing.get_origin(given), typing.get_origin(declared)
+    if given_origin is not None and declared_origin is not None:
+        return (
+            isinstance(given_origin, type)
+            and isinstance(declared_origin, type)
+            and issubclass(given_origin, declared_origin)
+            and len(typing.get_args(given)) == len(typing.get_args(declared))
+            and all(
+                _fits(g, d) for g, d in zip(typing.get_args(given), typing.get_args(declared))
+            )
+        )
+    return bool(given == declared)
+
+
 _SCALARS: dict[Any, TypeSpec] = {
     int: IntType(),
     float: FloatType(),
@@ -396,6 +600,10 @@ def typespec(annotation: Any) -> TypeSpec:
         return DictType(AnyType(), AnyType())
     if origin is Union or _is_pep604_union(annotation):
         return UnionType([typespec(a) for a in args])
+    if isinstance(annotation, TypeVar):
+        return TypeVarType(annotation)
+    if isinstance(origin, type) and issubclass(origin, Config):
+        return GenericConfigType(origin, args)
     if isinstance(annotation, type):
         if issubclass(annotation, enum.Enum):
             return EnumType(annotation)
@@ -415,10 +623,14 @@ def _is_pep604_union(annotation: Any) -> bool:
 def split_annotation(annotation: Any) -> tuple[Optional[ParamKind], Any, Optional[str]]:
     """Split ``Param[Annotated[int, help("x")]]`` into (kind, bare type, help text).
 
-    Returns ``(None, annotation, None)`` for an annotation that declares no parameter.
+    Returns ``(None, annotation, None)`` for an annotation that declares no parameter. As in
+    experimaestro 2.x, ``Annotated[int, help("...")]`` (or with a checker, ``Choices([...])``)
+    alone declares a ``Param``, and
+    ``Annotated[Path, pathgenerator("out.txt")]`` a ``Meta`` (see :func:`annotated_generator`).
     """
     kind: Optional[ParamKind] = None
     help_text: Optional[str] = None
+    implied: Optional[ParamKind] = None
     bare = annotation
     while typing.get_origin(bare) is Annotated:
         args = typing.get_args(bare)
@@ -427,5 +639,35 @@ def split_annotation(annotation: Any) -> tuple[Optional[ParamKind], Any, Optiona
                 kind = extra
             elif isinstance(extra, help):
                 help_text = extra.text
+                implied = implied or ParamKind.PARAM
+            elif isinstance(extra, Checker):
+                implied = implied or ParamKind.PARAM
+            elif _is_path_generator(extra):
+                implied = ParamKind.META
         bare = args[0]
-    return kind, bare, help_text
+    return kind or implied, bare, help_text
+
+
+def annotated_checkers(annotation: Any) -> tuple[Checker, ...]:
+    """The checkers given in ``Annotated[T, Choices(...)]`` (at any nesting level)."""
+    found: list[Checker] = []
+    while typing.get_origin(annotation) is Annotated:
+        found.extend(extra for extra in annotation.__metadata__ if isinstance(extra, Checker))
+        annotation = typing.get_args(annotation)[0]
+    return tuple(found)
+
+
+def annotated_generator(annotation: Any) -> Any:
+    """The ``PathGenerator`` given in ``Annotated[Path, pathgenerator("out.txt")]``, or None."""
+    while typing.get_origin(annotation) is Annotated:
+        for extra in annotation.__metadata__:
+            if _is_path_generator(extra):
+                return extra
+        annotation = typing.get_args(annotation)[0]
+    return None
+
+
+def _is_path_generator(value: Any) -> bool:
+    from .paths import PathGenerator
+
+    return isinstance(value, PathGenerator)

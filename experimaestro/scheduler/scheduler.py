@@ -41,6 +41,7 @@ from .dependency_errors import dependency_problem
 from .job import Job
 from ..connectors.files import atomic_write
 from ..launchers.jobfiles import EXIT_DISK_FULL, EXIT_LOCKED, FailureRecord, JobState
+from .partials import partial_tokens
 from .tokens import HolderInfo, TokenDependency, TokenStore, acquire_all, release_all
 from .watcher import FolderWatcher
 
@@ -135,6 +136,7 @@ class Scheduler:
                     f"(give tasks, task outputs or token.dependency(n))"
                 )
             tokens.append(dep)
+        tokens.extend(partial_tokens(task, job.path))
         callbacks = list(task.__xpm__.completion_callbacks)
         job.scheduler = self
         with self._jobs_lock:
