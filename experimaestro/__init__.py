@@ -21,8 +21,12 @@ from .core.config import (
 )
 from typing import Annotated
 
+from .core.cache import cache
+from .core.datapath import DataPath, OptionalDataPath
+from .core.hooks import SubmitHook
 from .core.partial import ParameterGroup, Partial, param_group, partial
-from .core.paths import PathGenerator, pathgenerator
+from .core.paths import STDERR, STDOUT, PathGenerator, pathgenerator
+from .core.resumable import GracefulTimeout, ResumableTask, TaskCancelled
 from .core.tags import tags, tagspath
 from .core.typeids import Identifier
 from .core.types import (
@@ -40,8 +44,18 @@ from .version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     from .launcherfinder import find_launcher
-    from .scheduler.experiment import FailedExperiment, Interrupted, experiment
+    from .launchers.base import Launcher
+    from .progressbar import tqdm
+    from .savedconfig import deserialize, serialize
+    from .scheduler.experiment import (
+        DirtyGitAction,
+        DirtyGitError,
+        FailedExperiment,
+        Interrupted,
+        experiment,
+    )
     from .scheduler.tokens import CounterToken
+    from .xpinfo import ExperimentInfo, load_xp_info
 
 _LAZY = {
     "experiment": "experimaestro.scheduler.experiment",
@@ -54,6 +68,14 @@ _LAZY = {
     "find_launcher": "experimaestro.launcherfinder",
     "JobIdentifier": "experimaestro.core.identifier",
     "sealed_set": "experimaestro.core.tags",
+    "Launcher": "experimaestro.launchers.base",
+    "tqdm": "experimaestro.progressbar",
+    "serialize": "experimaestro.savedconfig",
+    "deserialize": "experimaestro.savedconfig",
+    "load_xp_info": "experimaestro.xpinfo",
+    "ExperimentInfo": "experimaestro.xpinfo",
+    "DirtyGitAction": "experimaestro.scheduler.gitstate",
+    "DirtyGitError": "experimaestro.scheduler.gitstate",
 }
 
 
@@ -78,30 +100,46 @@ __all__ = [
     "Config",
     "Constant",
     "CounterToken",
+    "DataPath",
+    "DirtyGitAction",
+    "DirtyGitError",
+    "ExperimentInfo",
     "FailedExperiment",
+    "GracefulTimeout",
     "Identifier",
     "InstanceConfig",
     "Interrupted",
     "Job",
     "JobIdentifier",
     "JobState",
+    "Launcher",
     "LightweightTask",
     "Meta",
     "Option",
+    "OptionalDataPath",
     "Param",
     "ParameterGroup",
     "Partial",
     "PathGenerator",
+    "ResumableTask",
     "RunMode",
+    "STDERR",
+    "STDOUT",
     "SealedError",
+    "serialize",
+    "SubmitHook",
     "Task",
+    "TaskCancelled",
     "ValidationError",
     "__version__",
+    "cache",
+    "deserialize",
     "experiment",
     "explain",
     "field",
     "find_launcher",
     "help",
+    "load_xp_info",
     "param_group",
     "partial",
     "pathgenerator",
@@ -110,4 +148,5 @@ __all__ = [
     "tag",
     "tags",
     "tagspath",
+    "tqdm",
 ]

@@ -40,32 +40,38 @@ class _RunnerJob:
         return self.path / f"{self.name}.err"
 
 
-class _Cancelled(BaseException):
-    """Raised in the job when it receives SIGTERM (scancel, jobs kill)."""
-
-
 def _on_sigterm(signum: int, frame: Any) -> None:
-    raise _Cancelled()
+    from .core.resumable import TaskCancelled
+
+    raise TaskCancelled("received SIGTERM")
 
 
-def _load(params_path: Path) -> Any:
+def _load(params_path: Path, main: bool = False, post_init: bool = True) -> Any:
     """The task of a job folder's params.json, ready to run: every task of the graph knows its job
     folder, ``__post_init__`` has run, and upstream tasks (stored as references to their own job
-    folders) are read from their params.json when first used."""
+    folders) are read from their params.json when first used. For the job's own params.json
+    (``main``), the job's environment variables are set first (before any class is imported) and
+    its workspace becomes the one of ``@cache`` methods."""
     from .core.config import iter_configs
-    from .core.serialization import loads
+    from .core.serialization import from_document, parse_document
 
     path = params_path.parent
     workspace = path.parent.parent.parent
 
     def load_reference(relpath: str) -> Any:
-        return _load(workspace / relpath / "params.json")
+        return _load(workspace / relpath / "params.json", post_init=post_init)
 
-    task = loads(
-        params_path.read_text(), job=path, source=str(params_path), load_reference=load_reference
-    )
+    document = parse_document(params_path.read_text(), source=str(params_path))
+    if main:
+        from .core.cache import push_workspace
+
+        os.environ.update(document.environ)
+        push_workspace(workspace)
+    task = from_document(document, job=path, load_reference=load_reference)
     configs = list(iter_configs(task))
     _attach_jobs(task, configs, path)
+    if not post_init:  # configurations, not objects (load_xp_info)
+        return task
     for cfg in reversed(configs):
         # A reference runs its __post_init__ when it is read (its own _load).
         post_init = getattr(type(cfg), "__post_init__", None)
@@ -111,6 +117,7 @@ def _banner(text: str) -> None:
 
 def run(params_path: Path) -> int:
     """Run the job whose params.json is given; returns the process exit code."""
+    from .core.resumable import TaskCancelled
     from .launchers.jobfiles import EXIT_DISK_FULL, EXIT_LOCKED, JobFiles
 
     params_path = params_path.resolve()
@@ -138,13 +145,13 @@ def run(params_path: Path) -> int:
     message = ""
     partial_locks: list[int] = []
     try:
-        task = _load(params_path)
+        task = _load(params_path, main=True)
         partial_locks = _hold_partials(task, files.path)
         os.chdir(files.path)
         for init in task.__xpm__.init_tasks:
             init.execute()
         task.execute()
-    except _Cancelled:
+    except TaskCancelled:
         code, reason, message = 128 + signal.SIGTERM, "cancelled", "received SIGTERM"
     except MemoryError:
         code, reason, message = 1, "memory", "MemoryError"

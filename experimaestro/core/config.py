@@ -37,17 +37,20 @@ class SealedError(AttributeError):
     """Raised when a parameter of a submitted (sealed) configuration is assigned."""
 
 
-class RunMode(enum.Enum):
+class RunMode(str, enum.Enum):
     """How ``submit()`` treats a task.
 
     * ``NORMAL``: schedule and run it;
     * ``GENERATE_ONLY``: write the job directory (params.json, script) but do not run it;
     * ``DRY_RUN``: compute everything, the job path included, and write nothing.
+
+    A ``str`` enum with experimaestro 2.x's values (``RunMode("dry-run")``, ``RunMode.DRY_RUN ==
+    "dry-run"``).
     """
 
     NORMAL = "normal"
-    GENERATE_ONLY = "generate_only"
-    DRY_RUN = "dry_run"
+    GENERATE_ONLY = "generate"
+    DRY_RUN = "dry-run"
 
 
 class TaggedValue:
@@ -228,9 +231,14 @@ class ConfigInformation:
 
         return JobIdentifier(config_digest(self.config))
 
-    @property
     def tags(self) -> dict[str, Any]:
-        """The tags set on this configuration itself (see ``Config.tags()`` for the whole graph)."""
+        """The tags of the whole configuration graph, as ``cfg.tags()`` (2.x: ``cfg.__xpm__.tags()``);
+        the configuration's own tags are ``cfg.__xpm__.own_tags``."""
+        return dict(graph_tags(self.config))
+
+    @property
+    def own_tags(self) -> dict[str, Any]:
+        """The tags set on this configuration itself."""
         return dict(self._tags)
 
     @property
@@ -557,6 +565,16 @@ class Config:
         """The tags of the whole configuration graph (a configuration's own tags win)."""
         return dict(graph_tags(self))
 
+    def instance(
+        self: C, context: Any = None, *, objects: Optional[dict] = None, keep: bool = True
+    ) -> C:
+        """This configuration as the job process builds it: fresh objects of the same classes,
+        shared sub-configurations kept shared, ``__post_init__`` called (see core/instance.py).
+        ``context`` is accepted for 2.x code and not used."""
+        from .instance import instance
+
+        return instance(self, objects=objects, keep=keep)
+
     # -- job access ----------------------------------------------------------------------------
 
     @property
@@ -712,6 +730,7 @@ def resolve_generated_paths(task: "Task", job_path: Path) -> None:
     def other_task(cfg: Config) -> bool:
         return cfg is not task and isinstance(cfg, Task) and cfg.__xpm__.job is not None
 
+    job_name = task.__xpm__.xpmtype.name
     for cfg in iter_configs(task, stop=other_task):
         values = cfg.__dict__
         for name in cfg.__xpm__.xpmtype.arguments:
@@ -721,7 +740,7 @@ def resolve_generated_paths(task: "Task", job_path: Path) -> None:
                     base = job_path
                 else:
                     base = partial_path(workspace, cfg, value.partial)
-                values[name] = base / value.relative
+                values[name] = base / value.relative_path(job_path, job_name, cfg)
                 if name not in cfg.__xpm__.generated:
                     cfg.__xpm__.generated.append(name)
 

@@ -81,6 +81,11 @@ class ParamsDocument:
     experimaestro: str = ""
     #: The tags of the whole graph (``Config.tags()`` of the root), for tools that read the file.
     tags: dict[str, Any] = attrs.field(factory=dict)
+    #: More roots, listed after ``root`` (``experimaestro.serialize``'s init tasks).
+    others: list[int] = attrs.field(factory=list)
+    #: Environment variables set in the job process before its classes are imported
+    #: (``xp.setenv``, the launcher's, submit hooks'); not part of the identifier.
+    environ: dict[str, str] = attrs.field(factory=dict)
 
 
 _converter = cattrs.Converter(forbid_extra_keys=False)
@@ -111,14 +116,16 @@ class _Bases:
 # --- Writing ----------------------------------------------------------------------------------
 
 
-def _ordered_graph(root: Config, is_reference: Any) -> list[Config]:
+def _ordered_graph(
+    root: Config, is_reference: Any, others: "tuple[Config, ...]" = ()
+) -> list[Config]:
     """Every configuration reachable from ``root`` (values, producing tasks, init tasks), listed so
     that each comes after everything it refers to. Iterative post-order walk; a configuration for
     which ``is_reference`` is true is listed but not entered."""
     order: list[Config] = []
     state: dict[int, int] = {}  # 1 = on the stack, 2 = listed
     path: list[Config] = []  # the configurations on the stack, outermost first
-    stack: list[tuple[Config, bool]] = [(root, False)]
+    stack: list[tuple[Config, bool]] = [(r, False) for r in reversed((root, *others))]
     while stack:
         cfg, expanded = stack.pop()
         key = id(cfg)
@@ -208,16 +215,24 @@ def _module_of(cls: type) -> tuple[str, Optional[str]]:
 
 
 def to_document(
-    root: Config, *, job: Optional[Path] = None, workspace: Optional[Path] = None
+    root: Config,
+    *,
+    job: Optional[Path] = None,
+    workspace: Optional[Path] = None,
+    environ: Optional[dict[str, str]] = None,
+    others: "tuple[Config, ...]" = (),
+    references: bool = True,
 ) -> ParamsDocument:
-    """The params document of a configuration graph."""
+    """The params document of a configuration graph; ``others`` are more roots (sharing the
+    graph); with ``references=False``, submitted tasks are written in full, not as references to
+    their job folders."""
     from ..version import __version__
     from .identifier import config_digest
 
     def is_reference(cfg: Config) -> bool:
-        return cfg is not root and _job_relpath(cfg) is not None
+        return references and cfg is not root and _job_relpath(cfg) is not None
 
-    order = _ordered_graph(root, is_reference)
+    order = _ordered_graph(root, is_reference, others)
     ids = {id(cfg): i for i, cfg in enumerate(order)}
     bases = _Bases(job, workspace)
     records = []
@@ -262,6 +277,8 @@ def to_document(
         job=str(job) if job else None,
         experimaestro=__version__,
         tags=dict(sorted(graph_tags(root).items())),
+        environ=dict(environ or {}),
+        others=[ids[id(c)] for c in others],
     )
 
 
@@ -273,9 +290,16 @@ def _job_relpath(cfg: Config) -> Optional[str]:
     return str(relpath) if relpath is not None else None
 
 
-def dumps(root: Config, *, job: Optional[Path] = None, workspace: Optional[Path] = None) -> str:
+def dumps(
+    root: Config,
+    *,
+    job: Optional[Path] = None,
+    workspace: Optional[Path] = None,
+    environ: Optional[dict[str, str]] = None,
+) -> str:
     """params.json text for a configuration graph."""
-    return json.dumps(_converter.unstructure(to_document(root, job=job, workspace=workspace)))
+    document = to_document(root, job=job, workspace=workspace, environ=environ)
+    return json.dumps(_converter.unstructure(document))
 
 
 # --- Reading ----------------------------------------------------------------------------------
@@ -409,12 +433,25 @@ def from_document(
     workspace: Optional[Path] = None,
     load_reference: Optional[ReferenceLoader] = None,
 ) -> Config:
-    """Rebuild the (sealed) configuration graph of a params document.
+    """Rebuild the (sealed) configuration graph of a params document; returns its root (see
+    :func:`build_objects` for all its objects).
 
     Tasks get no job here (``cfg.__xpm__.job`` stays None): the caller, who knows the workspace
     layout, attaches one, using each task record's ``identifier``. A referenced task (an upstream
     job) gets its values from ``load_reference(record.job)`` on first access.
     """
+    objects = build_objects(doc, job=job, workspace=workspace, load_reference=load_reference)
+    return objects[doc.root]
+
+
+def build_objects(
+    doc: ParamsDocument,
+    *,
+    job: Optional[Path] = None,
+    workspace: Optional[Path] = None,
+    load_reference: Optional[ReferenceLoader] = None,
+) -> list[Config]:
+    """Every configuration of a params document, in its order (see :func:`from_document`)."""
     bases = _Bases(job or (Path(doc.job) if doc.job else None), workspace or doc.workspace)
     objects: list[Config] = []
     for record in doc.objects:
@@ -467,7 +504,7 @@ def from_document(
             if task is not cfg:
                 cfg.__xpm__.task = task  # type: ignore[assignment]
         cfg.__xpm__.sealed = True
-    return objects[doc.root]
+    return objects
 
 
 def parse_document(text: str, *, source: str = "params.json") -> ParamsDocument:
@@ -514,6 +551,7 @@ def loads(
 
 __all__ = [
     "FORMAT_VERSION",
+    "build_objects",
     "ObjectRecord",
     "ParamsDocument",
     "ParamsFormatError",

@@ -24,7 +24,8 @@ class Launched:
 
 
 class Launcher(abc.ABC):
-    """Starts ``python -m experimaestro run <jobdir>/params.json`` for a job."""
+    """Starts ``python -m experimaestro run <jobdir>/params.json`` for a job (public as
+    ``experimaestro.Launcher``, the base class of every launcher)."""
 
     #: How many jobs this launcher runs at once (None: no limit of its own).
     max_jobs: Optional[int] = None
@@ -35,3 +36,17 @@ class Launcher(abc.ABC):
 
     def describe(self) -> str:
         return type(self).__name__
+
+    @property
+    def environ(self) -> dict[str, str]:
+        """Environment variables of the jobs this launcher starts (2.x: ``launcher.environ``);
+        a job's own (``job.environ``, submit hooks) and the experiment's (``xp.setenv``) come with
+        them, the job's first, then the launcher's, then the experiment's."""
+        env = self.__dict__.get("_environ")
+        if env is None:
+            env = self.__dict__["_environ"] = {}
+        return env
+
+    def setenv(self, key: str, value: str) -> None:
+        """Set an environment variable for the jobs this launcher starts."""
+        self.environ[key] = value

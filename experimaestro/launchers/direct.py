@@ -7,8 +7,9 @@ import shlex
 import socket
 import sys
 import time
-from typing import Optional
+from typing import Optional, Union
 
+from ..connectors.base import Connector
 from ..connectors.local import LocalConnector
 from ..connectors.files import atomic_write
 from ..connectors.process import PidRecord
@@ -45,12 +46,36 @@ class DirectLauncher(Launcher):
 
     def __init__(
         self,
-        max_jobs: Optional[int] = None,
+        connector_or_max_jobs: Union[LocalConnector, int, None] = None,
+        /,
         *,
+        max_jobs: Optional[int] = None,
         python: Optional[str] = None,
         connector: Optional[LocalConnector] = None,
         fork: bool = True,
     ) -> None:
+        """The first positional argument is either the connector (as experimaestro 2.x writes
+        it: ``DirectLauncher(LocalConnector.instance())``) or ``max_jobs`` (``DirectLauncher(8)``);
+        both also go by keyword."""
+        first = connector_or_max_jobs
+        if isinstance(first, Connector):
+            if connector is not None:
+                raise TypeError("DirectLauncher: the connector is given twice (positional and connector=)")
+            connector = first
+        elif isinstance(first, int) and not isinstance(first, bool):
+            if max_jobs is not None:
+                raise TypeError("DirectLauncher: max_jobs is given twice (positional and max_jobs=)")
+            max_jobs = first
+        elif first is not None:
+            raise TypeError(
+                f"DirectLauncher({first!r}): the first argument is a connector "
+                f"(LocalConnector.instance()) or the number of jobs run at once (an int)"
+            )
+        if connector is not None and not isinstance(connector, LocalConnector):
+            raise TypeError(
+                f"DirectLauncher runs jobs on this machine: give LocalConnector.instance(), "
+                f"not {connector!r}"
+            )
         if max_jobs is not None and max_jobs < 1:
             raise ValueError(f"DirectLauncher(max_jobs={max_jobs}): give at least 1")
         self.max_jobs = max_jobs or os.cpu_count() or 1

@@ -18,8 +18,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Optional, Union
 
+from ..core.cache import pop_workspace, push_workspace
 from ..core.config import RunMode, Task
+from .gitstate import DirtyGitAction, DirtyGitError, dirty_repositories
 from .job import Job
+from .submission import prepare_job
 from ..launchers.jobfiles import JobState
 from .workspace import Workspace
 
@@ -67,6 +70,18 @@ class FailedExperiment(RuntimeError):
         self.jobs = jobs
 
 
+def _caller_folders() -> list[Path]:
+    """The folder of the first caller outside experimaestro (the experiment script's)."""
+    package = str(Path(__file__).resolve().parent.parent)
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith("<") and not os.path.abspath(filename).startswith(package):
+            return [Path(filename).resolve().parent]
+        frame = frame.f_back  # type: ignore[assignment]
+    return []
+
+
 def _tail(path: Path, lines: int = 10) -> list[str]:
     try:
         with open(path, "rb") as f:
@@ -87,6 +102,15 @@ class experiment:  # noqa: N801 - the public name users write
     :param port: port of the web monitor (accepted; served by a later version)
     :param run_mode: NORMAL, GENERATE_ONLY (write job folders only) or DRY_RUN (write nothing)
     :param launcher: the default launcher of submitted tasks (default: the local launcher)
+    :param dirty_git: when the project's git repository (the one holding the calling script, or
+        each of ``project_paths``) has uncommitted changes: ``"warn"`` (the default: a warning in
+        the log), ``"error"`` (:class:`DirtyGitError` on entering the block) or ``"ignore"``
+    :param project_paths: the folders whose repositories ``dirty_git`` checks
+
+    Accepted for experimaestro 2.x code and without effect here: ``host`` and ``token`` (of 2.x's
+    web server; ``port`` is kept for our monitor), ``no_db`` (2.x's own database, which we never
+    had), ``no_environmental_impact`` (2.x's carbon tracking, which we do not do),
+    ``register_signals`` (Ctrl-C is always handled: see docs/running.md) and ``wait_for_quit``.
     """
 
     def __init__(
@@ -95,16 +119,36 @@ class experiment:  # noqa: N801 - the public name users write
         name: str,
         *,
         port: Optional[int] = None,
-        run_mode: RunMode = RunMode.NORMAL,
+        run_mode: Optional[RunMode] = None,
         launcher: Any = None,
+        dirty_git: Union[DirtyGitAction, str] = DirtyGitAction.WARN,
+        project_paths: Optional[list[Path]] = None,
+        host: Optional[str] = None,
+        token: Optional[str] = None,
+        no_db: bool = False,
+        no_environmental_impact: bool = False,
+        register_signals: bool = True,
+        wait_for_quit: bool = False,
     ) -> None:
         if not name or "/" in name or name in (".", ".."):
             raise ValueError(f"experiment name {name!r} must be a plain folder name")
-        self.workspace = Workspace(workdir)
+        try:
+            self.dirty_git = DirtyGitAction(dirty_git)
+        except ValueError:
+            raise ValueError(
+                f"experiment(dirty_git={dirty_git!r}): give one of ignore, warn, error"
+            ) from None
+        run_mode = RunMode.NORMAL if run_mode is None else RunMode(run_mode)
+        self.workspace = Workspace(workdir, run_mode=run_mode, launcher=launcher)
         self.name = name
         self.port = port
         self.run_mode = run_mode
         self._launcher = launcher
+        self.project_paths = (
+            [Path(p) for p in project_paths] if project_paths is not None else _caller_folders()
+        )
+        #: Services added with :meth:`add_service`, by id.
+        self.services: dict[str, Any] = {}
         self._jobs: dict[str, Job] = {}
         #: Jobs not finished yet (guarded by the scheduler's condition).
         self._pending: set[Job] = set()
@@ -119,6 +163,47 @@ class experiment:  # noqa: N801 - the public name users write
     def path(self) -> Path:
         """The experiment's folder, ``<workdir>/experiments/<name>``."""
         return self.workspace.experiment(self.name)
+
+    @property
+    def workdir(self) -> Path:
+        """The experiment's folder (2.x's name): ``xp.workdir / "results"`` is ``xp.resultspath``.
+        2.x makes one folder per run inside it; here, runs share this folder."""
+        return self.path
+
+    @staticmethod
+    def current() -> "experiment":
+        """The innermost running experiment of this process (an error when there is none)."""
+        xp = current_experiment()
+        if xp is None:
+            raise RuntimeError(
+                "experiment.current(): no experiment is running; call it inside "
+                "`with experiment(workdir, name) as xp:`"
+            )
+        return xp
+
+    def setenv(self, name: str, value: str, override: bool = True) -> None:
+        """Set an environment variable in every job this experiment submits afterwards (a
+        launcher's own variables and a job's win over it). With ``override=False``, a variable
+        already set is kept."""
+        if override or name not in self.workspace.env:
+            self.workspace.env[name] = str(value)
+
+    def add_service(self, service: Any) -> Any:
+        """Add a service (2.x's ``Service``: a TensorBoard server...) to the experiment, by its
+        ``id``; returns it. Its ``set_experiment(xp)`` is called when it has one, and its
+        ``stop()`` when the experiment ends. The web monitor will list them; nothing else uses
+        them yet."""
+        service_id = getattr(service, "id", None)
+        if service_id is None:
+            raise TypeError(f"add_service({service!r}): a service needs an `id` attribute")
+        existing = self.services.get(service_id)
+        if existing is not None and existing is not service:
+            logger.warning("service %s replaced by another one with the same id", service_id)
+        self.services[service_id] = service
+        set_experiment = getattr(service, "set_experiment", None)
+        if callable(set_experiment):
+            set_experiment(self)
+        return service
 
     @property
     def resultspath(self) -> Path:
@@ -145,6 +230,7 @@ class experiment:  # noqa: N801 - the public name users write
                 f"process imports the script to find its classes, so put the experiment under "
                 f"`if __name__ == \"__main__\":` (or move the classes into a module)"
             )
+        self._check_git()
         if self.run_mode is not RunMode.DRY_RUN:
             self.workspace.create()
             self.resultspath.mkdir(parents=True, exist_ok=True)
@@ -161,8 +247,20 @@ class experiment:  # noqa: N801 - the public name users write
             logger.info("experiment %s started in %s (pid %d)", self.name, self.path, os.getpid())
         with _current_lock:
             _current.append(self)
+        push_workspace(self.workspace.path)
         self.open = True
         return self
+
+    def _check_git(self) -> None:
+        if self.dirty_git is DirtyGitAction.IGNORE:
+            return
+        for repo in dirty_repositories(self.project_paths):
+            message = f"experiment {self.name}: the project repository {repo} has uncommitted changes"
+            if self.dirty_git is DirtyGitAction.ERROR:
+                raise DirtyGitError(
+                    f"{message} (dirty_git=error): commit them, or pass dirty_git='warn'"
+                )
+            logger.warning(message)
 
     def __exit__(
         self,
@@ -196,6 +294,8 @@ class experiment:  # noqa: N801 - the public name users write
                 )
         finally:
             self.open = False
+            pop_workspace(self.workspace.path)
+            self._stop_services()
             with _current_lock:
                 if self in _current:
                     _current.remove(self)
@@ -203,6 +303,15 @@ class experiment:  # noqa: N801 - the public name users write
                 logging.getLogger("experimaestro").removeHandler(self._log_handler)
                 self._log_handler.close()
                 self._log_handler = None
+
+    def _stop_services(self) -> None:
+        for service in self.services.values():
+            stop = getattr(service, "stop", None)
+            if callable(stop):
+                try:
+                    stop()
+                except Exception:  # a service that fails to stop must not hide the outcome
+                    logger.exception("service %s failed to stop", getattr(service, "id", service))
 
     def _abort(self, exc: BaseException) -> None:
         """Leave after an exception: drop the jobs not started; running jobs go on. Ctrl-C
@@ -239,6 +348,7 @@ class experiment:  # noqa: N801 - the public name users write
 
             launcher = default_launcher()
         job = Job(task, self.workspace.path, launcher=launcher)
+        prepare_job(job, self.workspace.env)
         job = self.scheduler.submit(job, run_mode or self.run_mode)
         with self.scheduler.changed:
             if job.identifier not in self._jobs:
@@ -356,4 +466,11 @@ class experiment:  # noqa: N801 - the public name users write
         return "\n".join(lines)
 
 
-__all__ = ["FailedExperiment", "Interrupted", "current_experiment", "experiment"]
+__all__ = [
+    "DirtyGitAction",
+    "DirtyGitError",
+    "FailedExperiment",
+    "Interrupted",
+    "current_experiment",
+    "experiment",
+]

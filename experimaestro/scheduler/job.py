@@ -48,6 +48,9 @@ class Job:
         self.attempt = 0
         self.started_at: Optional[float] = None
         self.ended_at: Optional[float] = None
+        #: The job's environment variables (set in the job process): the experiment's
+        #: (``xp.setenv``), the launcher's, and those that submit hooks add.
+        self.environ: dict[str, str] = {}
         self._finished = threading.Event()
         self._files: Optional[JobFiles] = None
 

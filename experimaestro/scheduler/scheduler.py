@@ -153,7 +153,7 @@ class Scheduler:
             self._repair_params(job, done_at)
         else:
             # Written now so that a value params.json cannot hold fails at the submit() line.
-            job.params = dumps(task, job=job.path, workspace=job.workspace)
+            job.params = dumps(task, job=job.path, workspace=job.workspace, environ=job.environ)
         job.dependencies = dependencies
         job.tokens = tokens
         job.callbacks = callbacks
@@ -207,7 +207,8 @@ class Scheduler:
             "%s is done but %s: writing it again from the submitted configuration", job, problem
         )
         try:
-            atomic_write(files.params, dumps(job.task, job=job.path, workspace=job.workspace))
+            atomic_write(files.params, dumps(job.task, job=job.path, workspace=job.workspace,
+                                              environ=job.environ))
         except OSError as exc:
             logger.warning("cannot write %s: %s", files.params, exc)
 
@@ -225,9 +226,10 @@ class Scheduler:
         ):
             existing.reset()
             existing.launcher = job.launcher
+            existing.environ = job.environ
             if existing.params is None:
                 existing.params = dumps(existing.task, job=existing.path,
-                                        workspace=existing.workspace)
+                                        workspace=existing.workspace, environ=existing.environ)
             self.post(lambda: self._schedule(existing))
         return existing
 

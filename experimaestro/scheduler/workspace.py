@@ -14,14 +14,33 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Any, Iterator, Union
 
 
 class Workspace:
-    """A workspace folder and the places inside it."""
+    """A workspace folder and the places inside it.
 
-    def __init__(self, path: Union[str, Path]) -> None:
+    In an experiment (``xp.workspace``), it also carries what 2.x code reads there: ``run_mode``,
+    ``env`` (the variables set in every job, ``xp.setenv``), ``launcher`` (the default one) and
+    ``connector`` (this machine's, or the default launcher's).
+    """
+
+    def __init__(self, path: Union[str, Path], run_mode: Any = None, launcher: Any = None) -> None:
         self.path = Path(path).expanduser().absolute()
+        self.run_mode = run_mode
+        self.launcher = launcher
+        #: Environment variables set in every job of the experiment (``xp.setenv``).
+        self.env: dict[str, str] = {}
+
+    @property
+    def connector(self) -> Any:
+        """The connector of the default launcher (the local machine's when there is none)."""
+        connector = getattr(self.launcher, "connector", None)
+        if connector is None:
+            from ..connectors.local import LocalConnector
+
+            connector = LocalConnector.instance()
+        return connector
 
     @property
     def jobs(self) -> Path:
