@@ -33,7 +33,7 @@ def load_xp_info(path: Union[str, Path]) -> ExperimentInfo:
 
     folder = Path(path).expanduser().absolute()
     jobs_folder = folder / "jobs"
-    if not jobs_folder.is_dir():
+    if folder.parent.name != "experiments" or not jobs_folder.is_dir():
         raise FileNotFoundError(
             f"load_xp_info: {folder} is not an experiment folder (it has no jobs/ folder); give "
             f"<workspace>/experiments/<name>, which is xp.workdir"
