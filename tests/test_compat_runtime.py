@@ -78,6 +78,9 @@ def test_run_mode_members_have_2x_values() -> None:
     assert [(m.name, m.value) for m in RunMode] == RUNMODE_270
     assert RunMode("dry-run") is RunMode.DRY_RUN
     assert RunMode.GENERATE_ONLY == "generate"  # a str enum, as in 2.x
+    assert RunMode("generate_only") is RunMode.GENERATE_ONLY is RunMode("GENERATE_ONLY")
+    with pytest.raises(ValueError):
+        RunMode("sometimes")
 
 
 def test_xpm_tags_is_callable_as_in_2x() -> None:

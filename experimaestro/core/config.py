@@ -45,12 +45,19 @@ class RunMode(str, enum.Enum):
     * ``DRY_RUN``: compute everything, the job path included, and write nothing.
 
     A ``str`` enum with experimaestro 2.x's values (``RunMode("dry-run")``, ``RunMode.DRY_RUN ==
-    "dry-run"``).
+    "dry-run"``); the lower-case member names are accepted too (``RunMode("dry_run")``).
     """
 
     NORMAL = "normal"
     GENERATE_ONLY = "generate"
     DRY_RUN = "dry-run"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Optional["RunMode"]:
+        # The member names also work, in any case: RunMode("generate_only"), RunMode("DRY_RUN").
+        if isinstance(value, str):
+            return cls.__members__.get(value.upper().replace("-", "_"))
+        return None
 
 
 class TaggedValue:

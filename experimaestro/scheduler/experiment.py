@@ -71,13 +71,17 @@ class FailedExperiment(RuntimeError):
 
 
 def _caller_folders() -> list[Path]:
-    """The folder of the first caller outside experimaestro (the experiment script's)."""
-    package = str(Path(__file__).resolve().parent.parent)
+    """The folder of the first caller that is neither experimaestro nor an installed package
+    (the experiment script's, whose repository ``dirty_git`` checks)."""
+    skipped = {str(Path(__file__).resolve().parent.parent)}
+    skipped.update(os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix))
     frame = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not filename.startswith("<") and not os.path.abspath(filename).startswith(package):
-            return [Path(filename).resolve().parent]
+        if not filename.startswith("<"):
+            path = os.path.realpath(filename)
+            if not any(path.startswith(s + os.sep) for s in skipped):
+                return [Path(path).parent]
         frame = frame.f_back  # type: ignore[assignment]
     return []
 
