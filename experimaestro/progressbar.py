@@ -37,16 +37,19 @@ class xpm_tqdm(_std_tqdm):  # noqa: N801 - 2.x's name
 
     def update(self, n: float = 1) -> Optional[bool]:
         result = super().update(n)
-        total = self.total
+        total = getattr(self, "total", None)
         if total:
-            report_progress(min(1.0, self.n / total), level=self._xpm_level, desc=self.desc or None)
+            report_progress(min(1.0, self.n / total), level=self._xpm_level,
+                            desc=getattr(self, "desc", None) or None)
         return result
 
     def close(self) -> None:
         # Iteration reports at tqdm's refresh interval only: say where the bar ended.
-        if not getattr(self, "_xpm_closed", True) and self.total:
-            report_progress(min(1.0, self.n / self.total), level=self._xpm_level,
-                            desc=self.desc or None)
+        # (a disabled bar lacks some attributes)
+        total = getattr(self, "total", None)
+        if not getattr(self, "_xpm_closed", True) and total:
+            report_progress(min(1.0, self.n / total), level=self._xpm_level,
+                            desc=getattr(self, "desc", None) or None)
         self._xpm_closed = True
         super().close()
 

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ from xpm_runtime import (
 )
 
 import experimaestro
-from conftest import wait_until
+from conftest import controller_env, wait_until
 from experimaestro import (
     DirtyGitError,
     FailedExperiment,
@@ -180,6 +181,20 @@ def test_submit_hook_may_change_the_launcher(tmp_path: Path) -> None:
         Hooked.__dict__["_xpm_submit_hooks"].remove(UseLauncher("l"))
 
 
+def test_submit_hooks_stop_at_other_submitted_tasks(tmp_path: Path) -> None:
+    """As 2.7.0: the hooks of an upstream task's classes apply to its job, not to its dependents'."""
+    from xpm_runtime import Learn, Model
+
+    upstream = HookedTask.C(h=Hooked.C())
+    upstream.submit(run_mode=RunMode.DRY_RUN, workspace=tmp_path)
+    assert upstream.__xpm__.job.environ == HOOK_ENV_270
+    Learn.C(model=Model.C()).submit(run_mode=RunMode.DRY_RUN, workspace=tmp_path)
+    holder = EnvTask.C()
+    holder.add_dependencies(upstream)
+    holder.submit(run_mode=RunMode.DRY_RUN, workspace=tmp_path)
+    assert holder.__xpm__.job.environ == {}
+
+
 def test_add_service(tmp_path: Path) -> None:
     events: list[str] = []
 
@@ -207,6 +222,33 @@ def _git(folder: Path, *args: str) -> None:
         ["git", "-C", str(folder), "-c", "user.name=t", "-c", "user.email=t@t", *args],
         check=True, capture_output=True,
     )
+
+
+def test_dirty_git_checks_the_script_repository_by_default(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    _git(project, "init", "-q")
+    (project / "xp.py").write_text(
+        "from experimaestro import experiment\n"
+        "with experiment('ws', 'dirty', dirty_git='error'):\n"
+        "    pass\n"
+    )
+    _git(project, "add", "xp.py")
+    _git(project, "commit", "-qm", "v1")
+    run = subprocess.run(
+        [sys.executable, str(project / "xp.py")], cwd=tmp_path, capture_output=True, text=True,
+        env=controller_env(), timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    with (project / "xp.py").open("a") as f:
+        f.write("# changed\n")
+    run = subprocess.run(
+        [sys.executable, str(project / "xp.py")], cwd=tmp_path, capture_output=True, text=True,
+        env=controller_env(), timeout=120,
+    )
+    assert run.returncode != 0
+    assert f"DirtyGitError: experiment dirty: the project repository {project.resolve()} has " \
+        "uncommitted changes" in run.stderr
 
 
 def test_dirty_git(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -278,6 +320,11 @@ def test_tqdm_reports_progress_through_experimaestro_progress(
     bar.update(5)
     assert reports[-1][:2] == (0.5, 0)
     bar.close()
+
+
+def test_tqdm_without_a_progress_function(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(experimaestro, "progress", None, raising=False)
+    assert list(tqdm(range(3), disable=True)) == [0, 1, 2]
 
 
 def test_tqdm_in_a_job(tmp_path: Path) -> None:
