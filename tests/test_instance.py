@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from xpm_runtime import Describe, Learn, Model, Sub, Top, describe
+from xpm_runtime import Describe, Learn, Model, Sub, Top, UsesLearn, UsesUses, describe
 
 from experimaestro import Config, Param, RunMode, SealedError, ValidationError, experiment
 
@@ -111,3 +111,17 @@ def test_instance_is_what_the_job_process_builds(tmp_path: Path) -> None:
     in_controller = json.loads(json.dumps(describe(task.top.instance())))
     assert in_controller == in_job
     assert in_job["a_is_b"] and in_job["a_is_lst0"] and in_job["calls"] == [1, 1]
+
+
+def test_instance_of_an_upstream_task_in_a_job(tmp_path: Path) -> None:
+    """In the job process, an upstream task is read from its params.json when first used:
+    instance() reads it too."""
+    with experiment(tmp_path / "ws", "upstream"):
+        learn = Learn.C(model=Model.C(n=7))
+        learn.submit()
+        uses = UsesLearn.C(learn=learn)
+        uses.submit()
+        deeper = UsesUses.C(uses=uses)
+        deeper.submit()
+    assert json.loads(uses.out.read_text()) == {"n": 7, "out": str(learn.out)}
+    assert json.loads(deeper.out.read_text()) == {"n": 7, "out": str(learn.out)}

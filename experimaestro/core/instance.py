@@ -30,10 +30,11 @@ def instance(
     config: "Config", *, objects: Optional[dict[int, tuple[Any, Any]]] = None, keep: bool = True
 ) -> Any:
     """The plain object of ``config`` (see the module docstring)."""
-    from .config import Config, ConfigInformation, _children, xpmtype
+    from .config import Config, ConfigInformation, _children, ensure_loaded, xpmtype
     from .paths import GeneratedPath
     from .serialization import _cycle_error
 
+    ensure_loaded(config)
     config.__xpm__.seal()
     built: dict[int, tuple[Any, Any]] = {} if objects is None else objects
 
@@ -55,6 +56,7 @@ def instance(
         state[key] = 1
         path.append(cfg)
         stack.append((cfg, True))
+        ensure_loaded(cfg)  # in a job, an upstream task is read from its params.json when used
         for child in reversed(_children(cfg)):
             if state.get(id(child)) == 1:
                 raise _cycle_error(path + [child])

@@ -81,6 +81,28 @@ class Describe(Task):
         self.out.write_text(json.dumps(describe(self.top)))
 
 
+class UsesLearn(Task):
+    """Turns an upstream task (read in the job from its own params.json) into its object."""
+
+    learn: Param[Learn]
+    out: Meta[Path] = field(default_factory=PathGenerator("upstream.json"))
+
+    def execute(self) -> None:
+        learn = self.learn.instance()
+        self.out.write_text(json.dumps({"n": learn.model.n, "out": str(learn.out)}))
+
+
+class UsesUses(Task):
+    """Two levels of upstream tasks, each read from its own params.json when used."""
+
+    uses: Param[UsesLearn]
+    out: Meta[Path] = field(default_factory=PathGenerator("upstream.json"))
+
+    def execute(self) -> None:
+        uses = self.uses.instance()
+        self.out.write_text(json.dumps({"n": uses.learn.model.n, "out": str(uses.learn.out)}))
+
+
 def describe(top: Top) -> dict:
     """What instance() must give as the job process does: classes, values, sharing, __post_init__."""
     return {
