@@ -42,6 +42,7 @@ def serialize(
         raise TypeError(f"serialize({obj!r}): give a configuration (built with .C(...))")
     init_tasks = tuple(init_tasks)
     directory = Path(save_directory).absolute()
+    _load_references((obj, *init_tasks))
     document = to_document(obj, others=init_tasks, references=False)
     order = _order_of(obj, init_tasks)
     connector = LocalConnector.instance()
@@ -63,6 +64,22 @@ def serialize(
             record.fields[name] = {"$path": relative, "base": "job"}
     directory.mkdir(parents=True, exist_ok=True)
     atomic_write(directory / definition_filename, json.dumps(_converter.unstructure(document)))
+
+
+def _load_references(roots: tuple[Config, ...]) -> None:
+    """In a job process, upstream tasks are read from their params.json when first used: read
+    them all, since they are written in full."""
+    from .core.config import _children, ensure_loaded
+
+    seen: set[int] = set()
+    stack = list(roots)
+    while stack:
+        cfg = stack.pop()
+        if id(cfg) in seen:
+            continue
+        seen.add(id(cfg))
+        ensure_loaded(cfg)
+        stack.extend(_children(cfg))
 
 
 def _order_of(obj: Config, init_tasks: tuple[Config, ...]) -> list[Config]:

@@ -366,6 +366,22 @@ def test_serialize_copies_data_paths_and_loads_back(tmp_path: Path) -> None:
     assert type(obj) is Ranker and obj.weights.loaded == ["W"]  # the init task ran on it
 
 
+def test_serialize_in_a_job_writes_upstream_tasks_in_full(tmp_path: Path) -> None:
+    from xpm_runtime import Learn, Model, SaveUpstream, UsesLearn
+
+    with experiment(tmp_path / "ws", "save"):
+        learn = Learn.C(model=Model.C(n=3))
+        learn.submit()
+        uses = UsesLearn.C(learn=learn)
+        uses.submit()
+        save = SaveUpstream.C(uses=uses)
+        save.submit()
+    config, init_tasks = deserialize(save.jobpath / "saved")
+    assert type(config) is UsesLearn and config.learn.model.n == 3 and init_tasks == []
+    assert config.learn.out == learn.out
+    assert config.__xpm__.identifier == uses.__xpm__.identifier
+
+
 def test_serialize_and_deserialize_errors(tmp_path: Path) -> None:
     missing = Ranker.C(weights=Weights.C(path=tmp_path / "nothing"))
     with pytest.raises(FileNotFoundError, match=r"Weights\.path is a DataPath whose file .*nothing"):

@@ -103,6 +103,17 @@ class UsesUses(Task):
         self.out.write_text(json.dumps({"n": uses.learn.model.n, "out": str(uses.learn.out)}))
 
 
+class SaveUpstream(Task):
+    """Saves an upstream task (read from its params.json when used) with serialize()."""
+
+    uses: Param[UsesLearn]
+
+    def execute(self) -> None:
+        from experimaestro import serialize
+
+        serialize(self.uses, self.jobpath / "saved")
+
+
 def describe(top: Top) -> dict:
     """What instance() must give as the job process does: classes, values, sharing, __post_init__."""
     return {
