@@ -29,7 +29,8 @@ from ..experiments.yamlfile import ConfigurationError
          "(default: ~/.config/experimaestro).",
 )
 @click.option(
-    "--run-mode", type=click.Choice([m.value for m in RunMode], case_sensitive=False),
+    # The members' names, as 2.x's click.Choice(RunMode) takes them (RunMode accepts them).
+    "--run-mode", type=click.Choice([m.name.lower() for m in RunMode], case_sensitive=False),
     default="normal", show_default=True,
     help="normal; generate_only: write the job folders, run nothing; dry_run: write nothing.",
 )

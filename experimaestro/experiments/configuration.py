@@ -17,10 +17,12 @@ itself (docs/migrating.md).
 
 from __future__ import annotations
 
-import enum
 from typing import Any, Callable, List, Optional, TypeVar, overload
 
 import attrs
+
+# The one enum of dirty_git, shared with experiment(dirty_git=...); 2.x has it here.
+from ..scheduler.gitstate import DirtyGitAction
 
 try:  # lets type checkers see the keyword-only constructor
     from typing import dataclass_transform
@@ -29,14 +31,6 @@ except ImportError:  # Python 3.10
         return lambda f: f
 
 T = TypeVar("T", bound=type)
-
-
-class DirtyGitAction(str, enum.Enum):
-    """What to do when the experiment's code has uncommitted changes (git)."""
-
-    IGNORE = "ignore"
-    WARN = "warn"
-    ERROR = "error"
 
 
 class _Missing:

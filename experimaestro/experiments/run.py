@@ -24,7 +24,6 @@ import inspect
 import json
 import logging
 import os
-import subprocess
 import sys
 import traceback
 import typing
@@ -34,7 +33,7 @@ from types import ModuleType
 from typing import Any, Callable, Optional
 
 from ..core.config import RunMode
-from .configuration import DirtyGitAction
+from ..scheduler.gitstate import DirtyGitAction, dirty_repository
 from .helper import ExperimentHelper, UnexpectedArguments
 from .loading import MergedConfiguration, is_file_reference, merge_configuration, yaml_path
 from .schema import structure
@@ -131,7 +130,9 @@ def run_experiment(options: RunOptions, warn: Callable[[str], None] = _warn) -> 
     from ..scheduler.experiment import FailedExperiment, experiment
 
     try:
-        xp = experiment(workspace.path, experiment_id, run_mode=options.run_mode, port=port)
+        # dirty_git was checked above, on the experiment's code (with the YAML's messages).
+        xp = experiment(workspace.path, experiment_id, run_mode=options.run_mode, port=port,
+                        dirty_git=DirtyGitAction.IGNORE)
     except ValueError as exc:
         raise ConfigurationError(f"{merged.origins.get(('id',), 'id')}: id: {exc}") from None
     named = f"workspace {workspace.id} " if workspace.id else "workspace "
@@ -305,14 +306,7 @@ def _check_git(module: ModuleType, action: DirtyGitAction, warn: Callable[[str],
     if action is DirtyGitAction.IGNORE or not getattr(module, "__file__", None):
         return
     folder = Path(module.__file__).parent  # type: ignore[arg-type]
-    try:
-        result = subprocess.run(
-            ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=30,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return
-    if result.returncode != 0 or not result.stdout.strip():
+    if dirty_repository(folder) is None:
         return  # not a git repository (or clean)
     message = (
         f"the git repository of {folder} has uncommitted changes (dirty_git: "
