@@ -367,15 +367,10 @@ def test_serialize_copies_data_paths_and_loads_back(tmp_path: Path) -> None:
 
 
 def test_serialize_in_a_job_writes_upstream_tasks_in_full(tmp_path: Path) -> None:
-    from xpm_runtime import Learn, Model, SaveUpstream, UsesLearn
+    from xpm_runtime import SaveUpstream, UsesLearn, submit_upstream_chain
 
     with experiment(tmp_path / "ws", "save"):
-        learn = Learn.C(model=Model.C(n=3))
-        learn.submit()
-        uses = UsesLearn.C(learn=learn)
-        uses.submit()
-        save = SaveUpstream.C(uses=uses)
-        save.submit()
+        learn, uses, save = submit_upstream_chain(3, SaveUpstream)
     config, init_tasks = deserialize(save.jobpath / "saved")
     assert type(config) is UsesLearn and config.learn.model.n == 3 and init_tasks == []
     assert config.learn.out == learn.out

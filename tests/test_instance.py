@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from xpm_runtime import Describe, Learn, Model, Sub, Top, UsesLearn, UsesUses, describe
+from xpm_runtime import Describe, Learn, Model, Sub, Top, UsesUses, describe, submit_upstream_chain
 
 from experimaestro import Config, Param, RunMode, SealedError, ValidationError, experiment
 
@@ -117,11 +117,6 @@ def test_instance_of_an_upstream_task_in_a_job(tmp_path: Path) -> None:
     """In the job process, an upstream task is read from its params.json when first used:
     instance() reads it too."""
     with experiment(tmp_path / "ws", "upstream"):
-        learn = Learn.C(model=Model.C(n=7))
-        learn.submit()
-        uses = UsesLearn.C(learn=learn)
-        uses.submit()
-        deeper = UsesUses.C(uses=uses)
-        deeper.submit()
+        learn, uses, deeper = submit_upstream_chain(7, UsesUses)
     assert json.loads(uses.out.read_text()) == {"n": 7, "out": str(learn.out)}
     assert json.loads(deeper.out.read_text()) == {"n": 7, "out": str(learn.out)}

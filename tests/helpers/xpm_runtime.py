@@ -114,6 +114,17 @@ class SaveUpstream(Task):
         serialize(self.uses, self.jobpath / "saved")
 
 
+def submit_upstream_chain(n: int, last: type) -> tuple[Learn, UsesLearn, Task]:
+    """Submit Learn(model n) <- UsesLearn <- ``last`` (a task with a ``uses`` parameter)."""
+    learn = Learn.C(model=Model.C(n=n))
+    learn.submit()
+    uses = UsesLearn.C(learn=learn)
+    uses.submit()
+    top = last.C(uses=uses)
+    top.submit()
+    return learn, uses, top
+
+
 def describe(top: Top) -> dict:
     """What instance() must give as the job process does: classes, values, sharing, __post_init__."""
     return {
