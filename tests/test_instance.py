@@ -120,3 +120,16 @@ def test_instance_of_an_upstream_task_in_a_job(tmp_path: Path) -> None:
         learn, uses, deeper = submit_upstream_chain(7, UsesUses)
     assert json.loads(uses.out.read_text()) == {"n": 7, "out": str(learn.out)}
     assert json.loads(deeper.out.read_text()) == {"n": 7, "out": str(learn.out)}
+
+
+def test_instance_of_a_cycle_is_refused() -> None:
+    from typing import Optional
+
+    class Node(Config):
+        other: Param[Optional["Node"]] = None
+
+    a, b = Node.C(), Node.C()
+    a.other = b
+    b.other = a
+    with pytest.raises(ValidationError, match=r"has a cycle: Node\.other -> Node\.other -> Node"):
+        a.instance()
