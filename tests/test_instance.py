@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import pytest
 from xpm_runtime import Describe, Learn, Model, Sub, Top, UsesUses, describe, submit_upstream_chain
@@ -123,8 +124,6 @@ def test_instance_of_an_upstream_task_in_a_job(tmp_path: Path) -> None:
 
 
 def test_instance_of_a_cycle_is_refused() -> None:
-    from typing import Optional
-
     class Node(Config):
         other: Param[Optional["Node"]] = None
 
