@@ -130,5 +130,5 @@ def test_instance_of_a_cycle_is_refused() -> None:
     a, b = Node.C(), Node.C()
     a.other = b
     b.other = a
-    with pytest.raises(ValidationError, match=r"has a cycle: Node\.other -> Node\.other -> Node"):
+    with pytest.raises(ValidationError, match=r"has a cycle: .*Node\.other -> .*Node\.other -> .*Node; "):
         a.instance()
