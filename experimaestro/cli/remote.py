@@ -1,0 +1,38 @@
+"""The remote halves of the SSH connector's transfers, run on the remote host over one channel.
+
+``experimaestro sync-send ROOT`` reads a sync request on stdin and writes the tar stream of the
+folder ``ROOT`` on stdout (:mod:`experimaestro.connectors.sync`); ``experimaestro stage-receive
+WORKSPACE`` receives the user's code into the workspace's code store
+(:mod:`experimaestro.connectors.staging`). Neither is meant to be typed by a user (hidden from
+``--help``). Errors go to stderr, with exit code 1.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..connectors.staging import StagingError, serve_stage
+from ..connectors.sync import SyncError, serve_send
+
+
+@click.command("sync-send", hidden=True)
+@click.argument("root", type=click.Path(path_type=Path))
+def sync_send(root: Path) -> None:
+    """Send the changed files of ROOT as a tar stream (request on stdin, tar on stdout)."""
+    try:
+        serve_send(root, sys.stdin.buffer, sys.stdout.buffer)
+    except (SyncError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.command("stage-receive", hidden=True)
+@click.argument("workspace", type=click.Path(path_type=Path))
+def stage_receive(workspace: Path) -> None:
+    """Receive a snapshot of the user's code into WORKSPACE's code store (stdin/stdout)."""
+    try:
+        serve_stage(workspace, sys.stdin.buffer, sys.stdout.buffer)
+    except (StagingError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None

@@ -1,0 +1,491 @@
+"""Incremental copy of a folder as ONE tar stream (the sync-back of remote job folders).
+
+The two halves talk over a pair of binary streams (a paramiko channel, a pipe, or in-process):
+
+1. the **receiver** (the side that wants a copy) sends a request, one JSON line: what it already has
+   (relative path, size, modification time in ns; symbolic links with their target), the exclude
+   patterns and whether excluded files are wanted anyway (``include_excluded``);
+2. the **sender** answers with a tar stream (PAX) of only the files that are new or differ by size or
+   modification time, then a last member, :data:`INDEX_NAME`, listing every path it has (so the
+   receiver removes what the sender no longer has, and knows the stream is complete);
+3. the receiver extracts it safely: each member's name is checked (no absolute path, no ``..``, no
+   link pointing outside the folder, no hard link, device or fifo), each file is written to a
+   temporary name and renamed (never a half-written file), and gets the sender's mode and exact
+   modification time, so that the next request shows it as up to date.
+
+Exclude patterns are :func:`fnmatch.fnmatch` patterns matched against the relative path (``/``
+separated; ``*`` also matches ``/``, so ``*.ckpt`` excludes checkpoints in every sub-folder) and
+against each of its parent folders (``checkpoints`` excludes the whole folder). Excluded files are
+neither sent nor deleted on the receiver.
+
+On the remote host, ``python -m experimaestro sync-send ROOT`` runs :func:`serve_send` on its
+standard input and output; :func:`receive` is the local half. :func:`sync_folders` does both in
+one process (two threads over a pipe), for local copies and tests.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import json
+import os
+import shutil
+import stat
+import tarfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import IO, ContextManager, Iterator, Protocol, Sequence, Union
+
+from .remote_record import RECORD_NAME, read_remote_record, write_remote_record
+
+#: The name of the tar stream's last member: the sender's list of paths (never written to disk).
+INDEX_NAME = ".xpm-sync-index.json"
+#: Names the receiver never overwrites nor deletes (its own records about the copy).
+PROTECTED = (RECORD_NAME,)
+#: Version of the request line; a sender refuses a request of another version.
+PROTOCOL = 1
+#: Buffer size of the tar streams (large buffers keep a channel's throughput up).
+BUFSIZE = 1 << 20
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class SyncError(Exception):
+    """A synchronisation failed: the message names the file or member and the cause."""
+
+
+@dataclass
+class SyncRequest:
+    """What the receiver has, and what it wants (the first line of the exchange)."""
+
+    #: relative path -> (size, modification time in ns) of the receiver's regular files
+    files: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: relative path -> target of the receiver's symbolic links
+    links: dict[str, str] = field(default_factory=dict)
+    exclude: list[str] = field(default_factory=list)
+    include_excluded: bool = False
+
+    def to_line(self) -> bytes:
+        data = {"xpm-sync": PROTOCOL, "exclude": self.exclude, "include_excluded": self.include_excluded,
+                "files": {p: list(v) for p, v in self.files.items()}, "links": self.links}
+        return json.dumps(data, separators=(",", ":")).encode("ascii") + b"\n"
+
+    @classmethod
+    def from_line(cls, line: bytes) -> "SyncRequest":
+        try:
+            data = json.loads(line)
+            if data.get("xpm-sync") != PROTOCOL:
+                raise SyncError(f"sync request of protocol {data.get('xpm-sync')!r}, this side speaks "
+                                f"{PROTOCOL}: install the same experimaestro version on both hosts")
+            return cls(files={p: (int(s), int(m)) for p, (s, m) in data["files"].items()},
+                       links=dict(data["links"]), exclude=list(data["exclude"]),
+                       include_excluded=bool(data["include_excluded"]))
+        except SyncError:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise SyncError(f"malformed sync request ({exc}): {line[:200]!r}") from None
+
+
+@dataclass
+class SyncStats:
+    """What one synchronisation moved."""
+
+    files: int = 0  #: files (and links) sent or written
+    bytes: int = 0  #: bytes of file data sent or written
+    deleted: int = 0  #: files removed on the receiver because the sender no longer has them
+    paths: list[str] = field(default_factory=list)  #: the relative paths sent or written
+
+
+# --- Patterns and walking -------------------------------------------------------------------------
+
+
+def is_excluded(relative: str, patterns: Sequence[str]) -> bool:
+    """Whether ``relative`` (``/``-separated) or one of its parent folders matches a pattern."""
+    if not patterns:
+        return False
+    parts = relative.split("/")
+    for i in range(len(parts), 0, -1):
+        prefix = "/".join(parts[:i])
+        if any(fnmatch.fnmatchcase(prefix, p) or fnmatch.fnmatchcase(prefix, p.rstrip("/"))
+               for p in patterns):
+            return True
+    return False
+
+
+def _walk(root: Path, exclude: Sequence[str]) -> Iterator[tuple[str, os.stat_result]]:
+    """``(relative path, lstat)`` of the entries under ``root`` that are not excluded, folders first
+    (excluded folders are not entered)."""
+    stack = [""]
+    while stack:
+        relative_dir = stack.pop()
+        try:
+            entries = sorted(os.scandir(root / relative_dir), key=lambda e: e.name)
+        except OSError as exc:
+            raise SyncError(f"cannot list {root / relative_dir}: {exc.strerror}") from None
+        subdirs = []
+        for entry in entries:
+            relative = f"{relative_dir}/{entry.name}" if relative_dir else entry.name
+            if is_excluded(relative, exclude):
+                continue
+            st = entry.stat(follow_symlinks=False)
+            yield relative, st
+            if stat.S_ISDIR(st.st_mode):
+                subdirs.append(relative)
+        stack.extend(reversed(subdirs))
+
+
+def scan(root: PathLike, exclude: Sequence[str] = ()) -> SyncRequest:
+    """The receiver's view of ``root`` (its files and links, excluded ones left out), as a request.
+
+    A missing ``root`` is an empty folder."""
+    root = Path(root)
+    request = SyncRequest(exclude=list(exclude))
+    if not root.is_dir():
+        return request
+    for relative, st in _walk(root, ()):
+        if relative in PROTECTED:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            request.files[relative] = (st.st_size, st.st_mtime_ns)
+        elif stat.S_ISLNK(st.st_mode):
+            request.links[relative] = os.readlink(root / relative)
+    return request
+
+
+# --- The sender ---------------------------------------------------------------------------------
+
+
+class _Padded(io.RawIOBase):
+    """A file read for exactly ``size`` bytes: zeros past its end (a file that shrank while being
+    sent; its modification time then differs, so the next synchronisation sends it again)."""
+
+    def __init__(self, handle: IO[bytes], size: int) -> None:
+        self.handle, self.left = handle, size
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        data = self.handle.read(n)
+        if len(data) < n:
+            data += b"\0" * (n - len(data))
+        self.left -= len(data)
+        return data
+
+
+class _Coalesce:
+    """Gathers tarfile's small writes into chunks of :data:`BUFSIZE` (one channel packet train
+    instead of thousands of 10 KB writes)."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out, self.buffer = out, bytearray()
+
+    def write(self, data: bytes) -> int:
+        self.buffer += data
+        if len(self.buffer) >= BUFSIZE:
+            self.out.write(bytes(self.buffer))
+            self.buffer.clear()
+        return len(data)
+
+    def flush(self) -> None:
+        if self.buffer:
+            self.out.write(bytes(self.buffer))
+            self.buffer.clear()
+        self.out.flush()
+
+
+def _mtime_text(mtime_ns: int) -> str:
+    return f"{mtime_ns // 1_000_000_000}.{mtime_ns % 1_000_000_000:09d}"
+
+
+def _mtime_ns(member: tarfile.TarInfo) -> int:
+    """The exact modification time of a member (its PAX ``mtime``, else the ustar seconds)."""
+    text = member.pax_headers.get("mtime")
+    if text:
+        seconds, _, fraction = text.partition(".")
+        return int(seconds) * 1_000_000_000 + int((fraction + "000000000")[:9])
+    return int(member.mtime) * 1_000_000_000
+
+
+def send(root: PathLike, request: SyncRequest, out: IO[bytes]) -> SyncStats:
+    """Write to ``out`` the tar stream answering ``request`` for the folder ``root``."""
+    root = Path(root)
+    if not root.is_dir():
+        raise SyncError(f"{root} is not a folder on this host (the job folder was removed?)")
+    exclude = () if request.include_excluded else request.exclude
+    stats = SyncStats()
+    index: dict[str, list[str]] = {"files": [], "links": [], "dirs": []}
+    chunks = _Coalesce(out)
+    with tarfile.open(fileobj=chunks, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for relative, st in _walk(root, exclude):
+            if relative in PROTECTED or relative == INDEX_NAME:
+                continue
+            info = tarfile.TarInfo(relative)
+            info.mode = stat.S_IMODE(st.st_mode)
+            info.mtime = st.st_mtime_ns // 1_000_000_000
+            info.pax_headers = {"mtime": _mtime_text(st.st_mtime_ns)}
+            if stat.S_ISDIR(st.st_mode):
+                index["dirs"].append(relative)
+            elif stat.S_ISLNK(st.st_mode):
+                target = os.readlink(root / relative)
+                index["links"].append(relative)
+                if request.links.get(relative) != target:
+                    info.type, info.linkname = tarfile.SYMTYPE, target
+                    tar.addfile(info)
+                    stats.files += 1
+                    stats.paths.append(relative)
+            elif stat.S_ISREG(st.st_mode):
+                index["files"].append(relative)
+                if request.files.get(relative) == (st.st_size, st.st_mtime_ns):
+                    continue
+                info.size = st.st_size
+                try:
+                    handle = open(root / relative, "rb")
+                except OSError as exc:
+                    raise SyncError(f"cannot read {root / relative}: {exc.strerror}") from None
+                with handle:
+                    tar.addfile(info, _Padded(handle, st.st_size))
+                stats.files += 1
+                stats.bytes += st.st_size
+                stats.paths.append(relative)
+            # sockets, fifos and devices are not copied
+        data = json.dumps(index).encode("utf-8")
+        info = tarfile.TarInfo(INDEX_NAME)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    chunks.flush()
+    return stats
+
+
+def serve_send(root: PathLike, instream: IO[bytes], out: IO[bytes]) -> SyncStats:
+    """The sender's whole side: read the request line from ``instream``, answer on ``out``
+    (what ``python -m experimaestro sync-send ROOT`` runs on stdin and stdout)."""
+    line = instream.readline()
+    if not line:
+        raise SyncError("no sync request received (the receiver closed the stream)")
+    return send(root, SyncRequest.from_line(line), out)
+
+
+# --- The receiver -------------------------------------------------------------------------------
+
+
+def _checked_name(name: str) -> str:
+    """A member name as a safe relative path, or SyncError."""
+    if not name or "\0" in name or name.startswith("/") or "\\" in name:
+        raise SyncError(f"refused tar member {name!r}: not a plain relative path")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise SyncError(f"refused tar member {name!r}: it points outside the folder")
+    return "/".join(parts)
+
+
+def _inside(root_real: str, path: str) -> bool:
+    real = os.path.realpath(path)
+    return real == root_real or real.startswith(root_real + os.sep)
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.unlink(path)
+
+
+class _Receiver:
+    """Extracts the members of one stream under ``root``, refusing anything unsafe."""
+
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self.real = os.path.realpath(root)
+
+    def target(self, name: str) -> str:
+        """The path to write for a checked name; its parent folder created, and inside the root
+        even through links already there."""
+        path = os.path.join(self.root, *name.split("/"))
+        parent = os.path.dirname(path)
+        if not _inside(self.real, parent):
+            raise SyncError(f"refused tar member {name!r}: its folder is a link leading outside "
+                            f"{self.root}")
+        if not os.path.isdir(parent):
+            if os.path.lexists(parent):
+                os.unlink(parent)  # a file (or link) where the sender now has a folder
+            os.makedirs(parent, exist_ok=True)
+        return path
+
+    def folder(self, name: str) -> None:
+        """Create the folder of a checked name (inside the root)."""
+        os.makedirs(self.target(name + "/."), exist_ok=True)
+
+    def _temporary(self, path: str) -> str:
+        return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.xpm-sync")
+
+    def write_file(self, name: str, member: tarfile.TarInfo, data: IO[bytes]) -> None:
+        path = self.target(name)
+        tmp = self._temporary(path)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                shutil.copyfileobj(data, handle, BUFSIZE)
+            os.chmod(tmp, member.mode & 0o777)
+            mtime = _mtime_ns(member)
+            os.utime(tmp, ns=(mtime, mtime))
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def write_link(self, name: str, member: tarfile.TarInfo) -> None:
+        target = member.linkname
+        resolved = os.path.normpath(os.path.join(os.path.dirname(name), target))
+        if os.path.isabs(target) or resolved == ".." or resolved.startswith("../"):
+            raise SyncError(f"refused tar member {name!r}: a link to {target!r}, outside the folder")
+        path = self.target(name)
+        tmp = self._temporary(path)
+        try:
+            os.symlink(target, tmp)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def prune(self, index: dict, exclude: Sequence[str]) -> list[str]:
+        """Remove the files and links the sender no longer has (excluded and protected ones stay)."""
+        kept = set(index.get("files", ())) | set(index.get("links", ()))
+        for folder in index.get("dirs", ()):
+            self.folder(_checked_name(folder))
+        removed = []
+        for relative, st in list(_walk(self.root, ())):
+            if stat.S_ISDIR(st.st_mode) or relative in kept or relative in PROTECTED:
+                continue
+            if is_excluded(relative, exclude):
+                continue
+            os.unlink(self.root / relative)
+            removed.append(relative)
+        return removed
+
+
+def receive(root: PathLike, stream: IO[bytes], request: SyncRequest, delete: bool = True) -> SyncStats:
+    """Extract the tar stream answering ``request`` into ``root``, safely (see the module's
+    docstring); with ``delete``, remove the files the sender no longer has. SyncError when a member
+    is unsafe or the stream ends early: the files written before stay (each one whole)."""
+    receiver = _Receiver(Path(root))
+    stats = SyncStats()
+    index = None
+    try:
+        tar = tarfile.open(fileobj=stream, mode="r|")
+    except tarfile.ReadError as exc:
+        raise SyncError(f"the sender sent no tar stream ({exc}): see its error output") from None
+    with tar:
+        try:
+            for member in tar:
+                if index is not None:
+                    raise SyncError(f"refused tar member {member.name!r}: after the end of the index")
+                if member.name == INDEX_NAME and member.isreg():
+                    index = json.loads(tar.extractfile(member).read())
+                    continue
+                name = _checked_name(member.name)
+                if name in PROTECTED:
+                    raise SyncError(f"refused tar member {name!r}: a record of the receiver")
+                if member.isreg():
+                    receiver.write_file(name, member, tar.extractfile(member))
+                    stats.bytes += member.size
+                elif member.issym():
+                    receiver.write_link(name, member)
+                elif member.isdir():
+                    receiver.folder(name)
+                    continue
+                else:
+                    kind = "a hard link" if member.islnk() else "a device or fifo"
+                    raise SyncError(f"refused tar member {name!r}: {kind} is never extracted")
+                stats.files += 1
+                stats.paths.append(name)
+        except OSError as exc:
+            raise SyncError(f"cannot write {exc.filename or root}: {exc.strerror or exc}") from None
+        except (tarfile.TarError, EOFError) as exc:
+            raise SyncError(f"the tar stream broke off ({exc}): the sender failed or the connection "
+                            f"dropped; the files received so far are complete, sync again") from None
+    if index is None:
+        raise SyncError("the tar stream ended before its index: the sender failed or the connection "
+                        "dropped; the files received so far are complete, sync again")
+    if delete:
+        exclude = () if request.include_excluded else request.exclude
+        stats.deleted = len(receiver.prune(index, exclude))
+    return stats
+
+
+def pull(root: PathLike, to_sender: IO[bytes], from_sender: IO[bytes], exclude: Sequence[str] = (),
+         include_excluded: bool = False, delete: bool = True) -> SyncStats:
+    """The receiver's whole side: scan ``root``, send the request on ``to_sender``, extract the
+    answer read from ``from_sender`` (e.g. the stdin and stdout of a remote
+    ``python -m experimaestro sync-send REMOTE_ROOT``)."""
+    request = scan(root, exclude)
+    request.include_excluded = include_excluded
+    to_sender.write(request.to_line())
+    to_sender.flush()
+    return receive(root, from_sender, request, delete=delete)
+
+
+def sync_folders(source: PathLike, destination: PathLike, exclude: Sequence[str] = (),
+                 include_excluded: bool = False, delete: bool = True) -> SyncStats:
+    """Copy ``source`` into ``destination`` incrementally, through the same stream protocol (the
+    sender in a thread, over pipes)."""
+    request_r, request_w = os.pipe()
+    tar_r, tar_w = os.pipe()
+    failure: list[BaseException] = []
+
+    def sender() -> None:
+        with open(request_r, "rb") as instream, open(tar_w, "wb") as out:
+            try:
+                serve_send(source, instream, out)
+            except BaseException as exc:  # reported by the receiver's side
+                failure.append(exc)
+
+    thread = threading.Thread(target=sender, name="xpm-sync-send", daemon=True)
+    thread.start()
+    try:
+        with open(request_w, "wb") as to_sender, open(tar_r, "rb") as from_sender:
+            return pull(destination, to_sender, from_sender, exclude, include_excluded, delete)
+    except SyncError:
+        thread.join()  # the pipes are closed: the sender cannot block any more
+        if failure:
+            raise failure[0] from None
+        raise
+    finally:
+        thread.join()
+
+
+# --- A job folder -------------------------------------------------------------------------------
+
+
+class SyncChannel(Protocol):
+    """What a connector offers to synchronise a folder it holds (the SSH connector: the stdin and
+    stdout of ``python -m experimaestro sync-send REMOTE_ROOT`` on one channel)."""
+
+    def sync_streams(self, remote_root: str) -> ContextManager[tuple[IO[bytes], IO[bytes]]]:
+        """Start the sender for ``remote_root``: ``(to the sender, from the sender)``; leaving the
+        context closes the channel and raises if the sender failed."""
+        ...
+
+
+def pull_job(jobpath: PathLike, channel: SyncChannel, exclude: Sequence[str] = (),
+             include_excluded: bool = False) -> SyncStats:
+    """Synchronise a local job folder from its remote copy (named by its ``.remote.json``), then
+    record the time (what ``experimaestro jobs sync ID`` does; ``include_excluded`` fetches the
+    excluded files too)."""
+    jobpath = Path(jobpath)
+    record = read_remote_record(jobpath)
+    if record is None:
+        raise SyncError(f"{jobpath} has no {RECORD_NAME}: the job did not run on a remote host")
+    with channel.sync_streams(record.path) as (to_sender, from_sender):
+        stats = pull(jobpath, to_sender, from_sender, exclude, include_excluded)
+    write_remote_record(jobpath, record.synced())
+    return stats

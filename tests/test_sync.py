@@ -1,0 +1,274 @@
+"""Incremental folder sync as one tar stream (experimaestro/connectors/sync.py), between two local
+folders; the same functions run over SSH in test_ssh_sync.py."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from experimaestro.connectors.remote_record import (
+    RECORD_NAME, RemoteCopy, RemoteRecordError, read_remote_record, write_remote_record,
+)
+from experimaestro.connectors.sync import (
+    INDEX_NAME, SyncError, SyncRequest, is_excluded, pull_job, receive, scan, serve_send, sync_folders,
+)
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Relative path -> content of every regular file under root (links as '-> target')."""
+    result = {}
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root).as_posix()
+        if path.is_symlink():
+            result[relative] = f"-> {os.readlink(path)}".encode()
+        elif path.is_file():
+            result[relative] = path.read_bytes()
+    return result
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    root = tmp_path / "remote-job"
+    (root / "sub" / "deep").mkdir(parents=True)
+    (root / "metrics.json").write_text('{"loss": 1}')
+    (root / "sub" / "a.txt").write_text("a")
+    (root / "sub" / "deep" / "b.txt").write_text("b" * 5000)
+    (root / "run.sh").write_text("#!/bin/sh\n")
+    (root / "run.sh").chmod(0o755)
+    (root / "last").symlink_to("sub/a.txt")
+    return root
+
+
+def test_first_sync_copies_files_links_modes_and_exact_mtimes(source: Path, tmp_path: Path) -> None:
+    stats = sync_folders(source, tmp_path / "local")
+    local = tmp_path / "local"
+    assert tree(local) == tree(source)
+    assert sorted(stats.paths) == ["last", "metrics.json", "run.sh", "sub/a.txt", "sub/deep/b.txt"]
+    assert os.access(local / "run.sh", os.X_OK)
+    for name in ("metrics.json", "sub/deep/b.txt"):
+        assert (local / name).stat().st_mtime_ns == (source / name).stat().st_mtime_ns
+    assert not list(local.rglob("*.xpm-sync")), "no temporary file left"
+    assert not (local / INDEX_NAME).exists()
+
+
+def test_second_sync_sends_nothing_and_a_change_sends_one_file(source: Path, tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    sync_folders(source, local)
+    again = sync_folders(source, local)
+    assert (again.files, again.bytes, again.deleted) == (0, 0, 0)
+    # Same size, another content and mtime: the modification time alone tells it changed.
+    (source / "sub" / "a.txt").write_text("A")
+    os.utime(source / "sub" / "a.txt", ns=(time.time_ns(), time.time_ns() + 10**9))
+    changed = sync_folders(source, local)
+    assert changed.paths == ["sub/a.txt"]
+    assert (local / "sub" / "a.txt").read_text() == "A"
+
+
+def test_files_removed_on_the_sender_are_removed_but_not_the_record(source: Path, tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    sync_folders(source, local)
+    write_remote_record(local, RemoteCopy("cluster", str(source)))
+    (source / "sub" / "a.txt").unlink()
+    (source / "last").unlink()
+    stats = sync_folders(source, local)
+    assert stats.deleted == 2
+    assert not (local / "sub" / "a.txt").exists() and not (local / "last").is_symlink()
+    assert read_remote_record(local) == RemoteCopy("cluster", str(source))
+
+
+def test_excluded_files_stay_remote_unless_asked_and_are_then_kept(source: Path, tmp_path: Path) -> None:
+    (source / "model.ckpt").write_text("weights")
+    (source / "checkpoints").mkdir()
+    (source / "checkpoints" / "epoch1.pt").write_text("w1")
+    (source / "sub" / "deep" / "best.ckpt").write_text("w2")
+    exclude = ["*.ckpt", "checkpoints"]
+    local = tmp_path / "local"
+    stats = sync_folders(source, local, exclude=exclude)
+    assert not any(p.endswith((".ckpt", ".pt")) for p in stats.paths)
+    assert not (local / "checkpoints").exists()
+    fetched = sync_folders(source, local, exclude=exclude, include_excluded=True)
+    assert sorted(fetched.paths) == ["checkpoints/epoch1.pt", "model.ckpt", "sub/deep/best.ckpt"]
+    again = sync_folders(source, local, exclude=exclude)
+    assert (again.files, again.deleted) == (0, 0)
+    assert (local / "model.ckpt").read_text() == "weights", "fetched on demand, then kept"
+
+
+@pytest.mark.parametrize("pattern, path, excluded", [
+    ("*.ckpt", "model.ckpt", True), ("*.ckpt", "a/b/model.ckpt", True), ("checkpoints", "checkpoints/x", True),
+    ("checkpoints/", "checkpoints/x", True), ("logs/*.txt", "logs/a.txt", True), ("*.ckpt", "ckpt.txt", False),
+    ("checkpoints", "old-checkpoints/x", False),
+])
+def test_exclude_patterns(pattern: str, path: str, excluded: bool) -> None:
+    assert is_excluded(path, [pattern]) is excluded
+
+
+def test_a_missing_sender_folder_is_an_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(SyncError, match="is not a folder on this host"):
+        sync_folders(tmp_path / "gone", tmp_path / "local")
+
+
+def test_many_small_files_and_a_large_one(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    (source / "many").mkdir(parents=True)
+    for i in range(1000):
+        (source / "many" / f"{i:04}.txt").write_text(str(i))
+    big = os.urandom(1 << 20) * 20
+    (source / "big.bin").write_bytes(big)
+    stats = sync_folders(source, tmp_path / "local")
+    assert stats.files == 1001
+    assert (tmp_path / "local" / "big.bin").read_bytes() == big
+    assert len(list((tmp_path / "local" / "many").iterdir())) == 1000
+    assert sync_folders(source, tmp_path / "local").files == 0
+
+
+# --- Hostile or broken streams ------------------------------------------------------------------
+
+
+def tar_stream(*members: tuple[tarfile.TarInfo, bytes], index: bool = True) -> io.BytesIO:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for info, data in members:
+            info.size = len(data) if info.isreg() else 0
+            tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
+        if index:
+            data = json.dumps({"files": [], "links": [], "dirs": []}).encode()
+            info = tarfile.TarInfo(INDEX_NAME)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    buffer.seek(0)
+    return buffer
+
+
+def member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mode = kind, linkname, 0o644
+    return info
+
+
+@pytest.mark.parametrize("bad, cause", [
+    (member("/tmp/xpm-absolute-escape"), "not a plain relative path"),
+    (member("../escape.txt"), "outside the folder"),
+    (member("sub/../../escape.txt"), "outside the folder"),
+    (member("evil", tarfile.SYMTYPE, "/etc"), "outside the folder"),
+    (member("evil", tarfile.SYMTYPE, "../../etc"), "outside the folder"),
+    (member("hard", tarfile.LNKTYPE, "ok.txt"), "hard link"),
+    (member("dev", tarfile.CHRTYPE), "device or fifo"),
+    (member("pipe", tarfile.FIFOTYPE), "device or fifo"),
+    (member(RECORD_NAME), "record of the receiver"),
+])
+def test_hostile_members_are_refused(tmp_path: Path, bad: tarfile.TarInfo, cause: str) -> None:
+    local = tmp_path / "inside" / "local"
+    stream = tar_stream((member("ok.txt"), b"fine"), (bad, b"evil"), (member("after.txt"), b"x"))
+    with pytest.raises(SyncError, match=cause):
+        receive(local, stream, SyncRequest())
+    assert (local / "ok.txt").read_bytes() == b"fine", "the members before stay, whole"
+    assert not (local / "after.txt").exists()
+    assert not (tmp_path / "inside" / "escape.txt").exists() and not (tmp_path / "escape.txt").exists()
+    assert not Path("/tmp/xpm-absolute-escape").exists()
+    assert sorted(p.name for p in local.iterdir()) == ["ok.txt"]
+
+
+def test_a_file_through_a_local_link_leading_outside_is_refused(tmp_path: Path) -> None:
+    local, outside = tmp_path / "local", tmp_path / "outside"
+    local.mkdir()
+    outside.mkdir()
+    (local / "results").symlink_to(outside)  # already there, e.g. made by hand
+    with pytest.raises(SyncError, match="a link leading outside"):
+        receive(local, tar_stream((member("results/x.txt"), b"evil")), SyncRequest())
+    assert list(outside.iterdir()) == []
+
+
+def test_a_stream_cut_inside_a_file_leaves_the_old_file_whole(tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "big.bin").write_bytes(b"old")
+    whole = tar_stream((member("first.txt"), b"1"), (member("big.bin"), b"n" * 100_000)).getvalue()
+    with pytest.raises(SyncError, match="broke off|ended before"):
+        receive(local, io.BytesIO(whole[:60_000]), SyncRequest())
+    assert (local / "big.bin").read_bytes() == b"old"
+    assert (local / "first.txt").read_bytes() == b"1"
+    assert sorted(p.name for p in local.iterdir()) == ["big.bin", "first.txt"], "no temporary file"
+
+
+def test_a_stream_without_its_index_is_reported_incomplete(tmp_path: Path) -> None:
+    with pytest.raises(SyncError, match="ended before its index"):
+        receive(tmp_path / "local", tar_stream((member("a.txt"), b"a"), index=False), SyncRequest())
+
+
+def test_sender_side_reads_the_request_line(source: Path, tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    sync_folders(source, local)
+    request = scan(local)
+    out = io.BytesIO()
+    stats = serve_send(source, io.BytesIO(request.to_line()), out)
+    assert stats.files == 0
+    with pytest.raises(SyncError, match="protocol 99"):
+        serve_send(source, io.BytesIO(b'{"xpm-sync": 99}\n'), io.BytesIO())
+
+
+# --- The job's record ---------------------------------------------------------------------------
+
+
+def test_remote_record_round_trip_and_bad_record(tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    assert read_remote_record(job) is None
+    record = RemoteCopy("cluster", "/scratch/xpm/jobs/t/abc")
+    write_remote_record(job, record)
+    assert read_remote_record(job) == record
+    assert record.location() == "cluster:/scratch/xpm/jobs/t/abc"
+    later = record.synced(123.5)
+    write_remote_record(job, later)
+    assert read_remote_record(job).synced_at == 123.5
+    (job / RECORD_NAME).write_text("{not json")
+    with pytest.raises(RemoteRecordError, match=r"\.remote\.json is not a valid remote record"):
+        read_remote_record(job)
+
+
+class LocalChannel:
+    """A SyncChannel whose 'remote' is a local folder (the sender in a thread over pipes)."""
+
+    def __init__(self) -> None:
+        self.roots: list[str] = []
+
+    def sync_streams(self, remote_root: str):
+        import contextlib
+        import threading
+
+        self.roots.append(remote_root)
+
+        @contextlib.contextmanager
+        def streams():
+            request_r, request_w = os.pipe()
+            tar_r, tar_w = os.pipe()
+
+            def sender() -> None:
+                with open(request_r, "rb") as instream, open(tar_w, "wb") as out:
+                    serve_send(remote_root, instream, out)
+
+            thread = threading.Thread(target=sender)
+            thread.start()
+            with open(request_w, "wb") as to_sender, open(tar_r, "rb") as from_sender:
+                yield to_sender, from_sender
+            thread.join()
+
+        return streams()
+
+
+def test_pull_job_follows_the_record_and_updates_its_time(source: Path, tmp_path: Path) -> None:
+    job = tmp_path / "workspace" / "jobs" / "pkg.Learn" / "abc"
+    with pytest.raises(SyncError, match="has no .remote.json"):
+        pull_job(job, LocalChannel())
+    write_remote_record(job, RemoteCopy("cluster", str(source)))
+    channel = LocalChannel()
+    before = time.time()
+    stats = pull_job(job, channel, exclude=["*.json"])
+    assert channel.roots == [str(source)]
+    assert "metrics.json" not in stats.paths and (job / "sub" / "a.txt").read_text() == "a"
+    assert read_remote_record(job).synced_at >= before
+    assert pull_job(job, channel, exclude=["*.json"], include_excluded=True).paths == ["metrics.json"]
