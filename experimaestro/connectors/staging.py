@@ -4,8 +4,8 @@ folders (what the local launcher puts on ``PYTHONPATH``: the script's folder, th
 Local side: :func:`take_snapshot` hashes each ``.py`` file of the folders (SHA-256) and the list of
 ``(folder index, relative path, file hash)`` gives the snapshot's own hash. Non-Python files are not
 part of it; hidden folders (``.git``, ``.venv``...), ``__pycache__``, ``site-packages``, virtual
-environments and experimaestro workspaces are skipped, and so is every folder matching an ``exclude``
-pattern. A snapshot larger than ``limit`` bytes is an error that lists the largest folders and says
+environments and experimaestro workspaces are skipped, and so is every folder or file matching an
+``exclude`` pattern. A snapshot larger than ``limit`` bytes is an error that lists the largest folders and says
 how to exclude them.
 
 Remote side (:class:`CodeStore`, in the remote workspace)::
@@ -112,14 +112,18 @@ def _file_digest(path: Path, st: os.stat_result) -> str:
     return digest
 
 
+def _matches(path: Path, relative: str, exclude: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(path.name, p) or fnmatch.fnmatchcase(relative, p)
+               or fnmatch.fnmatchcase(str(path), p) for p in exclude)
+
+
 def _skipped(folder: Path, relative: str, exclude: Sequence[str]) -> bool:
     name = folder.name
     if name.startswith(".") or name in SKIPPED_NAMES or (folder / "pyvenv.cfg").exists():
         return True
     if (folder / ".experimaestro").is_dir() and (folder / "jobs").is_dir():
         return True  # an experimaestro workspace
-    return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(relative, p)
-               or fnmatch.fnmatchcase(str(folder), p) for p in exclude)
+    return _matches(folder, relative, exclude)
 
 
 def _python_files(root: Path, exclude: Sequence[str]) -> Iterator[tuple[str, Path, os.stat_result]]:
@@ -138,7 +142,7 @@ def _python_files(root: Path, exclude: Sequence[str]) -> Iterator[tuple[str, Pat
             if entry.is_dir(follow_symlinks=False):
                 if not _skipped(path, relative, exclude):
                     subdirs.append((relative, path))
-            elif entry.name.endswith(".py") and entry.is_file():
+            elif entry.name.endswith(".py") and entry.is_file() and not _matches(path, relative, exclude):
                 yield relative, path, entry.stat()
         stack.extend(reversed(subdirs))
 
@@ -159,15 +163,16 @@ def _largest_folders(files: Sequence[tuple[int, str, int]], folders: Sequence[st
 
 
 def _mb(size: int) -> str:
-    return f"{size / 2**20:.1f} MB"
+    return f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size / 2**10:.0f} KB"
 
 
 def take_snapshot(folders: Sequence[PathLike], exclude: Sequence[str] = (),
                   limit: Optional[int] = DEFAULT_LIMIT) -> Snapshot:
     """The snapshot of the ``.py`` files under ``folders`` (in the order of ``PYTHONPATH``).
 
-    ``exclude`` holds :func:`fnmatch.fnmatch` patterns matched against a folder's name, its path
-    relative to the import folder, and its absolute path; matching folders are not walked. Past
+    ``exclude`` holds :func:`fnmatch.fnmatch` patterns matched against the name of a folder or
+    file, its path relative to the import folder, and its absolute path; matching folders are not
+    walked. Past
     ``limit`` bytes (None: no limit), StagingError lists the largest folders."""
     roots = [str(Path(f).resolve()) for f in folders]
     found: list[tuple[int, str, Path, os.stat_result]] = []
