@@ -9,6 +9,8 @@ from typing import IO, Iterator, Sequence
 
 import paramiko
 
+from experimaestro.connectors.streams import recv_reader
+
 #: A large channel window keeps a bulk transfer from waiting for window adjustments.
 WINDOW = 16 * 2**20
 
@@ -27,7 +29,7 @@ class ExecStreams:
         channel = transport.open_session(window_size=WINDOW, max_packet_size=2**15)
         try:
             channel.exec_command(shlex.join(argv))
-            stdin, stdout = channel.makefile_stdin("wb"), channel.makefile("rb")
+            stdin, stdout = channel.makefile_stdin("wb"), recv_reader(channel.recv)
             yield stdin, stdout
             channel.shutdown_write()
             status = channel.recv_exit_status()
