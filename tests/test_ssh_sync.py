@@ -148,6 +148,7 @@ def test_staging_sends_only_missing_files_and_the_job_imports_them(
     job = remote_host.run(f"cd / && PYTHONPATH={pythonpath} {shlex.quote(remote_host.python)} -c "
                           f"'import mypkg.model; print(mypkg.model.VALUE)'")
     assert job.stdout == "43\n"
-    listing = remote_host.run(f"cd {shlex.quote(changed.pythonpath[0])} && find . -type f -not -path '*/__pycache__/*' | sort").stdout
+    find = "find . -type f -not -path '*/__pycache__/*' | sort"
+    listing = remote_host.run(f"cd {shlex.quote(changed.pythonpath[0])} && {find}").stdout
     assert listing.split() == ["./experiment.py", "./mypkg/__init__.py", "./mypkg/model.py"], \
         "only the Python files (not data.csv, .git, .venv, environments, workspaces)"

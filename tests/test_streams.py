@@ -16,7 +16,11 @@ def test_reads_what_is_there_without_waiting_for_a_full_buffer() -> None:
         # The peer keeps the connection open: a reader that filled its whole buffer would block here.
         assert reader.readline() == b'{"missing": []}\n'
         assert reader.read(4) == b"rest"
-        sender = threading.Thread(target=lambda: (theirs.sendall(b"x" * 3_000_000), theirs.shutdown(socket.SHUT_WR)))
+        def send() -> None:
+            theirs.sendall(b"x" * 3_000_000)
+            theirs.shutdown(socket.SHUT_WR)
+
+        sender = threading.Thread(target=send)
         sender.start()
         assert reader.read() == b"x" * 3_000_000
         sender.join()

@@ -100,8 +100,9 @@ def test_excluded_files_stay_remote_unless_asked_and_are_then_kept(source: Path,
 
 
 @pytest.mark.parametrize("pattern, path, excluded", [
-    ("*.ckpt", "model.ckpt", True), ("*.ckpt", "a/b/model.ckpt", True), ("checkpoints", "checkpoints/x", True),
-    ("checkpoints/", "checkpoints/x", True), ("logs/*.txt", "logs/a.txt", True), ("*.ckpt", "ckpt.txt", False),
+    ("*.ckpt", "model.ckpt", True), ("*.ckpt", "a/b/model.ckpt", True),
+    ("checkpoints", "checkpoints/x", True), ("checkpoints/", "checkpoints/x", True),
+    ("logs/*.txt", "logs/a.txt", True), ("*.ckpt", "ckpt.txt", False),
     ("checkpoints", "old-checkpoints/x", False),
 ])
 def test_exclude_patterns(pattern: str, path: str, excluded: bool) -> None:

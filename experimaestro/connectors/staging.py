@@ -5,8 +5,8 @@ Local side: :func:`take_snapshot` hashes each ``.py`` file of the folders (SHA-2
 ``(folder index, relative path, file hash)`` gives the snapshot's own hash. Non-Python files are not
 part of it; hidden folders (``.git``, ``.venv``...), ``__pycache__``, ``site-packages``, virtual
 environments and experimaestro workspaces are skipped, and so is every folder or file matching an
-``exclude`` pattern. A snapshot larger than ``limit`` bytes is an error that lists the largest folders and says
-how to exclude them.
+``exclude`` pattern. A snapshot larger than ``limit`` bytes is an error that lists the largest
+folders and says how to exclude them.
 
 Remote side (:class:`CodeStore`, in the remote workspace)::
 

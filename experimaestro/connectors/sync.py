@@ -34,7 +34,7 @@ import stat
 import tarfile
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO, ContextManager, Iterator, Protocol, Sequence, Union
 
 from .remote_record import RECORD_NAME, read_remote_record, write_remote_record
