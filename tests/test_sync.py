@@ -273,3 +273,27 @@ def test_pull_job_follows_the_record_and_updates_its_time(source: Path, tmp_path
     assert "metrics.json" not in stats.paths and (job / "sub" / "a.txt").read_text() == "a"
     assert read_remote_record(job).synced_at >= before
     assert pull_job(job, channel, exclude=["*.json"], include_excluded=True).paths == ["metrics.json"]
+
+
+def test_jobs_list_and_path_show_the_remote_copy_without_a_connection(tmp_path: Path) -> None:
+    from test_cli_jobs import fake_job, invoke
+
+    workdir = tmp_path / "ws"
+    remote_job = fake_job(workdir, "pkg.Learn", "a" * 64, marker="done")
+    local_job = fake_job(workdir, "pkg.Eval", "b" * 64, marker="done")
+    write_remote_record(remote_job, RemoteCopy("cluster", "/scratch/xpm/jobs/pkg.Learn/" + "a" * 64, 12.5))
+    listed = json.loads(invoke("jobs", "list", "--workdir", workdir, "--json").output)
+    remotes = {entry["typeid"]: entry["remote"] for entry in listed}
+    assert remotes == {"pkg.Learn": {"host": "cluster", "path": "/scratch/xpm/jobs/pkg.Learn/" + "a" * 64,
+                                     "synced_at": 12.5},
+                       "pkg.Eval": None}
+    path = invoke("jobs", "path", "--workdir", workdir, "aaaa")
+    assert path.output.strip() == str(remote_job)
+    remote = invoke("jobs", "path", "--workdir", workdir, "--remote", "aaaa")
+    assert remote.output.strip() == "cluster:/scratch/xpm/jobs/pkg.Learn/" + "a" * 64
+    local = invoke("jobs", "path", "--workdir", workdir, "--remote", "bbbb")
+    assert local.exit_code == 1 and "ran on this machine" in local.output
+    (remote_job / RECORD_NAME).write_text("[]")
+    broken = invoke("jobs", "path", "--workdir", workdir, "--remote", "aaaa")
+    assert broken.exit_code == 1 and "not a valid remote record" in broken.output
+    assert local_job.exists()

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import click
 
+from ..connectors.remote_record import RemoteRecordError, read_remote_record
 from ..core.serialization import ParamsDocument, ParamsFormatError, parse_document
 from ..launchers.jobfiles import FailureRecord, JobFiles, JobState
 from ..scheduler.workspace import Workspace
@@ -153,7 +154,18 @@ class JobEntry:
             "failure": failure,
             "tags": self.load_tags(),
             "experiments": self.experiments,
+            "remote": self.remote_json(),
         }
+
+    def remote_json(self) -> Optional[dict[str, Any]]:
+        """Where the job's remote copy lives (its ``.remote.json``), None for a local job."""
+        try:
+            record = read_remote_record(self.path)
+        except RemoteRecordError as exc:
+            return {"error": str(exc)}
+        if record is None:
+            return None
+        return {"host": record.host, "path": record.path, "synced_at": record.synced_at}
 
 
 def job_directories(workspace: Workspace, experiment: Optional[str] = None) -> Iterator[Path]:
@@ -366,9 +378,20 @@ def list_jobs(
 @jobs.command("path")
 @workdir_option
 @click.argument("job_id", metavar="ID")
-def job_path(workspace: Workspace, job_id: str) -> None:
-    """Print the folder of job ID."""
-    click.echo(str(find_job(workspace, job_id).path))
+@click.option("--remote", is_flag=True, help="Print HOST:PATH of the job's remote folder instead.")
+def job_path(workspace: Workspace, job_id: str, remote: bool) -> None:
+    """Print the folder of job ID (its local copy, for a job that ran on a remote host)."""
+    entry = find_job(workspace, job_id)
+    if not remote:
+        click.echo(str(entry.path))
+        return
+    try:
+        record = read_remote_record(entry.path)
+    except RemoteRecordError as exc:
+        raise click.ClickException(str(exc)) from None
+    if record is None:
+        raise click.ClickException(f"job {entry.full_id} ran on this machine: it has no remote folder")
+    click.echo(record.location())
 
 
 @jobs.command("log")
