@@ -16,7 +16,8 @@ import pytest
 from remote_host import RemoteHost
 from ssh_streams import ExecStreams
 
-from experimaestro.connectors.staging import take_snapshot, stage
+from experimaestro.connectors.staging import stage, take_snapshot
+from experimaestro.connectors.streams import RemoteCommandError
 from experimaestro.connectors.sync import SyncError, pull, receive, SyncRequest
 from test_staging import make_project
 
@@ -124,7 +125,7 @@ def test_a_hostile_remote_sender_is_refused(streams: ExecStreams, tmp_path: Path
 
 
 def test_a_missing_remote_folder_is_reported(streams: ExecStreams, tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match="is not a folder on this host"):
+    with pytest.raises(RemoteCommandError, match="is not a folder on this host"):
         with streams.sync_streams("/nonexistent/job") as (to_sender, from_sender):
             with pytest.raises(SyncError, match="no tar stream"):
                 pull(tmp_path / "job", to_sender, from_sender)

@@ -4,13 +4,17 @@ A paramiko channel's ``makefile("rb")`` hands out data in small pieces, with loc
 about 14 MB/s when tarfile reads it 10 KB at a time, against more than 100 MB/s for ``recv`` with
 large sizes on loopback. :func:`recv_reader` gives a standard :class:`io.BufferedReader` that calls
 ``recv`` with large sizes and returns as soon as data is there (no read-ahead that would wait for
-more than the peer sends).
+more than the peer sends). :func:`command_streams` runs a remote command on its own channel of a
+paramiko transport and gives its stdin and stdout (what the SSH connector uses for ``sync-send`` and
+``stage-receive``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
-from typing import Callable
+import shlex
+from typing import IO, Any, Callable, Iterator, Sequence
 
 #: Default buffer of :func:`recv_reader`.
 BUFFER = 1 << 20
@@ -33,3 +37,32 @@ def recv_reader(recv: Callable[[int], bytes], buffer_size: int = BUFFER) -> io.B
     """A buffered binary reader over ``recv(n)`` (e.g. ``paramiko.Channel.recv``), which returns
     up to ``n`` bytes as soon as some are there, and ``b""`` at the end."""
     return io.BufferedReader(_Recv(recv), buffer_size)
+
+
+#: The channel window of :func:`command_streams`: a bulk transfer never waits for window adjustments.
+WINDOW = 16 * 2**20
+
+
+class RemoteCommandError(Exception):
+    """A remote command of :func:`command_streams` exited with an error (its stderr in the message)."""
+
+
+@contextlib.contextmanager
+def command_streams(transport: Any, argv: Sequence[str],
+                    window: int = WINDOW) -> Iterator[tuple[IO[bytes], IO[bytes]]]:
+    """Run ``argv`` (quoted) on a new channel of a connected ``paramiko.Transport``: ``(its stdin,
+    its stdout)``, the latter through :func:`recv_reader`. Leaving the block closes stdin, waits for
+    the exit status and raises :class:`RemoteCommandError` if it is not 0; the channel is closed in
+    every case. E.g. ``[python, "-m", "experimaestro", "sync-send", remote_job_folder]``."""
+    channel = transport.open_session(window_size=window, max_packet_size=2**15)
+    command = shlex.join(argv)
+    try:
+        channel.exec_command(command)
+        yield channel.makefile_stdin("wb"), recv_reader(channel.recv)
+        channel.shutdown_write()
+        status = channel.recv_exit_status()
+        if status != 0:
+            error = channel.makefile_stderr("rb").read().decode(errors="replace").strip()
+            raise RemoteCommandError(f"`{command}` failed on the remote host ({status}): {error}")
+    finally:
+        channel.close()
