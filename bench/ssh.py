@@ -142,6 +142,8 @@ def main() -> None:
                         help=f"comma-separated measurements among {', '.join(MEASUREMENTS)}")
     parser.add_argument("--tiny", action="store_true", help="small sizes (seconds)")
     parser.add_argument("--host-dir", type=Path, help="an ssh-test host already started in this folder")
+    parser.add_argument("--local-dir", type=Path, help="where the local copies go (default: a temporary "
+                        "folder; file creation costs differ between file systems)")
     args = parser.parse_args()
     only = [name for name in args.only.split(",") if name]
     unknown = [name for name in only if name not in MEASUREMENTS]
@@ -153,6 +155,8 @@ def main() -> None:
                              "load_average_start": [round(x, 2) for x in os.getloadavg()]},
                  "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
     scratch = Path(tempfile.mkdtemp(prefix="xpm-bench-ssh-"))
+    local = Path(tempfile.mkdtemp(prefix="xpm-bench-ssh-", dir=args.local_dir))
+    out["local_dir"] = str(local)
     own_host = args.host_dir is None
     try:
         if own_host:
@@ -163,9 +167,8 @@ def main() -> None:
             host = RemoteHost.from_exports(args.host_dir, exports)
         python = host.python
         with host.connect() as client:
-            bench = Bench(host, ExecStreams(client, python), scratch / "local",
+            bench = Bench(host, ExecStreams(client, python), local,
                           small_files=20 if args.tiny else 1000, large_mb=2 if args.tiny else 100)
-            bench.local.mkdir()
             for name in only:
                 out.update(MEASUREMENTS[name](bench))
             host.run(f"rm -rf {shlex.quote(host.home)}/bench")
@@ -173,6 +176,7 @@ def main() -> None:
         if own_host and (scratch / "host").exists():
             subprocess.run([str(ROOT / "ssh-test" / "stop"), str(scratch / "host")], capture_output=True)
         shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(local, ignore_errors=True)
     out["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(out, indent=1))
 
