@@ -3,7 +3,7 @@
     .venv/bin/python bench/ssh.py                       # every measurement (as root: starts a host)
     .venv/bin/python bench/ssh.py --only sync_small     # some of them (comma-separated names)
     .venv/bin/python bench/ssh.py --tiny                # small sizes, seconds (checks the script works)
-    .venv/bin/python bench/ssh.py --host-dir DIR        # use the host already started in DIR
+    .venv/bin/python bench/ssh.py --host-dir DIR        # use the host running in DIR (its DIR/env)
 
 Each measurement is an independent function in ``MEASUREMENTS`` (name -> function(Bench) -> dict of
 figures), run on one paramiko connection to a host started with ``ssh-test/start`` (stopped at the
@@ -162,9 +162,7 @@ def main() -> None:
         if own_host:
             host = start_host(scratch / "host")
         else:
-            exports = subprocess.run([str(ROOT / "ssh-test" / "start"), str(args.host_dir)],
-                                     capture_output=True, text=True, check=True).stdout
-            host = RemoteHost.from_exports(args.host_dir, exports)
+            host = RemoteHost.from_exports(args.host_dir, (args.host_dir / "env").read_text())
         python = host.python
         with host.connect() as client:
             bench = Bench(host, ExecStreams(client, python), local,

@@ -145,7 +145,7 @@ def test_staging_sends_only_missing_files_and_the_job_imports_them(
         changed = stage(take_snapshot([project]), to_remote, from_remote)
     assert len(changed.sent) == 1
     assert all(p.startswith(workspace + "/.experimaestro/code/snapshots/") for p in changed.pythonpath)
-    pythonpath = shlex.quote(":".join(changed.pythonpath))
+    pythonpath = shlex.quote(changed.pythonpath_value())
     job = remote_host.run(f"cd / && PYTHONPATH={pythonpath} {shlex.quote(remote_host.python)} -c "
                           f"'import mypkg.model; print(mypkg.model.VALUE)'")
     assert job.stdout == "43\n"
@@ -153,3 +153,19 @@ def test_staging_sends_only_missing_files_and_the_job_imports_them(
     listing = remote_host.run(f"cd {shlex.quote(changed.pythonpath[0])} && {find}").stdout
     assert listing.split() == ["./experiment.py", "./mypkg/__init__.py", "./mypkg/model.py"], \
         "only the Python files (not data.csv, .git, .venv, environments, workspaces)"
+
+
+def test_bench_ssh_tiny(remote_host: RemoteHost) -> None:
+    # bench/ssh.py keeps working: every measurement, tiny sizes, on this session's host.
+    import json
+    import subprocess
+    import sys
+
+    bench = Path(__file__).parents[1] / "bench" / "ssh.py"
+    done = subprocess.run([sys.executable, str(bench), "--tiny", "--host-dir", str(remote_host.directory)],
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    for key in ("sync_20_files_s", "sync_20_files_unchanged_s", "sync_2mb_mb_per_s", "stage_200_files_s",
+                "stage_unchanged_s", "sync_command_start_s"):
+        assert isinstance(result[key], float) and result[key] > 0, (key, result)

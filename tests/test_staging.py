@@ -103,7 +103,7 @@ def test_staging_sends_only_missing_files_and_the_pythonpath_imports(tmp_path: P
     snapshot_dir = Path(changed.pythonpath[0])
     assert not (snapshot_dir / "mypkg" / "data.csv").exists(), "non-Python files are not sent"
     out = subprocess.run([sys.executable, "-c", "import mypkg.model; print(mypkg.model.VALUE)"],
-                         env=dict(os.environ, PYTHONPATH=os.pathsep.join(changed.pythonpath)),
+                         env=dict(os.environ, PYTHONPATH=changed.pythonpath_value()),
                          cwd=tmp_path, capture_output=True, text=True, check=True)
     assert out.stdout == "43\n"
     # The first snapshot is still whole (jobs started with it keep importing the old code).

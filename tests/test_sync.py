@@ -219,13 +219,14 @@ def test_sender_side_reads_the_request_line(source: Path, tmp_path: Path) -> Non
 def test_remote_record_round_trip_and_bad_record(tmp_path: Path) -> None:
     job = tmp_path / "job"
     assert read_remote_record(job) is None
-    record = RemoteCopy("cluster", "/scratch/xpm/jobs/t/abc")
+    record = RemoteCopy("cluster", "/scratch/xpm/jobs/t/abc", python="/opt/venv/bin/python")
     write_remote_record(job, record)
     assert read_remote_record(job) == record
     assert record.location() == "cluster:/scratch/xpm/jobs/t/abc"
     later = record.synced(123.5)
     write_remote_record(job, later)
-    assert read_remote_record(job).synced_at == 123.5
+    assert read_remote_record(job) == RemoteCopy("cluster", "/scratch/xpm/jobs/t/abc", 123.5,
+                                                 "/opt/venv/bin/python")
     (job / RECORD_NAME).write_text("{not json")
     with pytest.raises(RemoteRecordError, match=r"\.remote\.json is not a valid remote record"):
         read_remote_record(job)

@@ -3,12 +3,15 @@
 A job that runs on a remote host keeps a local job folder, into which its remote folder is
 synchronised. That local folder holds ``.remote.json``::
 
-    {"host": "cluster", "path": "/scratch/me/xpm/jobs/pkg.Learn/3f2a...", "synced_at": 1795000000.5}
+    {"host": "cluster", "path": "/scratch/me/xpm/jobs/pkg.Learn/3f2a...", "synced_at": 1795000000.5,
+     "python": "/scratch/me/venv/bin/python"}
 
 ``host`` is the name given to the connector (an ``~/.ssh/config`` alias or ``user@host``), ``path``
 the remote job folder, ``synced_at`` the time (seconds since the epoch) the last synchronisation
-ended, or null before the first. Reading it needs no connection, so ``experimaestro jobs list`` and
-``jobs path`` work on the laptop alone. The synchronisation never copies nor deletes this file.
+ended, or null before the first, ``python`` the remote Python that has experimaestro (to sync again
+later without the experiment's script; null if unknown). Reading it needs no connection, so
+``experimaestro jobs list`` and ``jobs path`` work on the laptop alone. The synchronisation never
+copies nor deletes this file.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class RemoteCopy:
     host: str
     path: str
     synced_at: Optional[float] = None
+    python: Optional[str] = None
 
     def location(self) -> str:
         """``host:path``, as ``scp`` writes it."""
@@ -43,7 +47,7 @@ class RemoteCopy:
 
     def synced(self, when: Optional[float] = None) -> "RemoteCopy":
         """The same record, synchronised at ``when`` (now by default)."""
-        return RemoteCopy(self.host, self.path, time.time() if when is None else when)
+        return RemoteCopy(self.host, self.path, time.time() if when is None else when, self.python)
 
 
 def write_remote_record(jobpath: Path, record: RemoteCopy) -> None:
@@ -64,9 +68,10 @@ def read_remote_record(jobpath: Path) -> Optional[RemoteCopy]:
         data = json.loads(text)
         synced_at = data.get("synced_at")
         record = RemoteCopy(host=data["host"], path=data["path"],
-                            synced_at=None if synced_at is None else float(synced_at))
-        if not isinstance(record.host, str) or not isinstance(record.path, str):
-            raise TypeError("host and path must be strings")
+                            synced_at=None if synced_at is None else float(synced_at),
+                            python=data.get("python"))
+        if not all(isinstance(v, str) for v in (record.host, record.path, record.python or "")):
+            raise TypeError("host, path and python must be strings")
         return record
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise RemoteRecordError(

@@ -202,6 +202,10 @@ class Staged:
     sent: list[str] = field(default_factory=list)  #: the hashes of the files sent (those it lacked)
     bytes: int = 0  #: bytes of file content sent
 
+    def pythonpath_value(self) -> str:
+        """The value of the job's ``PYTHONPATH`` variable on the (POSIX) remote."""
+        return ":".join(self.pythonpath)
+
 
 def stage(snapshot: Snapshot, to_remote: IO[bytes], from_remote: IO[bytes]) -> Staged:
     """The local side of the exchange: send what the remote lacks; where the snapshot is there."""
