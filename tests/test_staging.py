@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
+from experimaestro.connectors.streams import thread_streams
 from experimaestro.connectors.staging import (
     CodeStore, StagingError, serve_stage, stage, take_snapshot,
 )
@@ -40,24 +40,8 @@ def make_project(root: Path) -> Path:
 
 def staged_over_pipes(snapshot, workspace: Path):
     """stage() locally, serve_stage() in a thread, over two pipes (as over a channel)."""
-    up_r, up_w = os.pipe()
-    down_r, down_w = os.pipe()
-    errors: list[BaseException] = []
-
-    def remote() -> None:
-        with open(up_r, "rb") as instream, open(down_w, "wb") as out:
-            try:
-                serve_stage(workspace, instream, out)
-            except BaseException as exc:
-                errors.append(exc)
-
-    thread = threading.Thread(target=remote)
-    thread.start()
-    try:
-        with open(up_w, "wb") as to_remote, open(down_r, "rb") as from_remote:
-            return stage(snapshot, to_remote, from_remote)
-    finally:
-        thread.join()
+    with thread_streams(lambda instream, out: serve_stage(workspace, instream, out)) as (to, back):
+        return stage(snapshot, to, back)
 
 
 def test_snapshot_holds_only_the_python_files_of_the_import_folders(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import pytest
 from experimaestro.connectors.remote_record import (
     RECORD_NAME, RemoteCopy, RemoteRecordError, read_remote_record, write_remote_record,
 )
+from experimaestro.connectors.streams import thread_streams
 from experimaestro.connectors.sync import (
     INDEX_NAME, SyncError, SyncRequest, is_excluded, pull_job, receive, scan, serve_send, sync_folders,
 )
@@ -239,27 +240,8 @@ class LocalChannel:
         self.roots: list[str] = []
 
     def sync_streams(self, remote_root: str):
-        import contextlib
-        import threading
-
         self.roots.append(remote_root)
-
-        @contextlib.contextmanager
-        def streams():
-            request_r, request_w = os.pipe()
-            tar_r, tar_w = os.pipe()
-
-            def sender() -> None:
-                with open(request_r, "rb") as instream, open(tar_w, "wb") as out:
-                    serve_send(remote_root, instream, out)
-
-            thread = threading.Thread(target=sender)
-            thread.start()
-            with open(request_w, "wb") as to_sender, open(tar_r, "rb") as from_sender:
-                yield to_sender, from_sender
-            thread.join()
-
-        return streams()
+        return thread_streams(lambda instream, out: serve_send(remote_root, instream, out))
 
 
 def test_pull_job_follows_the_record_and_updates_its_time(source: Path, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import IO, Callable
 
 import click
 
@@ -18,21 +19,23 @@ from ..connectors.staging import StagingError, serve_stage
 from ..connectors.sync import SyncError, serve_send
 
 
+def _serve(serve: Callable[[Path, IO[bytes], IO[bytes]], object], path: Path) -> None:
+    """Run a remote half on stdin and stdout; its errors as a message on stderr, exit code 1."""
+    try:
+        serve(path, sys.stdin.buffer, sys.stdout.buffer)
+    except (SyncError, StagingError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @click.command("sync-send", hidden=True)
 @click.argument("root", type=click.Path(path_type=Path))
 def sync_send(root: Path) -> None:
     """Send the changed files of ROOT as a tar stream (request on stdin, tar on stdout)."""
-    try:
-        serve_send(root, sys.stdin.buffer, sys.stdout.buffer)
-    except (SyncError, OSError) as exc:
-        raise click.ClickException(str(exc)) from None
+    _serve(serve_send, root)
 
 
 @click.command("stage-receive", hidden=True)
 @click.argument("workspace", type=click.Path(path_type=Path))
 def stage_receive(workspace: Path) -> None:
     """Receive a snapshot of the user's code into WORKSPACE's code store (stdin/stdout)."""
-    try:
-        serve_stage(workspace, sys.stdin.buffer, sys.stdout.buffer)
-    except (StagingError, OSError) as exc:
-        raise click.ClickException(str(exc)) from None
+    _serve(serve_stage, workspace)

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import shlex
+import threading
 from typing import IO, Any, Callable, Iterator, Sequence
 
 #: Default buffer of :func:`recv_reader`.
@@ -66,3 +68,36 @@ def command_streams(transport: Any, argv: Sequence[str],
             raise RemoteCommandError(f"`{command}` failed on the remote host ({status}): {error}")
     finally:
         channel.close()
+
+
+@contextlib.contextmanager
+def thread_streams(serve: Callable[[IO[bytes], IO[bytes]], Any]) -> Iterator[tuple[IO[bytes], IO[bytes]]]:
+    """Run ``serve(its input, its output)`` in a thread over two pipes: ``(to it, from it)``, as a
+    remote command's stdin and stdout would be (the remote halves run locally, e.g. for a local
+    copy). On leaving, the pipes are closed and the thread joined; an error of ``serve`` is raised
+    then, in place of the caller's (the serving side's failure is the cause), unless it is only the
+    broken pipe of a caller that stopped reading."""
+    request_r, request_w = os.pipe()
+    reply_r, reply_w = os.pipe()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with open(request_r, "rb") as instream, open(reply_w, "wb") as out:
+                serve(instream, out)
+        except BaseException as exc:  # closing ``out`` can fail too (a broken pipe)
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="xpm-streams", daemon=True)
+    thread.start()
+    try:
+        with open(request_w, "wb") as to_it, open(reply_r, "rb") as from_it:
+            yield to_it, from_it
+    except BaseException:
+        thread.join()  # the pipes are closed: the thread cannot block any more
+        if failure and not isinstance(failure[0], BrokenPipeError):  # else it stopped because we did
+            raise failure[0] from None
+        raise
+    thread.join()
+    if failure:
+        raise failure[0]

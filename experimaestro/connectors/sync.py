@@ -25,6 +25,7 @@ one process (two threads over a pipe), for local copies and tests.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import io
 import json
@@ -32,12 +33,12 @@ import os
 import shutil
 import stat
 import tarfile
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, ContextManager, Iterator, Protocol, Sequence, Union
 
 from .remote_record import RECORD_NAME, read_remote_record, write_remote_record
+from .streams import thread_streams
 
 #: The name of the tar stream's last member: the sender's list of paths (never written to disk).
 INDEX_NAME = ".xpm-sync-index.json"
@@ -319,43 +320,38 @@ class _Receiver:
         """Create the folder of a checked name (inside the root)."""
         os.makedirs(self.target(name + "/."), exist_ok=True)
 
-    def _temporary(self, path: str) -> str:
-        return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.xpm-sync")
+    @staticmethod
+    @contextlib.contextmanager
+    def _replacing(path: str) -> Iterator[str]:
+        """A temporary name next to ``path``, to write; renamed over ``path`` when the block ends
+        well (a folder there is removed first), removed when it fails: never a half-written file."""
+        tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.xpm-sync")
+        try:
+            yield tmp
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            raise
 
     def write_file(self, name: str, member: tarfile.TarInfo, data: IO[bytes]) -> None:
-        path = self.target(name)
-        tmp = self._temporary(path)
-        try:
+        with self._replacing(self.target(name)) as tmp:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "wb") as handle:
                 shutil.copyfileobj(data, handle, BUFSIZE)
             os.chmod(tmp, member.mode & 0o777)
             mtime = _mtime_ns(member)
             os.utime(tmp, ns=(mtime, mtime))
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
-            raise
 
     def write_link(self, name: str, member: tarfile.TarInfo) -> None:
         target = member.linkname
         resolved = os.path.normpath(os.path.join(os.path.dirname(name), target))
         if os.path.isabs(target) or resolved == ".." or resolved.startswith("../"):
             raise SyncError(f"refused tar member {name!r}: a link to {target!r}, outside the folder")
-        path = self.target(name)
-        tmp = self._temporary(path)
-        try:
+        with self._replacing(self.target(name)) as tmp:
             os.symlink(target, tmp)
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
-            raise
 
     def prune(self, index: dict, exclude: Sequence[str]) -> list[str]:
         """Remove the files and links the sender no longer has (excluded and protected ones stay)."""
@@ -438,29 +434,8 @@ def sync_folders(source: PathLike, destination: PathLike, exclude: Sequence[str]
                  include_excluded: bool = False, delete: bool = True) -> SyncStats:
     """Copy ``source`` into ``destination`` incrementally, through the same stream protocol (the
     sender in a thread, over pipes)."""
-    request_r, request_w = os.pipe()
-    tar_r, tar_w = os.pipe()
-    failure: list[BaseException] = []
-
-    def sender() -> None:
-        with open(request_r, "rb") as instream, open(tar_w, "wb") as out:
-            try:
-                serve_send(source, instream, out)
-            except BaseException as exc:  # reported by the receiver's side
-                failure.append(exc)
-
-    thread = threading.Thread(target=sender, name="xpm-sync-send", daemon=True)
-    thread.start()
-    try:
-        with open(request_w, "wb") as to_sender, open(tar_r, "rb") as from_sender:
-            return pull(destination, to_sender, from_sender, exclude, include_excluded, delete)
-    except SyncError:
-        thread.join()  # the pipes are closed: the sender cannot block any more
-        if failure:
-            raise failure[0] from None
-        raise
-    finally:
-        thread.join()
+    with thread_streams(lambda instream, out: serve_send(source, instream, out)) as (to_sender, from_sender):
+        return pull(destination, to_sender, from_sender, exclude, include_excluded, delete)
 
 
 # --- A job folder -------------------------------------------------------------------------------
