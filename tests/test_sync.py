@@ -280,3 +280,50 @@ def test_jobs_list_and_path_show_the_remote_copy_without_a_connection(tmp_path: 
     broken = invoke("jobs", "path", "--workdir", workdir, "--remote", "aaaa")
     assert broken.exit_code == 1 and "not a valid remote record" in broken.output
     assert local_job.exists()
+
+
+def test_odd_file_names_round_trip(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    names = [b"bad-\xff-name.txt", b"new\nline.txt", "été.txt".encode(), b"a" * 200 + b".txt", b"sp ace"]
+    for name in names:
+        with open(os.path.join(bytes(source), name), "w") as handle:
+            handle.write("x")
+    local = tmp_path / "local"
+    assert sync_folders(source, local).files == len(names)
+    assert sorted(os.listdir(bytes(local))) == sorted(names)
+    assert sync_folders(source, local).files == 0
+
+
+def test_files_vanishing_while_the_folder_is_sent_are_left_out(tmp_path: Path) -> None:
+    # A running job renames its temporary files while its folder is sent: a file listed, then gone
+    # before its turn, is left out instead of failing the sync.
+    import threading
+
+    from polling import poll
+
+    source, local = tmp_path / "src", tmp_path / "local"
+    source.mkdir()
+    (source / "000-big.bin").write_bytes(b"b" * (16 << 20))  # sent first (sorted), takes a while
+    temporaries = [source / f"zz-{i}.tmp" for i in range(20)]
+    for path in temporaries:
+        path.write_text("soon renamed")
+    renamed = threading.Event()
+
+    def job() -> None:
+        # Once the receiver writes the big file, the sender has listed the folder: rename them all.
+        poll(lambda: list(local.glob(".000-big.bin.*.xpm-sync")), timeout=60, interval=0.001)
+        for path in temporaries:
+            path.replace(source / "result.txt")
+        renamed.set()
+
+    writer = threading.Thread(target=job)
+    writer.start()
+    try:
+        stats = sync_folders(source, local)
+    finally:
+        writer.join()
+    assert renamed.is_set()
+    assert "000-big.bin" in stats.paths and not any(p.startswith("zz-") for p in stats.paths)
+    sync_folders(source, local)
+    assert tree(local) == tree(source)

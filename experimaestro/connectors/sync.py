@@ -13,6 +13,11 @@ The two halves talk over a pair of binary streams (a paramiko channel, a pipe, o
    temporary name and renamed (never a half-written file), and gets the sender's mode and exact
    modification time, so that the next request shows it as up to date.
 
+The folder may change while it is sent (a running job): a file that disappears between the listing
+and its reading is left out, one that grows is sent as long as it was when listed, one that shrinks
+is padded with zeros; in both last cases its modification time then differs, so the next
+synchronisation sends it again.
+
 Exclude patterns are :func:`fnmatch.fnmatch` patterns matched against the relative path (``/``
 separated; ``*`` also matches ``/``, so ``*.ckpt`` excludes checkpoints in every sub-folder) and
 against each of its parent folders (``checkpoints`` excludes the whole folder). Excluded files are
@@ -122,6 +127,8 @@ def _walk(root: Path, exclude: Sequence[str]) -> Iterator[tuple[str, os.stat_res
         relative_dir = stack.pop()
         try:
             entries = sorted(os.scandir(root / relative_dir), key=lambda e: e.name)
+        except FileNotFoundError:
+            continue  # removed while we walk (a running job's temporary folder)
         except OSError as exc:
             raise SyncError(f"cannot list {root / relative_dir}: {exc.strerror}") from None
         subdirs = []
@@ -129,7 +136,10 @@ def _walk(root: Path, exclude: Sequence[str]) -> Iterator[tuple[str, os.stat_res
             relative = f"{relative_dir}/{entry.name}" if relative_dir else entry.name
             if is_excluded(relative, exclude):
                 continue
-            st = entry.stat(follow_symlinks=False)
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
             yield relative, st
             if stat.S_ISDIR(st.st_mode):
                 subdirs.append(relative)
@@ -230,7 +240,10 @@ def send(root: PathLike, request: SyncRequest, out: IO[bytes]) -> SyncStats:
             if stat.S_ISDIR(st.st_mode):
                 index["dirs"].append(relative)
             elif stat.S_ISLNK(st.st_mode):
-                target = os.readlink(root / relative)
+                try:
+                    target = os.readlink(root / relative)
+                except FileNotFoundError:
+                    continue
                 index["links"].append(relative)
                 if request.links.get(relative) != target:
                     info.type, info.linkname = tarfile.SYMTYPE, target
@@ -238,14 +251,17 @@ def send(root: PathLike, request: SyncRequest, out: IO[bytes]) -> SyncStats:
                     stats.files += 1
                     stats.paths.append(relative)
             elif stat.S_ISREG(st.st_mode):
-                index["files"].append(relative)
                 if request.files.get(relative) == (st.st_size, st.st_mtime_ns):
+                    index["files"].append(relative)
                     continue
                 info.size = st.st_size
                 try:
                     handle = open(root / relative, "rb")
+                except FileNotFoundError:
+                    continue  # removed since the listing (a running job's temporary file)
                 except OSError as exc:
                     raise SyncError(f"cannot read {root / relative}: {exc.strerror}") from None
+                index["files"].append(relative)
                 with handle:
                     tar.addfile(info, _Padded(handle, st.st_size))
                 stats.files += 1
