@@ -221,14 +221,15 @@ def test_sender_side_reads_the_request_line(source: Path, tmp_path: Path) -> Non
 def test_remote_record_round_trip_and_bad_record(tmp_path: Path) -> None:
     job = tmp_path / "job"
     assert read_remote_record(job) is None
-    record = RemoteCopy("cluster", "/scratch/xpm/jobs/t/abc", python="/opt/venv/bin/python")
+    record = RemoteCopy("cluster", "/scratch/xpm/jobs/t/abc", python="/opt/venv/bin/python",
+                        exclude=("*.ckpt",))
     write_remote_record(job, record)
     assert read_remote_record(job) == record
     assert record.location() == "cluster:/scratch/xpm/jobs/t/abc"
     later = record.synced(123.5)
     write_remote_record(job, later)
     assert read_remote_record(job) == RemoteCopy("cluster", "/scratch/xpm/jobs/t/abc", 123.5,
-                                                 "/opt/venv/bin/python")
+                                                 "/opt/venv/bin/python", ("*.ckpt",))
     (job / RECORD_NAME).write_text("{not json")
     with pytest.raises(RemoteRecordError, match=r"\.remote\.json is not a valid remote record"):
         read_remote_record(job)
@@ -249,14 +250,16 @@ def test_pull_job_follows_the_record_and_updates_its_time(source: Path, tmp_path
     job = tmp_path / "workspace" / "jobs" / "pkg.Learn" / "abc"
     with pytest.raises(SyncError, match="has no .remote.json"):
         pull_job(job, LocalChannel())
-    write_remote_record(job, RemoteCopy("cluster", str(source)))
+    write_remote_record(job, RemoteCopy("cluster", str(source), exclude=("*.json",)))
     channel = LocalChannel()
     before = time.time()
-    stats = pull_job(job, channel, exclude=["*.json"])
+    stats = pull_job(job, channel)  # the record's patterns
     assert channel.roots == [str(source)]
     assert "metrics.json" not in stats.paths and (job / "sub" / "a.txt").read_text() == "a"
     assert read_remote_record(job).synced_at >= before
-    assert pull_job(job, channel, exclude=["*.json"], include_excluded=True).paths == ["metrics.json"]
+    assert read_remote_record(job).exclude == ("*.json",)
+    assert pull_job(job, channel, include_excluded=True).paths == ["metrics.json"]
+    assert pull_job(job, channel, exclude=["*.txt"]).deleted == 0, "excluded now: kept"
 
 
 def test_jobs_list_and_path_show_the_remote_copy_without_a_connection(tmp_path: Path) -> None:

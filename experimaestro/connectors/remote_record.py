@@ -4,12 +4,13 @@ A job that runs on a remote host keeps a local job folder, into which its remote
 synchronised. That local folder holds ``.remote.json``::
 
     {"host": "cluster", "path": "/scratch/me/xpm/jobs/pkg.Learn/3f2a...", "synced_at": 1795000000.5,
-     "python": "/scratch/me/venv/bin/python"}
+     "python": "/scratch/me/venv/bin/python", "exclude": ["*.ckpt"]}
 
 ``host`` is the name given to the connector (an ``~/.ssh/config`` alias or ``user@host``), ``path``
 the remote job folder, ``synced_at`` the time (seconds since the epoch) the last synchronisation
 ended, or null before the first, ``python`` the remote Python that has experimaestro (to sync again
-later without the experiment's script; null if unknown). Reading it needs no connection, so
+later without the experiment's script; null if unknown), ``exclude`` the connector's ``sync_exclude``
+patterns. Reading it needs no connection, so
 ``experimaestro jobs list`` and ``jobs path`` work on the laptop alone. The synchronisation never
 copies nor deletes this file.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -40,6 +41,8 @@ class RemoteCopy:
     path: str
     synced_at: Optional[float] = None
     python: Optional[str] = None
+    #: the connector's ``sync_exclude`` patterns (what stays remote unless fetched on demand)
+    exclude: tuple[str, ...] = ()
 
     def location(self) -> str:
         """``host:path``, as ``scp`` writes it."""
@@ -47,7 +50,7 @@ class RemoteCopy:
 
     def synced(self, when: Optional[float] = None) -> "RemoteCopy":
         """The same record, synchronised at ``when`` (now by default)."""
-        return RemoteCopy(self.host, self.path, time.time() if when is None else when, self.python)
+        return replace(self, synced_at=time.time() if when is None else when)
 
 
 def write_remote_record(jobpath: Path, record: RemoteCopy) -> None:
@@ -69,9 +72,10 @@ def read_remote_record(jobpath: Path) -> Optional[RemoteCopy]:
         synced_at = data.get("synced_at")
         record = RemoteCopy(host=data["host"], path=data["path"],
                             synced_at=None if synced_at is None else float(synced_at),
-                            python=data.get("python"))
-        if not all(isinstance(v, str) for v in (record.host, record.path, record.python or "")):
-            raise TypeError("host, path and python must be strings")
+                            python=data.get("python"), exclude=tuple(data.get("exclude", ())))
+        texts = (record.host, record.path, record.python or "", *record.exclude)
+        if not all(isinstance(v, str) for v in texts):
+            raise TypeError("host, path, python and the exclude patterns must be strings")
         return record
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise RemoteRecordError(

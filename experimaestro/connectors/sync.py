@@ -40,7 +40,7 @@ import stat
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, ContextManager, Iterator, Protocol, Sequence, Union
+from typing import IO, ContextManager, Iterator, Optional, Protocol, Sequence, Union
 
 from .remote_record import RECORD_NAME, read_remote_record, write_remote_record
 from .streams import thread_streams
@@ -467,16 +467,17 @@ class SyncChannel(Protocol):
         ...
 
 
-def pull_job(jobpath: PathLike, channel: SyncChannel, exclude: Sequence[str] = (),
+def pull_job(jobpath: PathLike, channel: SyncChannel, exclude: Optional[Sequence[str]] = None,
              include_excluded: bool = False) -> SyncStats:
     """Synchronise a local job folder from its remote copy (named by its ``.remote.json``), then
-    record the time (what ``experimaestro jobs sync ID`` does; ``include_excluded`` fetches the
-    excluded files too)."""
+    record the time (what ``experimaestro jobs sync ID`` does). ``exclude`` defaults to the patterns
+    of the record; ``include_excluded`` fetches the excluded files too."""
     jobpath = Path(jobpath)
     record = read_remote_record(jobpath)
     if record is None:
         raise SyncError(f"{jobpath} has no {RECORD_NAME}: the job did not run on a remote host")
+    patterns = record.exclude if exclude is None else exclude
     with channel.sync_streams(record.path) as (to_sender, from_sender):
-        stats = pull(jobpath, to_sender, from_sender, exclude, include_excluded)
+        stats = pull(jobpath, to_sender, from_sender, patterns, include_excluded)
     write_remote_record(jobpath, record.synced())
     return stats
