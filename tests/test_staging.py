@@ -68,7 +68,7 @@ def test_a_snapshot_past_the_limit_says_which_folders_and_how_to_exclude(tmp_pat
     with pytest.raises(StagingError) as error:
         take_snapshot([project], limit=10_000)
     message = str(error.value)
-    assert "take 49 KB, past the limit of 10 KB" in message
+    assert "take more than 10 KB (the limit; 49 KB found before stopping)" in message
     assert f"Largest folders: {project / 'vendored'} (49 KB)" in message
     assert "code_exclude" in message and "code=None" in message
     assert take_snapshot([project], exclude=["vendored"], limit=10_000).files

@@ -172,22 +172,28 @@ def take_snapshot(folders: Sequence[PathLike], exclude: Sequence[str] = (),
 
     ``exclude`` holds :func:`fnmatch.fnmatch` patterns matched against the name of a folder or
     file, its path relative to the import folder, and its absolute path; matching folders are not
-    walked. Past
-    ``limit`` bytes (None: no limit), StagingError lists the largest folders."""
+    walked. Past ``limit`` bytes (None: no limit), the walk stops and StagingError lists the largest
+    folders found."""
     roots = [str(Path(f).resolve()) for f in folders]
     found: list[tuple[int, str, Path, os.stat_result]] = []
+    total = 0
     for index, root in enumerate(roots):
-        if os.path.isdir(root):
-            found.extend((index, rel, path, st) for rel, path, st in _python_files(Path(root), exclude))
-    total = sum(st.st_size for *_, st in found)
-    if limit is not None and total > limit:
-        largest = _largest_folders([(i, rel, st.st_size) for i, rel, _, st in found], roots)
-        listing = ", ".join(f"{path} ({_mb(size)})" for path, size in largest)
-        raise StagingError(
-            f"the Python files to stage for the remote jobs take {_mb(total)}, past the limit of "
-            f"{_mb(limit)}. Largest folders: {listing}. Exclude the folders the jobs do not import "
-            f"(code_exclude=[\"name-or-glob\", ...] on the connector), raise the limit (code_limit=...), "
-            f"or use code=None to rely on what is installed on the remote")
+        if not os.path.isdir(root):
+            continue
+        for relative, path, st in _python_files(Path(root), exclude):
+            found.append((index, relative, path, st))
+            total += st.st_size
+            if limit is not None and total > limit:
+                break  # no need to walk the rest (a script in a huge home folder)
+        if limit is not None and total > limit:
+            largest = _largest_folders([(i, rel, st.st_size) for i, rel, _, st in found], roots)
+            listing = ", ".join(f"{path} ({_mb(size)})" for path, size in largest)
+            raise StagingError(
+                f"the Python files to stage for the remote jobs take more than {_mb(limit)} (the limit; "
+                f"{_mb(total)} found before stopping). Largest folders: {listing}. Exclude the folders "
+                f"the jobs do not import (code_exclude=[\"name-or-glob\", ...] on the connector), "
+                f"raise the limit (code_limit=...), or use code=None to rely on what is installed on "
+                f"the remote")
     snapshot = Snapshot(folders=roots)
     for index, relative, path, st in found:
         snapshot.files.append(StagedFile(index, relative, _file_digest(path, st), st.st_size, path))
