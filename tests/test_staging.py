@@ -3,6 +3,7 @@ the remote workspace; test_ssh_sync.py does the same across the SSH host."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -121,3 +122,21 @@ def test_the_store_checks_what_it_receives(tmp_path: Path) -> None:
     forged["files"][0][1] = "other.py"
     with pytest.raises(StagingError, match="does not match"):
         store.missing(forged)
+
+
+def test_the_folders_the_local_launcher_uses_are_what_gets_staged(tmp_path: Path) -> None:
+    # The controller's import folders (launchers/direct.py's _user_python_path: the script's folder,
+    # the project, not the interpreter's) are the input of the snapshot.
+    project = make_project(tmp_path / "project")
+    (project / "experiment.py").write_text(
+        "import json, os\n"
+        "import mypkg.model\n"
+        "from experimaestro.launchers.direct import _user_python_path\n"
+        "from experimaestro.connectors.staging import take_snapshot\n"
+        "snapshot = take_snapshot(_user_python_path().split(os.pathsep))\n"
+        "print(json.dumps(sorted(f.path for f in snapshot.files)))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, str(project / "experiment.py")], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == ["experiment.py", "mypkg/__init__.py", "mypkg/model.py"]
