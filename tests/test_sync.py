@@ -289,7 +289,8 @@ def test_jobs_list_and_path_show_the_remote_copy_without_a_connection(tmp_path: 
 def test_odd_file_names_round_trip(tmp_path: Path) -> None:
     source = tmp_path / "src"
     source.mkdir()
-    names = [b"bad-\xff-name.txt", b"new\nline.txt", "été.txt".encode(), b"a" * 200 + b".txt", b"sp ace"]
+    names = [b"bad-\xff-name.txt", b"new\nline.txt", "été.txt".encode(), b"a" * 200 + b".txt", b"sp ace",
+             b"back\\slash"]
     for name in names:
         with open(os.path.join(bytes(source), name), "w") as handle:
             handle.write("x")

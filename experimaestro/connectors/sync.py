@@ -290,7 +290,7 @@ def serve_send(root: PathLike, instream: IO[bytes], out: IO[bytes]) -> SyncStats
 
 def _checked_name(name: str) -> str:
     """A member name as a safe relative path, or SyncError."""
-    if not name or "\0" in name or name.startswith("/") or "\\" in name:
+    if not name or "\0" in name or name.startswith("/"):
         raise SyncError(f"refused tar member {name!r}: not a plain relative path")
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if not parts or ".." in parts:
