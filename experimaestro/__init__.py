@@ -45,6 +45,7 @@ from .version import __version__
 if TYPE_CHECKING:  # pragma: no cover
     from .launcherfinder import find_launcher
     from .launchers.base import Launcher
+    from .notifications import progress
     from .progressbar import tqdm
     from .savedconfig import deserialize, serialize
     from .scheduler.experiment import (
@@ -76,6 +77,7 @@ _LAZY = {
     "ExperimentInfo": "experimaestro.xpinfo",
     "DirtyGitAction": "experimaestro.scheduler.gitstate",
     "DirtyGitError": "experimaestro.scheduler.gitstate",
+    "progress": "experimaestro.notifications",
 }
 
 
@@ -143,6 +145,7 @@ __all__ = [
     "param_group",
     "partial",
     "pathgenerator",
+    "progress",
     "sealed_set",
     "setmeta",
     "tag",

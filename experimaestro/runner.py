@@ -144,10 +144,13 @@ def run(params_path: Path) -> int:
     reason = "failed"
     message = ""
     partial_locks: list[int] = []
+    from .notifications import end_job, start_job
+
     try:
         task = _load(params_path, main=True)
         partial_locks = _hold_partials(task, files.path)
         os.chdir(files.path)
+        start_job(files.progress)
         for init in task.__xpm__.init_tasks:
             init.execute()
         task.execute()
@@ -169,6 +172,7 @@ def run(params_path: Path) -> int:
         else:
             code = code or 1
             message = f"{type(exc).__name__}: {exc}"
+    end_job()  # the last progress() value, before the marker
     try:
         sys.stdout.flush()
         sys.stderr.flush()

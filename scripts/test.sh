@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # The SSH tests' separate host (ssh-test/) needs sshd, ip, nsenter: installed when missing (as root).
 if [ "$(id -u)" = 0 ]; then ssh-test/install || [ "${CI:-}" != true ] || exit 1; fi
+# The monitor's page tests need Debian's chromium and chromium-driver (as root; fast when installed).
+if [ "$(id -u)" = 0 ]; then bash scripts/install-browser.sh || [ "${CI:-}" != true ] || exit 1; fi
 source scripts/setup-venv.sh
 setup_venv test
 # The Slurm tests run a real single-node Slurm (slurm-test/): install its Debian packages if missing.

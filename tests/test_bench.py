@@ -61,3 +61,20 @@ def test_local_tiny_and_side_by_side() -> None:
         assert side["jobs_done"] == 3 and side["gap_done"] == 3
         assert side["rerun_launched"] == 0  # the rerun found the 3 jobs done
         figures(side["identifier"], IDENTIFIER_KEYS)
+
+
+def test_monitor_tiny() -> None:
+    """bench/monitor.py on 200 jobs (it needs the headless browser, as the page tests do)."""
+    import os
+
+    import pytest
+
+    if not os.path.exists("/usr/bin/chromedriver"):
+        reason = "no /usr/bin/chromedriver: bash scripts/install-browser.sh"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    result = run_json(str(BENCH / "monitor.py"), "--tiny")
+    figures(result, {"index_scan_s", "api_jobs_ms", "first_paint_ms", "update_ms",
+                     "idle_controller_cpu_pct", "idle_controller_cpu_pct_without_monitor"})
+    assert result["jobs"] == 200

@@ -7,6 +7,7 @@ import click
 from .explain import explain_id
 from .jobs import experiments, jobs
 from .launchers import launchers
+from .monitor import monitor
 from .remote import stage_receive, sync_send
 from .run_experiment import run_experiment
 from .tokens import tokens
@@ -27,6 +28,7 @@ main.add_command(launchers)
 main.add_command(run_experiment)
 main.add_command(sync_send)
 main.add_command(stage_receive)
+main.add_command(monitor)
 
 #: The name of the group in experimaestro 2.x (``from experimaestro.cli import cli``).
 cli = main

@@ -23,18 +23,10 @@ import click
 
 from ..connectors.remote_record import RemoteRecordError, read_remote_record
 from ..core.serialization import ParamsDocument, ParamsFormatError, parse_document
-from ..launchers.jobfiles import FailureRecord, JobFiles, JobState
+from ..launchers.jobfiles import STATE_NAMES, FailureRecord, JobFiles, JobState
+from ..notifications import read_progress
 from ..scheduler.workspace import Workspace
 
-#: The names under which states are shown and filtered (the marker names, for finished jobs).
-STATE_NAMES: dict[JobState, str] = {
-    JobState.UNSCHEDULED: "unscheduled",
-    JobState.WAITING: "waiting",
-    JobState.READY: "ready",
-    JobState.RUNNING: "running",
-    JobState.DONE: "done",
-    JobState.ERROR: "failed",
-}
 #: The states a job can have on disk, i.e. without a controller's knowledge.
 DISK_STATES = ("done", "failed", "running", "unscheduled")
 #: How many identifier characters the table shows (any unique prefix is accepted as a job ID).
@@ -99,6 +91,8 @@ class JobEntry:
     failure: Optional[FailureRecord] = None
     experiments: list[str] = field(default_factory=list)
     tags: Optional[dict[str, Any]] = None
+    #: What ``progress()`` last reported (levels), for a running job.
+    progress: Optional[list[dict[str, Any]]] = None
 
     @staticmethod
     def read(path: Path, experiments: Sequence[str] = ()) -> "JobEntry":
@@ -106,6 +100,7 @@ class JobEntry:
         files = JobFiles.of_directory(path)
         state = files.disk_state()
         failure = files.read_failure() if state is JobState.ERROR else None
+        progress = read_progress(files.progress) if state is JobState.RUNNING else None
         return JobEntry(
             path=path,
             typeid=path.parent.name,
@@ -113,6 +108,7 @@ class JobEntry:
             state=state,
             failure=failure,
             experiments=list(experiments),
+            progress=progress,
         )
 
     @property
@@ -136,6 +132,10 @@ class JobEntry:
         """``failed (cancelled)``: the state, with the failure reason when it says more."""
         if self.failure is not None and self.failure.reason != "failed":
             return f"{self.state_name} ({self.failure.reason})"
+        if self.progress:
+            top = self.progress[0]
+            desc = f" ({top['desc']})" if top.get("desc") else ""
+            return f"{self.state_name} {top['value']:.0%}{desc}"
         return self.state_name
 
     def to_json(self) -> dict[str, Any]:
@@ -155,6 +155,7 @@ class JobEntry:
             "tags": self.load_tags(),
             "experiments": self.experiments,
             "remote": self.remote_json(),
+            "progress": self.progress,
         }
 
     def remote_json(self) -> Optional[dict[str, Any]]:

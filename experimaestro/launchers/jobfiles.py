@@ -12,6 +12,7 @@ only reads it. This module is the single place that knows the file names and for
 | <name>.lock      | held (file lock) while the job runs                                |
 | <name>.done      | written atomically when execute() returns                          |
 | <name>.failed    | JSON {"code": int, "reason": str, ...}, written atomically          |
+| <name>.progress  | JSON {"levels": [{"value", "desc"}], "time"}: progress() in the task |
 """
 
 from __future__ import annotations
@@ -45,6 +46,18 @@ class JobState(enum.Enum):
     @property
     def finished(self) -> bool:
         return self in (JobState.DONE, JobState.ERROR)
+
+
+#: The names under which states are shown and filtered (``failed``: the marker's name), by the
+#: CLI and the monitor.
+STATE_NAMES: dict[JobState, str] = {
+    JobState.UNSCHEDULED: "unscheduled",
+    JobState.WAITING: "waiting",
+    JobState.READY: "ready",
+    JobState.RUNNING: "running",
+    JobState.DONE: "done",
+    JobState.ERROR: "failed",
+}
 
 
 class FailureRecord:
@@ -124,6 +137,11 @@ class JobFiles:
     @property
     def stderr(self) -> Path:
         return self._file(".err")
+
+    @property
+    def progress(self) -> Path:
+        """Where ``progress()`` writes, from inside the task (experimaestro/notifications.py)."""
+        return self._file(".progress")
 
     @property
     def lock(self) -> Path:

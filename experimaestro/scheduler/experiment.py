@@ -103,7 +103,10 @@ class experiment:  # noqa: N801 - the public name users write
 
     :param workdir: the workspace folder (created if needed), shared by every experiment
     :param name: the experiment's name (its folder under ``<workdir>/experiments/``)
-    :param port: port of the web monitor (accepted; served by a later version)
+    :param port: serve the web monitor on this port while the experiment runs (0: a free port;
+        ``xp.monitor.url`` says where); see docs/monitor.md
+    :param host: the monitor's address (default 127.0.0.1; any other needs the printed token)
+    :param token: the monitor's access token (default: a new random one)
     :param run_mode: NORMAL, GENERATE_ONLY (write job folders only) or DRY_RUN (write nothing)
     :param launcher: the default launcher of submitted tasks (default: the local launcher)
     :param dirty_git: when the project's git repository (the one holding the calling script, or
@@ -111,9 +114,8 @@ class experiment:  # noqa: N801 - the public name users write
         the log), ``"error"`` (:class:`DirtyGitError` on entering the block) or ``"ignore"``
     :param project_paths: the folders whose repositories ``dirty_git`` checks
 
-    Accepted for experimaestro 2.x code and without effect here: ``host`` and ``token`` (of 2.x's
-    web server; ``port`` is kept for our monitor), ``no_db`` (2.x's own database, which we never
-    had), ``no_environmental_impact`` (2.x's carbon tracking, which we do not do),
+    Accepted for experimaestro 2.x code and without effect here: ``no_db`` (2.x's own database,
+    which we never had), ``no_environmental_impact`` (2.x's carbon tracking, which we do not do),
     ``register_signals`` (Ctrl-C is always handled: see docs/running.md) and ``wait_for_quit``.
     """
 
@@ -146,6 +148,10 @@ class experiment:  # noqa: N801 - the public name users write
         self.workspace = Workspace(workdir, run_mode=run_mode, launcher=launcher)
         self.name = name
         self.port = port
+        self.host = host
+        self._token = token
+        #: The web monitor (a ``MonitorServer``) while the experiment runs with a port, else None.
+        self.monitor: Any = None
         self.run_mode = run_mode
         self._launcher = launcher
         self.project_paths = (
@@ -236,6 +242,8 @@ class experiment:  # noqa: N801 - the public name users write
             )
         self._check_git()
         if self.run_mode is not RunMode.DRY_RUN:
+            if self.port is not None:
+                self._start_monitor()  # first: a taken port leaves nothing written
             self.workspace.create()
             self.resultspath.mkdir(parents=True, exist_ok=True)
             self.jobspath.mkdir(parents=True, exist_ok=True)
@@ -300,6 +308,9 @@ class experiment:  # noqa: N801 - the public name users write
             self.open = False
             pop_workspace(self.workspace.path)
             self._stop_services()
+            if self.monitor is not None:
+                self.monitor.stop()
+                self.monitor = None
             with _current_lock:
                 if self in _current:
                     _current.remove(self)
@@ -316,6 +327,18 @@ class experiment:  # noqa: N801 - the public name users write
                     stop()
                 except Exception:  # a service that fails to stop must not hide the outcome
                     logger.exception("service %s failed to stop", getattr(service, "id", service))
+
+    def _start_monitor(self) -> None:
+        """Serve the web monitor (experimaestro.monitor: the one place where the scheduler layer
+        reaches up, as the monitor belongs to the experiment; imported only when asked for)."""
+        from ..monitor import MonitorError, serve_experiment
+
+        try:
+            self.monitor = serve_experiment(self, self.port, self.host or "127.0.0.1", self._token)
+        except MonitorError as exc:
+            raise MonitorError(f"experiment({self.name!r}, port={self.port}): {exc}") from None
+        sys.stderr.write(f"experimaestro: monitor of {self.name} at {self.monitor.url}\n")
+        logger.info("monitor at %s", self.monitor.url)
 
     def _abort(self, exc: BaseException) -> None:
         """Leave after an exception: drop the jobs not started; running jobs go on. Ctrl-C
