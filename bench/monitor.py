@@ -38,7 +38,7 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-for path in (str(BENCH), str(ROOT)):
+for path in (str(BENCH), str(ROOT), str(ROOT / "tests" / "helpers")):
     if path not in sys.path:
         sys.path.insert(0, path)
 
@@ -95,14 +95,10 @@ def browser() -> Any:
 
 
 def wait_for(predicate: Any, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not met within {timeout} s")
-        time.sleep(0.002)
+    """The first true value of ``predicate()``, checked every 2 ms (tests/helpers/polling.py)."""
+    from polling import poll
+
+    return poll(predicate, timeout, interval=0.002)
 
 
 def page_figures(root: Path, keys: list[str], loads: int, updates: int) -> dict[str, Any]:

@@ -338,7 +338,8 @@ class experiment:  # noqa: N801 - the public name users write
         except MonitorError as exc:
             raise MonitorError(f"experiment({self.name!r}, port={self.port}): {exc}") from None
         sys.stderr.write(f"experimaestro: monitor of {self.name} at {self.monitor.url}\n")
-        logger.info("monitor at %s", self.monitor.url)
+        # Not the token: the log file stays in the workspace, which others may read.
+        logger.info("monitor at %s", self.monitor.url.split("?token=")[0])
 
     def _abort(self, exc: BaseException) -> None:
         """Leave after an exception: drop the jobs not started; running jobs go on. Ctrl-C
