@@ -81,6 +81,9 @@ class JobIndex:
         self._thread: Optional[threading.Thread] = None
         self._closed = False
         self.scans = 0
+        #: Bumped on every change of the index (what :meth:`listing` caches depends on it).
+        self.generation = 0
+        self._listings: dict[Optional[str], tuple[int, list[JobRecord], dict[str, list[str]]]] = {}
         self._idle_grace = IDLE_GRACE
 
     # -- listeners and life --------------------------------------------------------------------
@@ -176,6 +179,8 @@ class JobIndex:
                     del self.experiments[name]
         for name in names:
             changed += self._read_links(name)
+        with self.lock:
+            self.generation += 1
         self.scans += 1
         self.ready.set()
         self._publish_jobs(changed + gone)
@@ -232,7 +237,7 @@ class JobIndex:
             path = known[key] if known else self.workspace.jobs / key
             with self.lock:
                 record = self.jobs.get(key)
-            if not path.is_dir():
+            if not os.path.isdir(path):
                 with self.lock:
                     linked = bool(self.job_experiments.get(key))
                 if not linked:  # removed (an experiment's job not launched yet keeps a row)
@@ -248,7 +253,7 @@ class JobIndex:
             before = None if new else record.shown()
             params = self._params.get(key)
             try:
-                mtime = (path / "params.json").stat().st_mtime
+                mtime = os.stat(os.path.join(path, "params.json")).st_mtime
             except OSError:
                 mtime = None
             if mtime is not None and (params is None or params.mtime != mtime):
@@ -421,6 +426,7 @@ class JobIndex:
 
     def _publish_jobs(self, keys: list[str], experiments: Iterable[str] = ()) -> None:
         with self.lock:
+            self.generation += 1
             names = set(experiments)
             jobs = []
             for key in keys:
@@ -455,6 +461,27 @@ class JobIndex:
                 {"name": name, "jobs": len(keys), "counts": self.counts(name)}
                 for name, keys in sorted(self.experiments.items())
             ]
+
+    def listing(self, experiment: Optional[str]) -> tuple[list[JobRecord], dict[str, list[str]]]:
+        """The jobs of an experiment (or of the workspace), newest submission first, and the tag
+        values seen among them (at most 50 a tag); cached until the index changes."""
+        with self.lock:
+            cached = self._listings.get(experiment)
+            if cached is not None and cached[0] == self.generation:
+                return cached[1], cached[2]
+            generation = self.generation
+            records = self.records(experiment)
+        records.sort(key=lambda r: (-(r.submitted or 0.0), r.key))
+        values: dict[str, set[str]] = {}
+        for record in records:
+            for key, value in record.tags.items():
+                seen = values.setdefault(key, set())
+                if len(seen) < 50:
+                    seen.add(str(value).lower() if isinstance(value, bool) else str(value))
+        tags = {k: sorted(v) for k, v in sorted(values.items())}
+        with self.lock:
+            self._listings[experiment] = (generation, records, tags)
+        return records, tags
 
     def records(self, experiment: Optional[str]) -> list[JobRecord]:
         with self.lock:

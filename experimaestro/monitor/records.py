@@ -113,13 +113,31 @@ class JobRecord:
 
     def refresh(self, params: Optional[ParamsInfo], controller: Optional[dict[str, Any]] = None) -> None:
         """Read the folder again (``params``: the cached params info, re-read by the caller when its
-        mtime changed; ``controller``: what a controller says of the job, see ``ControllerState``)."""
+        mtime changed; ``controller``: what a controller says of the job, see ``ControllerState``).
+
+        One listing of the folder says which files exist; only those are read (the monitor scans
+        thousands of folders, so plain strings and few system calls).
+        """
         controller_state = controller.get("state") if controller else None
-        files = self.files
-        disk = files.marker_state()
-        pid = read_pid_document(files.pidfile)
-        if disk is None:
-            record = files.read_pid()
+        folder = str(self.path)
+        name = self.typeid.rsplit(".", 1)[-1]
+        try:
+            present = set(os.listdir(folder))
+        except OSError:  # not created yet (a controller's job not launched), or removed
+            present = set()
+
+        def file(ext: str) -> Optional[str]:
+            return os.path.join(folder, name + ext) if name + ext in present else None
+
+        done, failed, pidfile = file(".done"), file(".failed"), file(".pid")
+        pid = read_pid_document(Path(pidfile)) if pidfile else {}
+        if done:
+            disk = JobState.DONE
+        elif failed:
+            disk = JobState.ERROR
+        else:
+            files = self.files
+            record = files.read_pid() if pidfile else None
             disk = (
                 JobState.RUNNING
                 if record is not None and record.type == "local" and files.process_alive(record)
@@ -129,12 +147,15 @@ class JobRecord:
         if state == "unscheduled" and controller_state in ("waiting", "ready", "running"):
             state = controller_state
         self.state = state
-        failure: Optional[FailureRecord] = files.read_failure() if disk is JobState.ERROR else None
-        self.failure = (
-            {"code": failure.code, "reason": failure.reason, "message": failure.message}
-            if failure is not None
-            else None
-        )
+        self.failure = None
+        if failed and not done:
+            try:
+                with open(failed) as marker:
+                    record_failure = FailureRecord.parse(marker.read())
+                self.failure = {"code": record_failure.code, "reason": record_failure.reason,
+                                "message": record_failure.message}
+            except OSError:
+                self.failure = {"code": 1, "reason": "failed", "message": ""}
         if params is None and controller:
             self.tags = controller.get("tags") or self.tags
             self.dependencies = controller.get("dependencies") or self.dependencies
@@ -148,13 +169,10 @@ class JobRecord:
         self.slurm_jobid = str(jobid) if jobid is not None else None
         started = pid.get("started")
         self.started = float(started) if isinstance(started, (int, float)) and started else None
-        if disk is JobState.DONE:
-            self.ended = _mtime(files.done)
-        elif disk is JobState.ERROR:
-            self.ended = _mtime(files.failed)
-        else:
-            self.ended = None
-        self.progress = read_progress(files.progress) if self.started is not None else None
+        marker = done or failed
+        self.ended = _mtime(Path(marker)) if marker else None
+        progress = file(".progress")
+        self.progress = read_progress(Path(progress)) if progress else None
 
     def summary(self) -> dict[str, Any]:
         """The row of the job list (and of a live update)."""

@@ -63,15 +63,11 @@ def job_page(
     the tag values seen (for the filters)."""
     limit = max(1, min(limit, MAX_PAGE))
     words = search.lower().split()
-    records = index.records(experiment)
-    tag_values: dict[str, set[str]] = {}
-    for record in records:
-        for key, value in record.tags.items():
-            values = tag_values.setdefault(key, set())
-            if len(values) < 50:
-                values.add(_tag_text(value))
-    selected = [r for r in records if _matches(r, states, tags, words)]
-    selected.sort(key=lambda r: (-(r.submitted or 0.0), r.key))
+    records, tag_values = index.listing(experiment)
+    if states or tags or words:
+        selected = [r for r in records if _matches(r, states, tags, words)]
+    else:
+        selected = records
     rows = []
     with index.lock:
         for record in selected[offset : offset + limit]:
@@ -84,7 +80,7 @@ def job_page(
         "offset": offset,
         "limit": limit,
         "counts": index.counts(experiment),
-        "tags": {k: sorted(v) for k, v in sorted(tag_values.items())},
+        "tags": tag_values,
         "jobs": rows,
     }
 
