@@ -579,7 +579,7 @@ class Scheduler:
     def _watch_job(self, job: Job) -> None:
         if job.path not in self._watched_jobs:
             self._watched_jobs[job.path] = job
-            self._watcher.watch(job.path)
+            self._watcher.watch(job.path, files_appearing_only=True)
 
     def _on_file_event(self, folder: Path, path: Path) -> None:
         # Watchdog thread: hand over to the scheduler thread.

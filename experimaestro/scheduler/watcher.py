@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional, Sequence
 
 logger = logging.getLogger("experimaestro.scheduler")
 
@@ -44,7 +44,11 @@ class FolderWatcher:
             self._observer.start()
         return self._observer
 
-    def watch(self, folder: Path) -> None:
+    def watch(self, folder: Path, *, files_appearing_only: bool = False) -> None:
+        """Watch ``folder``. With ``files_appearing_only``, only files that appear (created,
+        renamed into place, or closed after writing) are reported, and the kernel is asked for
+        nothing else: a job appending to its open log files then costs the controller nothing.
+        A folder is watched with the options of its first ``watch`` call."""
         from watchdog.events import FileSystemEventHandler
 
         watcher = self
@@ -62,13 +66,17 @@ class FolderWatcher:
                 self._watches[folder] = (entry[0], entry[1] + 1)
                 return
             try:
-                handle = self._ensure_observer().schedule(_Handler(), str(folder), recursive=False)
+                handle = self._ensure_observer().schedule(
+                    _Handler(), str(folder), recursive=False,
+                    event_filter=_appearing_events() if files_appearing_only else None,
+                )
             except OSError as exc:  # e.g. inotify limits: the slow sweep still covers the folder
                 logger.warning("cannot watch %s (%s); relying on the periodic sweep", folder, exc)
                 handle = None
             self._watches[folder] = (handle, 1)
 
     def unwatch(self, folder: Path) -> None:
+        """Stop watching ``folder`` once every ``watch`` call for it has been matched."""
         with self._lock:
             entry = self._watches.get(folder)
             if entry is None:
@@ -90,3 +98,11 @@ class FolderWatcher:
                 self._observer.stop()
                 self._observer = None
             self._watches.clear()
+
+
+def _appearing_events() -> Optional[Sequence[type]]:
+    """The watchdog event types of a file appearing: markers are renamed into place
+    (``atomic_write``); a marker written in place by another tool is seen when it is closed."""
+    from watchdog.events import FileClosedEvent, FileCreatedEvent, FileMovedEvent
+
+    return [FileCreatedEvent, FileMovedEvent, FileClosedEvent]
