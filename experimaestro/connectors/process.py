@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
 
 class PidRecord:
@@ -29,20 +29,21 @@ class PidRecord:
     def __repr__(self) -> str:
         return f"PidRecord(pid={self.pid}, create_time={self.create_time}, host={self.host!r})"
 
+    def to_dict(self) -> Dict[str, Any]:
+        """The record as a JSON-ready dict (the ``.pid`` file's content, and the SSH agent's)."""
+        return {
+            "type": self.type,
+            "pid": self.pid,
+            "create_time": self.create_time,
+            "host": self.host,
+            "started": self.started,
+        }
+
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "type": self.type,
-                "pid": self.pid,
-                "create_time": self.create_time,
-                "host": self.host,
-                "started": self.started,
-            }
-        )
+        return json.dumps(self.to_dict())
 
     @staticmethod
-    def from_json(text: str) -> "PidRecord":
-        data = json.loads(text)
+    def from_dict(data: Dict[str, Any]) -> "PidRecord":
         return PidRecord(
             pid=int(data["pid"]),
             create_time=float(data.get("create_time", 0.0)),
@@ -50,6 +51,10 @@ class PidRecord:
             started=float(data.get("started", 0.0)),
             type=str(data.get("type", "local")),
         )
+
+    @staticmethod
+    def from_json(text: str) -> "PidRecord":
+        return PidRecord.from_dict(json.loads(text))
 
     @staticmethod
     def of_process(pid: int) -> "PidRecord":

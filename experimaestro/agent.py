@@ -1,0 +1,229 @@
+"""The remote agent: ``python -m experimaestro agent``, started by the SSH connector on one channel.
+
+It serves the operations of :data:`~experimaestro.connectors.agentprotocol.OPERATIONS` as JSON lines
+on stdin/stdout by calling the code the controller uses locally (the local connector, the job-folder
+protocol of ``launchers.jobfiles``, the token store, the folder watcher), and pushes events (a marker
+written in a watched folder, a process gone), so that the controller never polls over SSH.
+
+It is a process entry point, like ``runner.py``, and sits above every layer: it may import the
+connectors, the launchers' job-folder protocol and the scheduler's tokens and watcher without any
+import pointing back up. It exits when its stdin closes (the connection ended); the processes it
+started are in sessions of their own and go on; its file locks are released by the system.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import select
+import socket
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Dict, List, Optional
+
+from .connectors.agentprotocol import OPERATIONS, PROTOCOL, decode, encode, error_payload
+from .connectors.local import LocalConnector
+from .connectors.process import process_alive
+from .version import __version__
+
+#: Threads serving requests: a blocking one (a lock, a long command) does not hold up the others.
+WORKERS = 8
+
+
+class Agent:
+    """Serves requests read from ``source`` and writes answers and events to ``sink``."""
+
+    def __init__(self, source: BinaryIO, sink: BinaryIO) -> None:
+        self._source = source
+        self._sink = sink
+        self._write_lock = threading.Lock()
+        self._local = LocalConnector.instance()
+        self._locks: Dict[int, Any] = {}
+        self._next_lock = 0
+        self._watcher: Any = None
+        self._suffixes: Dict[str, tuple] = {}
+        self._state_lock = threading.Lock()
+        self.handlers: Dict[str, Callable[..., Any]] = {
+            name: getattr(self, f"op_{name}") for name in OPERATIONS
+        }
+
+    # --- the loop ---
+
+    def send(self, message: Dict[str, Any]) -> None:
+        """Write one message (answers and events come from several threads)."""
+        data = encode(message)
+        with self._write_lock:
+            try:
+                self._sink.write(data)
+                self._sink.flush()
+            except (BrokenPipeError, ValueError, OSError):
+                pass  # the controller is gone; stdin's end stops the loop
+
+    def serve(self) -> None:
+        """Greet, then serve requests until stdin closes."""
+        self.send({"hello": {
+            "version": __version__,
+            "protocol": PROTOCOL,
+            "host": socket.gethostname(),
+            "python": sys.executable,
+            "pid": os.getpid(),
+        }})
+        with ThreadPoolExecutor(WORKERS, thread_name_prefix="xpm-agent") as pool:
+            for line in iter(self._source.readline, b""):
+                try:
+                    request = decode(line)
+                except ValueError as exc:
+                    self.send({"id": None, "error": error_payload(exc)})
+                    continue
+                pool.submit(self._answer, request)
+        if self._watcher is not None:
+            self._watcher.stop()
+
+    def _answer(self, request: Dict[str, Any]) -> None:
+        rid = request.get("id")
+        handler = self.handlers.get(str(request.get("op")))
+        try:
+            if handler is None:
+                raise ValueError(f"unknown operation {request.get('op')!r} (agent {__version__})")
+            result = handler(**(request.get("args") or {}))
+        except Exception as exc:  # every error goes back to the caller, none ends the agent
+            self.send({"id": rid, "error": error_payload(exc)})
+        else:
+            self.send({"id": rid, "result": result})
+
+    # --- operations (one per name in OPERATIONS; documented there) ---
+
+    def op_ping(self) -> str:
+        return "pong"
+
+    def op_resolve(self, path: str) -> str:
+        return str(self._local.resolve(path))
+
+    def op_read_text(self, path: str) -> str:
+        return self._local.read_text(path)
+
+    def op_write_atomic(self, path: str, text: Optional[str] = None, base64data: Optional[str] = None
+                        ) -> None:
+        data: Any = text if text is not None else base64.b64decode(base64data or "")
+        self._local.write_atomic(path, data)
+
+    def op_stat_many(self, paths: List[str]) -> List[Optional[list]]:
+        return [None if st is None else [st.size, st.mtime, st.is_dir]
+                for st in self._local.stat_many(paths)]
+
+    def op_exists_many(self, paths: List[str]) -> List[bool]:
+        return [os.path.exists(p) for p in paths]
+
+    def op_job_states(self, jobs: List[List[str]]) -> List[str]:
+        from .launchers.jobfiles import JobFiles
+
+        return [JobFiles(Path(folder), name).disk_state().value for folder, name in jobs]
+
+    def op_listdir(self, path: str) -> List[str]:
+        return self._local.listdir(path)
+
+    def op_mkdir(self, path: str, parents: bool = True, exist_ok: bool = True) -> None:
+        self._local.mkdir(path, parents=parents, exist_ok=exist_ok)
+
+    def op_run(self, cmd: List[str], cwd: Optional[str] = None, env: Optional[Dict[str, str]] = None,
+               timeout: Optional[float] = None) -> Dict[str, Any]:
+        done = self._local.run(cmd, cwd=cwd, env=env, timeout=timeout)
+        return {"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
+
+    def op_start_detached(self, cmd: List[str], cwd: str, stdout_path: Optional[str] = None,
+                          stderr_path: Optional[str] = None, env: Optional[Dict[str, str]] = None
+                          ) -> Dict[str, Any]:
+        started = self._local.start_detached(cmd, cwd, stdout_path, stderr_path, env=env)
+        record, popen = started.record, started.popen
+        assert popen is not None
+
+        def reap() -> None:  # a child of the agent: waitpid, no polling
+            code = popen.wait()
+            self.send({"event": "process_gone", "pid": record.pid, "create_time": record.create_time,
+                       "code": code})
+
+        threading.Thread(target=reap, daemon=True, name=f"xpm-agent-reap-{record.pid}").start()
+        return record.to_dict()
+
+    def op_pids_alive(self, records: List[Dict[str, Any]]) -> List[bool]:
+        return [process_alive(int(r["pid"]), float(r.get("create_time", 0.0))) for r in records]
+
+    def op_watch_processes(self, records: List[Dict[str, Any]]) -> None:
+        for r in records:
+            pid, create_time = int(r["pid"]), float(r.get("create_time", 0.0))
+            threading.Thread(target=self._wait_gone, args=(pid, create_time), daemon=True,
+                             name=f"xpm-agent-pid-{pid}").start()
+
+    def _wait_gone(self, pid: int, create_time: float) -> None:
+        """Block until the process ends (a pidfd becomes readable then), then push the event."""
+        try:
+            fd = os.pidfd_open(pid)
+        except (ProcessLookupError, OSError):
+            fd = None
+        if fd is not None:
+            try:
+                if process_alive(pid, create_time):  # the pid may already name another process
+                    select.select([fd], [], [])
+            finally:
+                os.close(fd)
+        self.send({"event": "process_gone", "pid": pid, "create_time": create_time, "code": None})
+
+    def op_lock(self, path: str, timeout: Optional[float] = None) -> Optional[int]:
+        from filelock import Timeout
+
+        lock = self._local.lock(path)
+        try:
+            lock.acquire(timeout=-1 if timeout is None else timeout)
+        except Timeout:
+            return None
+        with self._state_lock:
+            self._next_lock += 1
+            self._locks[self._next_lock] = lock
+            return self._next_lock
+
+    def op_unlock(self, lock: int) -> None:
+        with self._state_lock:
+            held = self._locks.pop(int(lock), None)
+        if held is None:
+            raise ValueError(f"lock {lock} is not held by this agent")
+        held.release()
+
+    def op_token_state(self, workspace: str, name: str, total: int) -> Dict[str, int]:
+        from .scheduler.tokens import CounterToken, TokenStore
+
+        store = TokenStore.open(Path(workspace), CounterToken(name, total))
+        return {"total": store.current_total(), "available": store.available(),
+                "holders": len(store.holders())}
+
+    def op_watch(self, folder: str, suffixes: List[str]) -> None:
+        from .scheduler.watcher import FolderWatcher
+
+        with self._state_lock:
+            if self._watcher is None:
+                self._watcher = FolderWatcher(self._file_event)
+            self._suffixes[folder] = tuple(suffixes)
+        self._watcher.watch(Path(folder))
+
+    def op_unwatch(self, folder: str) -> None:
+        with self._state_lock:
+            self._suffixes.pop(folder, None)
+        if self._watcher is not None:
+            self._watcher.unwatch(Path(folder))
+
+    def _file_event(self, folder: Path, path: Path) -> None:
+        suffixes = self._suffixes.get(str(folder))
+        if suffixes is not None and path.name.endswith(suffixes) and path.exists():
+            self.send({"event": "file", "folder": str(folder), "path": str(path)})
+
+
+def main(argv: List[str]) -> int:
+    """Serve on this process's stdin/stdout; anything else printed goes to stderr."""
+    if argv:
+        print(f"usage: python -m experimaestro agent (no arguments, got {argv})", file=sys.stderr)
+        return 2
+    sink = os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(2, 1)  # a stray print must not corrupt the protocol
+    Agent(sys.stdin.buffer, sink).serve()
+    return 0

@@ -1,0 +1,116 @@
+"""The wire format between the SSH connector and the remote agent (``python -m experimaestro agent``).
+
+One JSON object per line, UTF-8, in both directions on one SSH channel (the agent's stdin/stdout):
+
+- the agent's first line is its greeting, ``{"hello": {"version", "protocol", "host", "python"}}``;
+- a request is ``{"id": int, "op": str, "args": {...}}``; the agent answers each request once, in
+  any order (requests are served concurrently), with ``{"id": int, "result": value}`` or
+  ``{"id": int, "error": {"type": str, "message": str}}``;
+- an event, pushed by the agent without a request, is ``{"event": str, ...}`` (see :data:`EVENTS`).
+
+Both ends import this module (the agent sits above everything, the client in the connectors), so
+the operation names, their idempotence and the error mapping are written once, here.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
+
+#: Bumped when a message changes meaning; the agent and the controller must also share a version.
+PROTOCOL = 1
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One operation the agent serves."""
+
+    name: str
+    #: Safe to send again after a connection was lost mid-request (same effect once or twice).
+    idempotent: bool
+    doc: str
+
+
+#: The operations, by name (the agent implements each one in ``experimaestro/agent.py``).
+OPERATIONS: Dict[str, Operation] = {
+    op.name: op
+    for op in (
+        Operation("ping", True, "() -> 'pong': a round trip that does nothing"),
+        Operation("resolve", True, "(path) -> str: absolute path, ~ expanded, links resolved"),
+        Operation("read_text", True, "(path) -> str; FileNotFoundError when missing"),
+        Operation("write_atomic", True, "(path, text | base64) -> None: readers never see a part"),
+        Operation("stat_many", True, "(paths) -> [[size, mtime, is_dir] | null]: one entry per path"),
+        Operation("exists_many", True, "(paths) -> [bool]: the batched existence check"),
+        Operation("job_states", True,
+                  "(jobs: [[folder, name]]) -> [state]: each job's state from its folder "
+                  "(launchers.jobfiles.JobFiles.disk_state: done, error, running, unscheduled)"),
+        Operation("listdir", True, "(path) -> [name] sorted"),
+        Operation("mkdir", True, "(path, parents, exist_ok) -> None"),
+        Operation("run", False, "(cmd, cwd, env, timeout) -> {returncode, stdout, stderr}"),
+        Operation("start_detached", False,
+                  "(cmd, cwd, stdout_path, stderr_path, env) -> pid record (JSON object); "
+                  "a 'process_gone' event follows when the process ends"),
+        Operation("pids_alive", True, "(records: [pid record]) -> [bool]: pid and create time"),
+        Operation("watch_processes", True,
+                  "(records) -> None: a 'process_gone' event when each one ends"),
+        Operation("lock", False, "(path, timeout) -> lock id | null when the timeout passed"),
+        Operation("unlock", False, "(lock) -> None"),
+        Operation("token_state", True,
+                  "(workspace, name, total) -> {total, available, holders}: the token's files"),
+        Operation("watch", True,
+                  "(folder, suffixes) -> None: a 'file' event when a file with one of the "
+                  "suffixes is written in folder"),
+        Operation("unwatch", True, "(folder) -> None"),
+    )
+}
+
+#: Events the agent pushes:
+#: ``{"event": "file", "folder": str, "path": str}``: a watched file (a marker) was written;
+#: ``{"event": "process_gone", "pid": int, "create_time": float, "code": int | null}``.
+EVENTS = ("file", "process_gone")
+
+
+class RemoteError(Exception):
+    """An error raised on the remote side that has no local exception type of the same name."""
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.message = message
+
+
+#: Remote exception types re-raised as the same local type (the others become RemoteError).
+_KNOWN_ERRORS = (
+    "FileNotFoundError", "FileExistsError", "NotADirectoryError", "IsADirectoryError",
+    "PermissionError", "OSError", "ValueError", "TimeoutError", "KeyError",
+)
+
+
+def encode(message: Dict[str, Any]) -> bytes:
+    """One message as one line."""
+    return json.dumps(message, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
+def decode(line: bytes) -> Dict[str, Any]:
+    """One line as one message (ValueError when it is not a JSON object)."""
+    message = json.loads(line)
+    if not isinstance(message, dict):
+        raise ValueError(f"not a protocol message: {line[:200]!r}")
+    return message
+
+
+def error_payload(exc: BaseException) -> Dict[str, str]:
+    """What travels for an exception raised while serving a request."""
+    return {"type": type(exc).__name__, "message": str(exc)}
+
+
+def raise_error(payload: Dict[str, Any], where: Optional[str] = None) -> None:
+    """Raise the local form of a remote error payload."""
+    name, message = str(payload.get("type", "Error")), str(payload.get("message", ""))
+    if where:
+        message = f"{message} (on {where})"
+    if name in _KNOWN_ERRORS:
+        raise getattr(builtins, name)(message)
+    raise RemoteError(name, message)
