@@ -70,14 +70,16 @@ class Agent:
             "python": sys.executable,
             "pid": os.getpid(),
         }})
-        with ThreadPoolExecutor(WORKERS, thread_name_prefix="xpm-agent") as pool:
-            for line in iter(self._source.readline, b""):
-                try:
-                    request = decode(line)
-                except ValueError as exc:
-                    self.send({"id": None, "error": error_payload(exc)})
-                    continue
-                pool.submit(self._answer, request)
+        pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="xpm-agent")
+        for line in iter(self._source.readline, b""):
+            try:
+                request = decode(line)
+            except ValueError as exc:
+                self.send({"id": None, "error": error_payload(exc)})
+                continue
+            pool.submit(self._answer, request)
+        # The controller is gone: nobody waits for the requests still running.
+        pool.shutdown(wait=False, cancel_futures=True)
         if self._watcher is not None:
             self._watcher.stop()
 
@@ -226,4 +228,7 @@ def main(argv: List[str]) -> int:
     sink = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)  # a stray print must not corrupt the protocol
     Agent(sys.stdin.buffer, sink).serve()
-    return 0
+    # Exit now, without joining the threads of requests still running (a long command, a lock
+    # wait): their answers have nobody to go to. File locks are released with the process.
+    sys.stderr.flush()
+    os._exit(0)

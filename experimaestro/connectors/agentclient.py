@@ -68,6 +68,8 @@ class AgentClient:
         self._stderr: Deque[str] = collections.deque(maxlen=50)
         #: How many times the agent was (re)started.
         self.starts = 0
+        #: How many requests were sent (each one is one round trip).
+        self.requests = 0
         threading.Thread(target=self._dispatch, daemon=True, name="xpm-agent-events").start()
 
     # --- starting ---
@@ -187,6 +189,7 @@ class AgentClient:
             if self._state != "running":
                 raise ConnectionLost(f"the connection to {self.connection.spec} was lost")
             self._pending[rid] = pending
+            self.requests += 1
         try:
             self._send(rid, op, args)
             if not pending.done.wait(timeout):

@@ -57,9 +57,9 @@ class HostSpec:
     config_file: Optional[str] = field(default=None, compare=False)
 
     @property
-    def key(self) -> Tuple[str, str, int]:
-        """What identifies one shared connection."""
-        return (self.hostname, self.user, self.port)
+    def key(self) -> Tuple[str, str, int, Optional[str]]:
+        """What identifies one shared connection: the host, user and port, and the route."""
+        return (self.hostname, self.user, self.port, self.proxy_jump)
 
     def __str__(self) -> str:
         shown = f"{self.user}@{self.hostname}:{self.port}"
@@ -198,10 +198,10 @@ class SshConnection:
                 auth_timeout=self.connect_timeout, channel_timeout=self.connect_timeout,
             )
         except HostKeyError:
-            sock.close()
+            _close(client, sock)
             raise
         except paramiko.BadHostKeyException as exc:
-            sock.close()
+            _close(client, sock)
             raise HostKeyError(
                 f"the host key of {spec} CHANGED: known_hosts has a {exc.expected_key.get_name()} key "
                 f"{exc.expected_key.fingerprint}, the host sent {exc.key.get_name()} "
@@ -210,7 +210,7 @@ class SshConnection:
                 f"`ssh-keygen -R {_known_hosts_name(spec)}` and add the new one with `{_keyscan(spec)}`."
             ) from None
         except paramiko.AuthenticationException as exc:
-            sock.close()
+            _close(client, sock)
             tried = ", ".join(spec.identity_files) or "the ssh agent and ~/.ssh/id_*"
             raise SshConnectError(
                 f"authentication as {spec.user!r} on {spec} failed ({exc}): keys tried: {tried}. "
@@ -218,7 +218,7 @@ class SshConnection:
                 f"that the public key is in ~{spec.user}/.ssh/authorized_keys on the host."
             ) from None
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            sock.close()
+            _close(client, sock)
             elapsed = time.monotonic() - start
             raise SshConnectError(
                 f"no SSH session with {spec} after {elapsed:.1f} s ({type(exc).__name__}: {exc}); "
@@ -269,7 +269,12 @@ class SshConnection:
             if not os.path.exists(path):
                 continue
             try:
-                paramiko.PKey.from_path(path)
+                try:
+                    paramiko.PKey.from_path(path)
+                except TypeError as exc:  # what some paramiko/cryptography versions raise instead
+                    if "password" not in str(exc).lower():
+                        raise
+                    raise paramiko.PasswordRequiredException(str(exc)) from None
             except paramiko.PasswordRequiredException:
                 if pkey is not None:
                     continue
@@ -284,7 +289,7 @@ class SshConnection:
                     pkey = paramiko.PKey.from_path(path, passphrase=passphrase)
                 except paramiko.SSHException as exc:
                     raise SshConnectError(f"cannot decrypt {path}: {exc}") from None
-            except (paramiko.SSHException, OSError, ValueError) as exc:
+            except (paramiko.SSHException, OSError, ValueError, TypeError) as exc:
                 raise SshConnectError(
                     f"cannot read the key {path} (IdentityFile for {self.spec.alias}): {exc}"
                 ) from None
@@ -293,7 +298,13 @@ class SshConnection:
         return pkey, paths
 
 
-_registry: Dict[Tuple[str, str, int], SshConnection] = {}
+def _close(client: paramiko.SSHClient, sock: Any) -> None:
+    """Close a failed attempt: the client (its transport thread) first, then the socket."""
+    client.close()
+    sock.close()
+
+
+_registry: Dict[Tuple[str, str, int, Optional[str]], SshConnection] = {}
 _registry_lock = threading.Lock()
 
 

@@ -1,0 +1,313 @@
+"""The SSH connector against a real sshd on a separate host (tests/helpers/remote_host.py): the
+connection (ssh config, known_hosts, errors within the timeout, one per host), the remote agent
+(version check, batched operations, pushed events) and reconnection after the link drops."""
+
+from __future__ import annotations
+
+import shlex
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
+
+import paramiko
+import pytest
+from remote_host import RemoteHost
+
+from conftest import wait_until
+from experimaestro.connectors.agentclient import AgentStartError, close_agents
+from experimaestro.connectors.ssh import SshConnector
+from experimaestro.connectors.sshconnection import (
+    ConnectionLost,
+    HostKeyError,
+    SshConnectError,
+    close_all,
+)
+from experimaestro.version import __version__
+
+
+@pytest.fixture(autouse=True)
+def fresh_connections() -> Iterator[None]:
+    """Each test starts without shared connections and leaves none."""
+    close_agents()
+    close_all()
+    yield
+    close_agents()
+    close_all()
+
+
+def set_host(ssh_home: Path, name: str, **options: Any) -> None:
+    """Add a ``Host name`` block to the temporary ~/.ssh/config."""
+    lines = "".join(f"    {key} {value}\n" for key, value in options.items())
+    with open(ssh_home / ".ssh" / "config", "a") as f:
+        f.write(f"Host {name}\n{lines}")
+
+
+def remote_dir(remote_host: RemoteHost, name: str) -> str:
+    """A fresh folder in the remote user's HOME (it exists only on the remote)."""
+    path = f"{remote_host.home}/{name}-{time.monotonic_ns()}"
+    remote_host.run(f"mkdir -p {shlex.quote(path)}")
+    return path
+
+
+def agents_running(remote_host: RemoteHost) -> List[int]:
+    out = remote_host.run("pgrep -u \"$(id -u)\" -f '[e]xperimaestro agent' || true").stdout
+    return [int(pid) for pid in out.split()]
+
+
+# --- the connection ---
+
+
+def test_connects_through_the_ssh_config_alias(remote_host: RemoteHost, ssh_home: Path) -> None:
+    host = SshConnector(remote_host.alias, workspace=f"{remote_host.home}/xpm", python=remote_host.python)
+    assert host.agent.hello["host"] == remote_host.alias
+    assert host.agent.hello["version"] == __version__
+    assert str(host.resolve("~")) == remote_host.home
+    folder = remote_dir(remote_host, "files")
+    host.write_atomic(f"{folder}/a.txt", "written through the agent")
+    host.write_atomic(f"{folder}/b.bin", b"\x00\xff")
+    assert remote_host.run(f"cat {folder}/a.txt").stdout == "written through the agent"
+    assert not Path(folder).exists(), "the remote folder is not visible locally"
+    assert host.read_text(f"{folder}/a.txt") == "written through the agent"
+    assert host.listdir(folder) == ["a.txt", "b.bin"]
+    assert [s and s.size for s in host.stat_many([f"{folder}/b.bin", f"{folder}/none"])] == [2, None]
+    with pytest.raises(FileNotFoundError, match="none"):
+        host.read_text(f"{folder}/none")
+    done = host.run(["sh", "-c", "hostname; echo oops >&2; exit 3"])
+    assert (done.returncode, done.stdout, done.stderr) == (3, f"{remote_host.alias}\n", "oops\n")
+
+
+def test_proxyjump_goes_through_the_jump_hosts_connection(remote_host: RemoteHost, ssh_home: Path) -> None:
+    # The remote is its own jump host: the second hop's TCP connection starts on the remote.
+    set_host(ssh_home, "behind", HostName=remote_host.address, User=remote_host.user,
+             IdentityFile=ssh_home / ".ssh" / "id_ed25519", ProxyJump=remote_host.alias)
+    direct = SshConnector(remote_host.alias, python=remote_host.python)
+    behind = SshConnector("behind", python=remote_host.python)
+    assert behind.connection is not direct.connection
+    assert behind.connection._jump is direct.connection, "the jump host's shared connection is used"
+    direct_client = direct.run(["sh", "-c", "echo $SSH_CONNECTION"]).stdout.split()[0]
+    behind_client = behind.run(["sh", "-c", "echo $SSH_CONNECTION"]).stdout.split()[0]
+    assert direct_client != remote_host.address, "the direct connection comes from the controller"
+    assert behind_client == remote_host.address, "the jumped connection comes from the jump host"
+
+
+def test_an_unknown_host_key_is_refused_with_how_to_add_it(remote_host: RemoteHost, ssh_home: Path
+                                                          ) -> None:
+    (ssh_home / ".ssh" / "known_hosts").write_text("")
+    real = paramiko.HostKeys(str(remote_host.known_hosts)).lookup(remote_host.address)
+    fingerprint = next(iter(real.values())).fingerprint
+    with pytest.raises(HostKeyError) as caught:
+        SshConnector(remote_host.alias, python=remote_host.python)
+    message = str(caught.value)
+    assert "not in known_hosts" in message and fingerprint in message
+    assert f"ssh-keyscan {remote_host.address} >> {ssh_home}/.ssh/known_hosts" in message
+    assert f"ssh {remote_host.alias}" in message
+    assert (ssh_home / ".ssh" / "known_hosts").read_text() == "", "nothing accepted silently"
+
+
+def test_a_changed_host_key_is_refused(remote_host: RemoteHost, ssh_home: Path) -> None:
+    other = paramiko.Ed25519Key.from_private_key_file(str(remote_host.key))  # any other key
+    (ssh_home / ".ssh" / "known_hosts").write_text(
+        f"{remote_host.address} {other.get_name()} {other.get_base64()}\n")
+    with pytest.raises(HostKeyError, match=f"CHANGED.*ssh-keygen -R {remote_host.address}"):
+        SshConnector(remote_host.alias, python=remote_host.python)
+
+
+def test_a_silent_host_is_an_error_within_the_connect_timeout(ssh_home: Path) -> None:
+    # A host that accepts TCP and never speaks SSH (a hung sshd, a firewall that holds connections).
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        set_host(ssh_home, "silent", HostName="127.0.0.1", Port=server.getsockname()[1], User="me")
+        start = time.monotonic()
+        with pytest.raises(SshConnectError, match="no SSH session with silent .* connect timeout is 1"):
+            SshConnector("silent", connect_timeout=1)
+        assert time.monotonic() - start < 5
+
+
+def test_a_closed_port_is_an_error_naming_host_and_port(ssh_home: Path) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    set_host(ssh_home, "closed", HostName="127.0.0.1", Port=port, User="me")
+    start = time.monotonic()
+    with pytest.raises(SshConnectError, match=f"cannot reach closed .*127.0.0.1:{port}.*HostName and Port"):
+        SshConnector("closed", connect_timeout=2)
+    assert time.monotonic() - start < 5
+
+
+def test_a_wrong_user_is_an_authentication_error(remote_host: RemoteHost, ssh_home: Path) -> None:
+    start = time.monotonic()
+    with pytest.raises(SshConnectError, match="authentication as 'nobody-here' .*Check `User`"):
+        SshConnector(remote_host.alias, user="nobody-here", connect_timeout=5)
+    assert time.monotonic() - start < 10
+
+
+def test_a_refused_key_is_an_authentication_error(remote_host: RemoteHost, ssh_home: Path) -> None:
+    key = ssh_home / ".ssh" / "id_other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    set_host(ssh_home, "otherkey", HostName=remote_host.address, User=remote_host.user, IdentityFile=key)
+    with pytest.raises(SshConnectError, match=f"authentication as '{remote_host.user}'.*{key}"):
+        SshConnector("otherkey", connect_timeout=5)
+
+
+def test_an_encrypted_key_without_a_terminal_says_to_use_the_agent(remote_host: RemoteHost,
+                                                                  ssh_home: Path) -> None:
+    key = ssh_home / ".ssh" / "id_secret"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "secret", "-f", str(key)], check=True)
+    set_host(ssh_home, "secret", HostName=remote_host.address, User=remote_host.user, IdentityFile=key)
+    with pytest.raises(SshConnectError, match=f"{key} .*encrypted.*ssh-add {key}"):
+        SshConnector("secret", connect_timeout=5)
+
+
+def test_one_connection_and_one_agent_per_host(remote_host: RemoteHost, ssh_home: Path) -> None:
+    a = SshConnector(remote_host.alias, workspace="/tmp/a", python=remote_host.python)
+    b = SshConnector(remote_host.alias, workspace="/tmp/b", python=remote_host.python)
+    assert a.connection is b.connection and a.agent is b.agent
+    threads = [threading.Thread(target=lambda c=c: [c.resolve("~") for _ in range(20)]) for c in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    port = a.connection.transport().sock.getsockname()[1]
+    assert len(remote_host.sessions(client_port=port)) >= 1
+    wait_until(lambda: len(agents_running(remote_host)) == 1, timeout=10, what="a single agent")
+    assert a.connection.generation == 1, "connected once"
+
+
+# --- the agent ---
+
+
+def test_no_experimaestro_on_the_remote_python_says_how_to_install(remote_host: RemoteHost,
+                                                                  ssh_home: Path) -> None:
+    with pytest.raises(AgentStartError,
+                       match=f"not installed for /usr/bin/python3 .*/usr/bin/python3 -m pip install "
+                             f"experimaestro=={__version__}"):
+        SshConnector(remote_host.alias, python="/usr/bin/python3")
+    with pytest.raises(AgentStartError, match="/no/python was not found on .*python="):
+        SshConnector(remote_host.alias, python="/no/python")
+
+
+def test_another_experimaestro_version_on_the_remote_is_refused(remote_host: RemoteHost,
+                                                               ssh_home: Path) -> None:
+    # A real second installation on the remote: a copy of the installed package whose version.py
+    # says 0.0.1, first on the PYTHONPATH of a wrapper around the remote Python.
+    other = remote_dir(remote_host, "other-xpm")
+    remote_host.run(
+        f"site=$({remote_host.python} -c 'import experimaestro, os; "
+        f"print(os.path.dirname(experimaestro.__file__))') && cp -r \"$site\" {other}/experimaestro && "
+        f"echo '__version__ = \"0.0.1\"' > {other}/experimaestro/version.py && "
+        f"printf '#!/bin/sh\\nPYTHONPATH={other} exec {remote_host.python} \"$@\"\\n' > {other}/python && "
+        f"chmod +x {other}/python")
+    with pytest.raises(AgentStartError,
+                       match=rf"runs experimaestro 0\.0\.1 with {other}/python, and this controller "
+                             rf"runs {__version__}.*{other}/python -m pip install "
+                             rf"experimaestro=={__version__}"):
+        SshConnector(remote_host.alias, python=f"{other}/python")
+
+
+def test_the_reuse_check_of_10000_jobs_is_one_round_trip(remote_host: RemoteHost, ssh_home: Path) -> None:
+    root = remote_dir(remote_host, "jobs")
+    remote_host.run(  # 10,000 job folders; every third one done, every fifth failed
+        f"cd {root} && for i in $(seq 0 9999); do echo $i; done | xargs mkdir && "
+        f"for i in $(seq 0 3 9999); do echo $i/job.done; done | xargs touch && "
+        f"for i in $(seq 0 5 9999); do echo $i/job.failed; done | xargs touch", timeout=120)
+    host = SshConnector(remote_host.alias, python=remote_host.python)
+    before = host.agent.requests
+    exists = host.exists_many([f"{root}/{i}/job.done" for i in range(10_000)])
+    assert host.agent.requests == before + 1
+    assert exists == [i % 3 == 0 for i in range(10_000)]
+    states = host.job_states([(f"{root}/{i}", "job") for i in range(10_000)])
+    assert host.agent.requests == before + 2
+    assert states == ["done" if i % 3 == 0 else "error" if i % 5 == 0 else "unscheduled"
+                      for i in range(10_000)]
+
+
+def test_a_marker_written_remotely_is_pushed(remote_host: RemoteHost, ssh_home: Path) -> None:
+    host = SshConnector(remote_host.alias, python=remote_host.python)
+    events: List[Dict[str, Any]] = []
+    host.subscribe(events.append)
+    folder = remote_dir(remote_host, "job")
+    host.watch(folder)
+    remote_host.run(f"echo out > {folder}/job.out && echo '{{}}' > {folder}/job.failed.tmp && "
+                    f"mv {folder}/job.failed.tmp {folder}/job.failed")
+    wait_until(lambda: any(e["event"] == "file" for e in events), timeout=10, what="the pushed event")
+    assert {e["path"] for e in events if e["event"] == "file"} == {f"{folder}/job.failed"}
+
+
+def test_a_process_that_ends_is_pushed(remote_host: RemoteHost, ssh_home: Path) -> None:
+    host = SshConnector(remote_host.alias, python=remote_host.python)
+    events: List[Dict[str, Any]] = []
+    host.subscribe(events.append)
+    folder = remote_dir(remote_host, "proc")
+    started = host.start_detached(["sh", "-c", "echo hello; exec sleep 60"], folder, f"{folder}/out",
+                                  None)
+    assert started.popen is None and started.record.host == remote_host.alias
+    assert host.pids_alive([started.record]) == [True]
+    host.watch_processes([started.record])  # also through a pidfd, as for a process of another agent
+    host.run(["kill", str(started.record.pid)])
+    wait_until(lambda: len([e for e in events if e["event"] == "process_gone"]) == 2, timeout=10,
+               what="both process_gone events")
+    assert {e["pid"] for e in events} == {started.record.pid}
+    assert -15 in {e["code"] for e in events}, "the agent reaped its child and sent its code"
+    assert host.pids_alive([started.record]) == [False]
+    assert host.read_text(f"{folder}/out") == "hello\n"
+
+
+def test_a_remote_lock_excludes_another_holder(remote_host: RemoteHost, ssh_home: Path) -> None:
+    host = SshConnector(remote_host.alias, python=remote_host.python)
+    path = f"{remote_dir(remote_host, 'lock')}/x.lock"
+    with host.lock(path):
+        probe = remote_host.run(f"flock -n {path} true", check=False)
+        assert probe.returncode == 1, "held on the remote"
+        with pytest.raises(TimeoutError, match="held by another process"):
+            host.lock(path).acquire(timeout=0.1)
+    assert remote_host.run(f"flock -n {path} true", check=False).returncode == 0
+
+
+# --- reconnection ---
+
+
+def test_reconnects_after_the_sessions_sshd_is_killed(remote_host: RemoteHost, ssh_home: Path) -> None:
+    host = SshConnector(remote_host.alias, python=remote_host.python, reconnect_timeout=30)
+    events: List[Dict[str, Any]] = []
+    host.subscribe(events.append)
+    folder = remote_dir(remote_host, "reconnect")
+    host.watch(folder)
+    job = host.start_detached(["sleep", "60"], folder, None, None)
+    old_agent = host.agent.hello["pid"]
+    failures: List[BaseException] = []
+
+    def pending() -> None:  # not idempotent: must fail, not run twice
+        try:
+            host.run(["sleep", "20"])
+        except BaseException as exc:
+            failures.append(exc)
+
+    runner = threading.Thread(target=pending)
+    runner.start()
+    wait_until(lambda: remote_host.run("pgrep -u \"$(id -u)\" -x sleep | wc -l").stdout.strip() == "2",
+               timeout=10, what="the pending command to run")
+    port = host.connection.transport().sock.getsockname()[1]
+    assert remote_host.kill_sessions(client_port=port)
+
+    runner.join(timeout=10)
+    assert not runner.is_alive()
+    assert len(failures) == 1 and isinstance(failures[0], ConnectionLost), failures
+    assert "lost during run" in str(failures[0])
+    # Requests made meanwhile wait for the new connection and agent.
+    assert str(host.resolve("~")) == remote_host.home
+    assert host.agent.starts == 2 and host.connection.generation == 2
+    assert host.agent.hello["pid"] != old_agent
+    wait_until(lambda: {"event": "resync"} in events, timeout=10, what="the resync event")
+    wait_until(lambda: old_agent not in agents_running(remote_host), timeout=10, what="the old agent to exit")
+    # The job survived, and the new agent watches its folder and its process.
+    assert host.pids_alive([job.record]) == [True]
+    remote_host.run(f"touch {folder}/job.done")
+    wait_until(lambda: any(e.get("path") == f"{folder}/job.done" for e in events), timeout=10,
+               what="the marker event after reconnection")
+    host.run(["kill", str(job.record.pid)])
+    wait_until(lambda: any(e["event"] == "process_gone" for e in events), timeout=10,
+               what="process_gone from the re-established process watch")
