@@ -311,3 +311,29 @@ def test_reconnects_after_the_sessions_sshd_is_killed(remote_host: RemoteHost, s
     host.run(["kill", str(job.record.pid)])
     wait_until(lambda: any(e["event"] == "process_gone" for e in events), timeout=10,
                what="process_gone from the re-established process watch")
+
+
+def test_an_idempotent_request_cut_by_the_drop_is_sent_again(remote_host: RemoteHost, ssh_home: Path
+                                                             ) -> None:
+    host = SshConnector(remote_host.alias, python=remote_host.python, reconnect_timeout=30)
+    fifo = f"{remote_dir(remote_host, 'fifo')}/pipe"
+    remote_host.run(f"mkfifo {fifo}")
+    old_agent = host.agent.hello["pid"]
+    results: List[Any] = []
+
+    def read() -> None:  # blocks in the agent until someone writes into the fifo
+        try:
+            results.append(host.read_text(fifo))
+        except BaseException as exc:
+            results.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    wait_until(lambda: host.agent._pending, timeout=10, what="the request to be pending")
+    port = host.connection.transport().sock.getsockname()[1]
+    assert remote_host.kill_sessions(client_port=port)
+    wait_until(lambda: host.agent.starts == 2, timeout=20, what="the new agent")
+    wait_until(lambda: old_agent not in agents_running(remote_host), timeout=10, what="the old agent to exit")
+    remote_host.run(f"echo sent again > {fifo}", timeout=20)  # only the new agent reads it
+    reader.join(timeout=10)
+    assert results == ["sent again\n"]
