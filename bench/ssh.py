@@ -13,6 +13,12 @@ end, unless ``--host-dir`` named a running one); the remote Python has this chec
   changed; target <= 2 s.
 - ``sync_large``: sync-back of one 100 MB file; target >= 50 MB/s on loopback.
 - ``stage``: staging a project of 200 Python files, then again with nothing changed.
+- ``connector``: the SSH connector (``SshConnector``, its own connection and agent): ``connect_ms``
+  (resolve the ssh config, connect, authenticate, start the agent); ``round_trip_ms_median`` and
+  ``_p95``: one remote operation (``ping``) on the open connection (target <= 5 ms on loopback);
+  ``stat_1_ms_median``; ``exists_batch_ms`` and ``job_states_batch_ms``: the ``.done`` markers and
+  the states of ``folders`` (10,000) job folders, each in one round trip; ``exec_command_ms_median``:
+  paramiko's ``exec_command("true")`` on the same connection, for comparison.
 
 Sync figures are end to end, as ``experimaestro jobs sync`` would pay them: open a channel, start
 ``python -m experimaestro sync-send`` on the remote (``sync_command_start_s`` says how much of it
@@ -28,6 +34,7 @@ import platform
 import json
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,6 +63,7 @@ class Bench:
     local: Path
     small_files: int
     large_mb: int
+    folders: int = 10_000
 
     def remote_python(self, code: str) -> str:
         return self.host.run(f"{shlex.quote(self.host.python)} -c {shlex.quote(code)}", timeout=600).stdout
@@ -120,11 +128,68 @@ def measure_stage(bench: Bench) -> dict:
     return figures
 
 
+def _timed_ms(fn: Callable[[], object], repeat: int) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - start) * 1000)
+    return out
+
+
+def measure_connector(bench: Bench) -> dict:
+    from experimaestro.connectors.agentclient import close_agents
+    from experimaestro.connectors.ssh import SshConnector
+    from experimaestro.connectors.sshconnection import close_all
+
+    host, folders = bench.host, bench.folders
+    repeat = 50 if folders < 10_000 else 2000
+    start = time.perf_counter()
+    connector = SshConnector(host.alias, python=host.python, ssh_config=str(host.ssh_config))
+    connect_ms = (time.perf_counter() - start) * 1000
+    try:
+        for _ in range(20):  # warm up
+            connector.agent.request("ping")
+        rtt = sorted(_timed_ms(lambda: connector.agent.request("ping"), repeat))
+        stat1 = _timed_ms(lambda: connector.stat_many(["/"]), repeat)
+        root = bench.remote_folder("connector")
+        host.run(f"cd {shlex.quote(root)} && seq 0 {folders - 1} | xargs mkdir && "
+                 f"seq 0 2 {folders - 1} | sed 's|$|/job.done|' | xargs touch", timeout=300)
+        before = connector.agent.requests
+        start = time.perf_counter()
+        exists = connector.exists_many([f"{root}/{i}/job.done" for i in range(folders)])
+        exists_ms = (time.perf_counter() - start) * 1000
+        start = time.perf_counter()
+        states = connector.job_states([(f"{root}/{i}", "job") for i in range(folders)])
+        states_ms = (time.perf_counter() - start) * 1000
+        assert connector.agent.requests == before + 2, "each batch is one round trip"
+        assert sum(exists) == states.count("done") == (folders + 1) // 2
+        transport = connector.connection.transport()
+
+        def exec_true() -> None:
+            channel = transport.open_session()
+            channel.exec_command("true")
+            channel.recv_exit_status()
+            channel.close()
+
+        execs = _timed_ms(exec_true, 5 if folders < 10_000 else 50)
+    finally:
+        close_agents()
+        close_all()
+    return {"folders": folders, "connect_ms": round(connect_ms, 1),
+            "round_trip_ms_median": round(statistics.median(rtt), 3),
+            "round_trip_ms_p95": round(rtt[int(len(rtt) * 0.95)], 3),
+            "stat_1_ms_median": round(statistics.median(stat1), 3),
+            "exists_batch_ms": round(exists_ms, 1), "job_states_batch_ms": round(states_ms, 1),
+            "exec_command_ms_median": round(statistics.median(execs), 1)}
+
+
 #: name -> measurement (each independent: its own remote and local folders).
 MEASUREMENTS: dict[str, Callable[[Bench], dict]] = {
     "sync_small": measure_sync_small,
     "sync_large": measure_sync_large,
     "stage": measure_stage,
+    "connector": measure_connector,
 }
 
 
@@ -166,7 +231,8 @@ def main() -> None:
         python = host.python
         with host.connect() as client:
             bench = Bench(host, ExecStreams(client, python), local,
-                          small_files=20 if args.tiny else 1000, large_mb=2 if args.tiny else 100)
+                          small_files=20 if args.tiny else 1000, large_mb=2 if args.tiny else 100,
+                          folders=200 if args.tiny else 10_000)
             for name in only:
                 out.update(MEASUREMENTS[name](bench))
             host.run(f"rm -rf {shlex.quote(host.home)}/bench")

@@ -78,3 +78,12 @@ def test_monitor_tiny() -> None:
     figures(result, {"index_scan_s", "api_jobs_ms", "first_paint_ms", "update_ms",
                      "idle_controller_cpu_pct", "idle_controller_cpu_pct_without_monitor"})
     assert result["jobs"] == 200
+
+
+def test_ssh_connector_tiny(remote_host) -> None:
+    # The connector's measurement alone (tests/test_ssh_sync.py runs them all), on the session's host.
+    result = run_json(str(BENCH / "ssh.py"), "--tiny", "--only", "connector", "--host-dir",
+                      str(remote_host.directory))
+    figures(result, {"connect_ms", "round_trip_ms_median", "round_trip_ms_p95", "stat_1_ms_median",
+                     "exists_batch_ms", "job_states_batch_ms", "exec_command_ms_median"})
+    assert result["folders"] == 200
