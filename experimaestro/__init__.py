@@ -57,6 +57,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from .scheduler.tokens import CounterToken
     from .xpinfo import ExperimentInfo, load_xp_info
+    from .connectors.ssh import SshConnector
 
 _LAZY = {
     "experiment": "experimaestro.scheduler.experiment",
@@ -78,6 +79,7 @@ _LAZY = {
     "DirtyGitAction": "experimaestro.scheduler.gitstate",
     "DirtyGitError": "experimaestro.scheduler.gitstate",
     "progress": "experimaestro.notifications",
+    "SshConnector": "experimaestro.connectors.ssh",
 }
 
 
@@ -115,6 +117,7 @@ __all__ = [
     "JobIdentifier",
     "JobState",
     "Launcher",
+    "SshConnector",
     "LightweightTask",
     "Meta",
     "Option",
