@@ -205,12 +205,12 @@ class Agent:
         with self._state_lock:
             if self._watcher is None:
                 self._watcher = FolderWatcher(self._file_event)
-            self._suffixes[folder] = tuple(suffixes)
+            self._suffixes[str(Path(folder))] = tuple(suffixes)
         self._watcher.watch(Path(folder))
 
     def op_unwatch(self, folder: str) -> None:
         with self._state_lock:
-            self._suffixes.pop(folder, None)
+            self._suffixes.pop(str(Path(folder)), None)
         if self._watcher is not None:
             self._watcher.unwatch(Path(folder))
 

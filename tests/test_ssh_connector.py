@@ -66,12 +66,14 @@ def test_connects_through_the_ssh_config_alias(remote_host: RemoteHost, ssh_home
     assert host.agent.hello["version"] == __version__
     assert str(host.resolve("~")) == remote_host.home
     folder = remote_dir(remote_host, "files")
+    host.mkdir(f"{folder}/a/b")
+    assert remote_host.run(f"test -d {folder}/a/b", check=False).returncode == 0
     host.write_atomic(f"{folder}/a.txt", "written through the agent")
     host.write_atomic(f"{folder}/b.bin", b"\x00\xff")
     assert remote_host.run(f"cat {folder}/a.txt").stdout == "written through the agent"
     assert not Path(folder).exists(), "the remote folder is not visible locally"
     assert host.read_text(f"{folder}/a.txt") == "written through the agent"
-    assert host.listdir(folder) == ["a.txt", "b.bin"]
+    assert host.listdir(folder) == ["a", "a.txt", "b.bin"]
     assert [s and s.size for s in host.stat_many([f"{folder}/b.bin", f"{folder}/none"])] == [2, None]
     with pytest.raises(FileNotFoundError, match="none"):
         host.read_text(f"{folder}/none")
@@ -149,8 +151,10 @@ def test_a_refused_key_is_an_authentication_error(remote_host: RemoteHost, ssh_h
     key = ssh_home / ".ssh" / "id_other"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     set_host(ssh_home, "otherkey", HostName=remote_host.address, User=remote_host.user, IdentityFile=key)
+    start = time.monotonic()
     with pytest.raises(SshConnectError, match=f"authentication as '{remote_host.user}'.*{key}"):
         SshConnector("otherkey", connect_timeout=5)
+    assert time.monotonic() - start < 10
 
 
 def test_an_encrypted_key_without_a_terminal_says_to_use_the_agent(remote_host: RemoteHost,
@@ -265,6 +269,15 @@ def test_a_remote_lock_excludes_another_holder(remote_host: RemoteHost, ssh_home
         with pytest.raises(TimeoutError, match="held by another process"):
             host.lock(path).acquire(timeout=0.1)
     assert remote_host.run(f"flock -n {path} true", check=False).returncode == 0
+
+
+def test_a_token_in_the_remote_workspace(remote_host: RemoteHost, ssh_home: Path) -> None:
+    workspace = remote_dir(remote_host, "workspace")
+    host = SshConnector(remote_host.alias, workspace=workspace, python=remote_host.python)
+    assert host.token_state("gpu", 2) == {"total": 2, "available": 2, "holders": 0}
+    assert remote_host.run(f"cat {workspace}/.experimaestro/tokens/gpu/total").stdout.strip() == "2"
+    with pytest.raises(ValueError, match="absolute path on"):
+        SshConnector(remote_host.alias, workspace="relative/xpm", connect=False)
 
 
 # --- reconnection ---

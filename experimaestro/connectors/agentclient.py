@@ -26,7 +26,7 @@ import paramiko
 
 from ..version import __version__
 from .agentprotocol import OPERATIONS, PROTOCOL, decode, encode, raise_error
-from .sshconnection import ConnectionLost, SshConnection, SshConnectError
+from .sshconnection import ConnectionLost, HostKeyError, SshConnection, SshConnectError
 
 logger = logging.getLogger("experimaestro.ssh")
 
@@ -125,7 +125,7 @@ class AgentClient:
         threading.Thread(target=self._drain_stderr, args=(channel,), daemon=True,
                          name=f"xpm-agent-stderr-{spec.alias}").start()
         # What the previous agent was doing for us: its watches and the processes we wait for.
-        for folder, suffixes in self._watches.items():
+        for folder, suffixes in list(self._watches.items()):
             self._send(next(self._ids), "watch", {"folder": folder, "suffixes": list(suffixes)})
         if self._processes:
             self._send(next(self._ids), "watch_processes", {"records": list(self._processes.values())})
@@ -337,13 +337,18 @@ class AgentClient:
                         return
                     self._start_locked()
                 break
-            except AgentStartError as exc:  # the host changed under us: not retried
+            except (AgentStartError, HostKeyError) as exc:  # the host changed under us: not retried
                 with self._cond:
                     self._state, self._failure = "failed", exc
                     self._cond.notify_all()
                 return
             except (SshConnectError, ConnectionLost) as exc:
                 if self._state != "reconnecting":
+                    return
+                if self.connection.closed:  # closed on purpose: stop trying
+                    with self._cond:
+                        self._state, self._failure = "failed", exc
+                        self._cond.notify_all()
                     return
                 logger.warning("reconnecting to %s: %s; retrying in %.1f s", self.connection.spec,
                                exc, delay)

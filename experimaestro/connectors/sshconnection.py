@@ -136,6 +136,11 @@ class SshConnection:
         #: How many times a transport was made (1 after the first connection).
         self.generation = 0
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (it is not reopened then)."""
+        return self._closed
+
     def is_active(self) -> bool:
         client = self._client
         transport = client.get_transport() if client is not None else None
@@ -315,7 +320,7 @@ def connection_for(alias: str, user: Optional[str] = None, port: Optional[int] =
     spec = resolve_host(alias, user=user, port=port, config_file=config_file)
     with _registry_lock:
         connection = _registry.get(spec.key)
-        if connection is None or connection._closed:
+        if connection is None or connection.closed:
             connection = SshConnection(spec, connect_timeout)
             _registry[spec.key] = connection
         return connection
