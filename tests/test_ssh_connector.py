@@ -4,9 +4,12 @@ connection (ssh config, known_hosts, errors within the timeout, one per host), t
 
 from __future__ import annotations
 
+import os
+import select
 import shlex
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -164,6 +167,43 @@ def test_an_encrypted_key_without_a_terminal_says_to_use_the_agent(remote_host: 
     set_host(ssh_home, "secret", HostName=remote_host.address, User=remote_host.user, IdentityFile=key)
     with pytest.raises(SshConnectError, match=f"{key} .*encrypted.*ssh-add {key}"):
         SshConnector("secret", connect_timeout=5)
+
+
+def test_an_encrypted_key_on_a_terminal_asks_its_passphrase(remote_host: RemoteHost, ssh_home: Path
+                                                            ) -> None:
+    key = ssh_home / ".ssh" / "id_secret"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "secret", "-f", str(key)], check=True)
+    with open(remote_host.directory / "server" / "authorized_keys" / remote_host.user, "a") as f:
+        f.write(Path(f"{key}.pub").read_text())  # one more key for the session's remote user
+    set_host(ssh_home, "secret", HostName=remote_host.address, User=remote_host.user, IdentityFile=key)
+    script = ("from experimaestro.connectors.ssh import SshConnector; "
+              f"host = SshConnector('secret', python={remote_host.python!r}, connect_timeout=10); "
+              "print('remote user:', host.run(['id', '-un']).stdout.strip())")
+    master, slave = os.openpty()  # the child's terminal
+    child = subprocess.Popen([sys.executable, "-c", script], stdin=slave, stdout=slave, stderr=slave,
+                             start_new_session=True)
+    os.close(slave)
+    output = b""
+
+    def read_until(text: bytes) -> bool:
+        nonlocal output
+        if select.select([master], [], [], 0.1)[0]:
+            try:
+                output += os.read(master, 4096)
+            except OSError:  # EIO: the child has ended, its terminal is closed
+                return True
+        return text in output
+
+    try:
+        wait_until(lambda: read_until(f"Passphrase for {key}: ".encode()), timeout=20,
+                   what="the passphrase prompt")
+        os.write(master, b"secret\n")
+        wait_until(lambda: read_until(b"\0"), timeout=30, what="the child to end")  # EIO then
+        assert child.wait(timeout=30) == 0, output
+    finally:
+        child.kill()
+        os.close(master)
+    assert f"remote user: {remote_host.user}".encode() in output, output
 
 
 def test_one_connection_and_one_agent_per_host(remote_host: RemoteHost, ssh_home: Path) -> None:

@@ -291,8 +291,8 @@ class SshConnection:
                     ) from None
                 passphrase = getpass.getpass(f"Passphrase for {path}: ")
                 try:
-                    pkey = paramiko.PKey.from_path(path, passphrase=passphrase)
-                except paramiko.SSHException as exc:
+                    pkey = paramiko.PKey.from_path(path, password=passphrase.encode())  # type: ignore[arg-type]
+                except (paramiko.SSHException, ValueError, TypeError) as exc:
                     raise SshConnectError(f"cannot decrypt {path}: {exc}") from None
             except (paramiko.SSHException, OSError, ValueError, TypeError) as exc:
                 raise SshConnectError(
