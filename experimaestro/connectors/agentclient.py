@@ -259,10 +259,15 @@ class AgentClient:
         self._watches.pop(folder, None)
         self.request("unwatch", {"folder": folder})
 
+    def follow(self, record: Dict[str, Any]) -> None:
+        """Remember a process the agent started (it pushes ``process_gone`` when it ends), so that a
+        new agent after a reconnection watches it too."""
+        self._processes[(int(record["pid"]), float(record["create_time"]))] = record
+
     def watch_processes(self, records: List[Dict[str, Any]]) -> None:
         """Have the agent push ``process_gone`` when each process ends (re-established too)."""
         for record in records:
-            self._processes[(int(record["pid"]), float(record["create_time"]))] = record
+            self.follow(record)
         self.request("watch_processes", {"records": records})
 
     def _dispatch(self) -> None:

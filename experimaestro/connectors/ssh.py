@@ -156,7 +156,7 @@ class SshConnector(Connector):
             stderr_path=None if stderr_path is None else str(stderr_path),
             env=None if env is None else dict(env),
         )
-        self.agent._processes[(int(record["pid"]), float(record["create_time"]))] = record
+        self.agent.follow(record)
         return StartedProcess(popen=None, record=PidRecord.from_dict(record))
 
     def pids_alive(self, records: Sequence[PidRecord]) -> List[bool]:

@@ -291,7 +291,7 @@ class SshConnection:
                     ) from None
                 passphrase = getpass.getpass(f"Passphrase for {path}: ")
                 try:
-                    pkey = paramiko.PKey.from_path(path, password=passphrase.encode())  # type: ignore[arg-type]
+                    pkey = paramiko.PKey.from_path(path, password=passphrase.encode())
                 except (paramiko.SSHException, ValueError, TypeError) as exc:
                     raise SshConnectError(f"cannot decrypt {path}: {exc}") from None
             except (paramiko.SSHException, OSError, ValueError, TypeError) as exc:
