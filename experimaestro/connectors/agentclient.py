@@ -33,6 +33,10 @@ logger = logging.getLogger("experimaestro.ssh")
 EventCallback = Callable[[Dict[str, Any]], None]
 
 
+#: How to install a version that is not on PyPI (a checkout): said with every install command.
+_FROM_CHECKOUT = "or, from a copy of this checkout on the host, `pip install /path/to/the/copy`"
+
+
 class AgentStartError(SshConnectError):
     """The agent could not start on the host (no such Python, no experimaestro, another version)."""
 
@@ -112,7 +116,8 @@ class AgentClient:
             raise AgentStartError(
                 f"{spec} runs experimaestro {hello.get('version')} with {self.python}, and this "
                 f"controller runs {__version__}: the versions must match. Install the same version "
-                f"there: `{shlex.quote(self.python)} -m pip install experimaestro=={__version__}`."
+                f"there: `{shlex.quote(self.python)} -m pip install experimaestro=={__version__}` "
+                f"({_FROM_CHECKOUT})."
             )
         channel.settimeout(None)
         self.hello = hello
@@ -139,7 +144,7 @@ class AgentClient:
         while channel.recv_stderr_ready():
             err += channel.recv_stderr(65536)
         stderr = err.decode("utf-8", "replace").strip()
-        install = f"`{quoted} -m pip install experimaestro=={__version__}`"
+        install = f"`{quoted} -m pip install experimaestro=={__version__}` ({_FROM_CHECKOUT})"
         if code == 127 or "No such file or directory" in stderr or "not found" in stderr:
             return AgentStartError(
                 f"{python} was not found on {spec}: SshConnector(python=...) must name a Python on "
