@@ -210,11 +210,20 @@ def test_one_connection_and_one_agent_per_host(remote_host: RemoteHost, ssh_home
     a = SshConnector(remote_host.alias, workspace="/tmp/a", python=remote_host.python)
     b = SshConnector(remote_host.alias, workspace="/tmp/b", python=remote_host.python)
     assert a.connection is b.connection and a.agent is b.agent
-    threads = [threading.Thread(target=lambda c=c: [c.resolve("~") for _ in range(20)]) for c in (a, b)]
+    folder = remote_dir(remote_host, "many")
+    remote_host.run(f"cd {folder} && for i in $(seq 0 7); do echo $i > $i; done")
+    answers: Dict[int, List[str]] = {}
+
+    def ask(i: int) -> None:  # 8 threads at once on one channel: each answer goes to its asker
+        connector = (a, b)[i % 2]
+        answers[i] = [connector.read_text(f"{folder}/{i}") for _ in range(50)]
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert answers == {i: [f"{i}\n"] * 50 for i in range(8)}
     port = a.connection.transport().sock.getsockname()[1]
     assert len(remote_host.sessions(client_port=port)) >= 1
     wait_until(lambda: len(agents_running(remote_host)) == 1, timeout=10, what="a single agent")
@@ -279,6 +288,13 @@ def test_a_marker_written_remotely_is_pushed(remote_host: RemoteHost, ssh_home: 
                     f"mv {folder}/job.failed.tmp {folder}/job.failed")
     wait_until(lambda: any(e["event"] == "file" for e in events), timeout=10, what="the pushed event")
     assert {e["path"] for e in events if e["event"] == "file"} == {f"{folder}/job.failed"}
+    host.unwatch(folder)
+    remote_host.run(f"touch {folder}/unwatched.done")
+    host.watch(folder)
+    remote_host.run(f"touch {folder}/watched.done")
+    wait_until(lambda: any(e.get("path") == f"{folder}/watched.done" for e in events), timeout=10,
+               what="the event of the folder watched again")
+    assert not any(e.get("path") == f"{folder}/unwatched.done" for e in events)
 
 
 def test_a_process_that_ends_is_pushed(remote_host: RemoteHost, ssh_home: Path) -> None:
@@ -364,6 +380,20 @@ def test_reconnects_after_the_sessions_sshd_is_killed(remote_host: RemoteHost, s
     host.run(["kill", str(job.record.pid)])
     wait_until(lambda: any(e["event"] == "process_gone" for e in events), timeout=10,
                what="process_gone from the re-established process watch")
+
+
+def test_a_host_key_changed_while_disconnected_stops_the_reconnection(remote_host: RemoteHost,
+                                                                      ssh_home: Path) -> None:
+    host = SshConnector(remote_host.alias, python=remote_host.python, reconnect_timeout=30)
+    other = paramiko.Ed25519Key.from_private_key_file(str(remote_host.key))
+    (ssh_home / ".ssh" / "known_hosts").write_text(
+        f"{remote_host.address} {other.get_name()} {other.get_base64()}\n")
+    port = host.connection.transport().sock.getsockname()[1]
+    assert remote_host.kill_sessions(client_port=port)
+    start = time.monotonic()
+    with pytest.raises(HostKeyError, match="CHANGED"):
+        host.resolve("~")
+    assert time.monotonic() - start < 10, "refused at once, not after the reconnect timeout"
 
 
 def test_an_idempotent_request_cut_by_the_drop_is_sent_again(remote_host: RemoteHost, ssh_home: Path
