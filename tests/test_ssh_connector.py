@@ -396,6 +396,31 @@ def test_a_host_key_changed_while_disconnected_stops_the_reconnection(remote_hos
     assert time.monotonic() - start < 10, "refused at once, not after the reconnect timeout"
 
 
+def test_a_host_that_stays_unreachable_fails_requests_after_the_reconnect_timeout(
+        remote_host: RemoteHost, ssh_home: Path) -> None:
+    # A key of this test only, removed from authorized_keys while disconnected: every reconnection
+    # attempt fails (retried with backoff), and requests give up after reconnect_timeout.
+    key = ssh_home / ".ssh" / "id_revoked"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    authorized = remote_host.directory / "server" / "authorized_keys" / remote_host.user
+    line = Path(f"{key}.pub").read_text()
+    with open(authorized, "a") as f:
+        f.write(line)
+    try:
+        set_host(ssh_home, "revoked", HostName=remote_host.address, User=remote_host.user,
+                 IdentityFile=key)
+        host = SshConnector("revoked", python=remote_host.python, reconnect_timeout=2, connect_timeout=5)
+        authorized.write_text(authorized.read_text().replace(line, ""))
+        port = host.connection.transport().sock.getsockname()[1]
+        assert remote_host.kill_sessions(client_port=port)
+        start = time.monotonic()
+        with pytest.raises(ConnectionLost, match="lost for more than 2"):
+            host.resolve("~")  # idempotent, yet not retried past the timeout
+        assert time.monotonic() - start < 10
+    finally:
+        authorized.write_text(authorized.read_text().replace(line, ""))
+
+
 def test_an_idempotent_request_cut_by_the_drop_is_sent_again(remote_host: RemoteHost, ssh_home: Path
                                                              ) -> None:
     host = SshConnector(remote_host.alias, python=remote_host.python, reconnect_timeout=30)

@@ -41,6 +41,10 @@ class AgentStartError(SshConnectError):
     """The agent could not start on the host (no such Python, no experimaestro, another version)."""
 
 
+class ReconnectTimeout(ConnectionLost):
+    """The connection did not come back within ``reconnect_timeout`` (never retried)."""
+
+
 class _Pending:
     __slots__ = ("done", "message")
 
@@ -180,6 +184,8 @@ class AgentClient:
         while True:
             try:
                 return self._request_once(op, args or {}, timeout)
+            except ReconnectTimeout:
+                raise
             except ConnectionLost:
                 if not operation.idempotent:
                     raise
@@ -226,7 +232,7 @@ class AgentClient:
                     raise self._failure
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise ConnectionLost(
+                    raise ReconnectTimeout(
                         f"the connection to {self.connection.spec} has been lost for more than "
                         f"{self.reconnect_timeout} s (reconnection goes on in the background)"
                     )
