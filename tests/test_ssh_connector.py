@@ -382,6 +382,18 @@ def test_reconnects_after_the_sessions_sshd_is_killed(remote_host: RemoteHost, s
                what="process_gone from the re-established process watch")
 
 
+def test_a_killed_agent_is_restarted_on_the_same_connection(remote_host: RemoteHost, ssh_home: Path
+                                                            ) -> None:
+    host = SshConnector(remote_host.alias, python=remote_host.python)
+    events: List[Dict[str, Any]] = []
+    host.subscribe(events.append)
+    remote_host.run(f"kill -9 {host.agent.hello['pid']}")
+    wait_until(lambda: {"event": "resync"} in events, timeout=20, what="the new agent")
+    assert str(host.resolve("~")) == remote_host.home
+    assert host.agent.starts == 2
+    assert host.connection.generation == 1, "the SSH connection was kept"
+
+
 def test_a_host_key_changed_while_disconnected_stops_the_reconnection(remote_host: RemoteHost,
                                                                       ssh_home: Path) -> None:
     host = SshConnector(remote_host.alias, python=remote_host.python, reconnect_timeout=30)

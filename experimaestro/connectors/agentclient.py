@@ -113,8 +113,9 @@ class AgentClient:
             except ValueError:
                 hello = None
         if not isinstance(hello, dict):
+            error = self._start_error(channel, line)
             channel.close()
-            raise self._start_error(channel, line)
+            raise error
         if hello.get("version") != __version__ or hello.get("protocol") != PROTOCOL:
             channel.close()
             raise AgentStartError(
@@ -339,7 +340,8 @@ class AgentClient:
             channel.close()  # type: ignore[union-attr]
         except Exception:
             pass
-        logger.warning("lost the agent on %s; reconnecting", self.connection.spec)
+        logger.warning("lost the agent on %s; reconnecting%s", self.connection.spec,
+                       "".join(f"\n  agent: {text}" for text in self._stderr))
         threading.Thread(target=self._reconnect, daemon=True,
                          name=f"xpm-agent-reconnect-{self.connection.spec.alias}").start()
 
