@@ -96,6 +96,14 @@ def test_proxyjump_goes_through_the_jump_hosts_connection(remote_host: RemoteHos
     behind_client = behind.run(["sh", "-c", "echo $SSH_CONNECTION"]).stdout.split()[0]
     assert direct_client != remote_host.address, "the direct connection comes from the controller"
     assert behind_client == remote_host.address, "the jumped connection comes from the jump host"
+    # Two hops (ssh -J alias,alias): the second hop is reached through the first.
+    set_host(ssh_home, "twohops", HostName=remote_host.address, User=remote_host.user,
+             IdentityFile=ssh_home / ".ssh" / "id_ed25519",
+             ProxyJump=f"{remote_host.alias},{remote_host.alias}")
+    twohops = SshConnector("twohops", python=remote_host.python)
+    assert twohops.connection._jump is not None
+    assert twohops.connection._jump._jump is direct.connection
+    assert twohops.run(["sh", "-c", "echo $SSH_CONNECTION"]).stdout.split()[0] == remote_host.address
 
 
 def test_an_unknown_host_key_is_refused_with_how_to_add_it(remote_host: RemoteHost, ssh_home: Path

@@ -349,7 +349,7 @@ class AgentClient:
         delay = 0.2
         while True:
             try:
-                self.connection.reconnect()
+                self.connection.transport()  # one attempt; the backoff is below
                 with self._cond:
                     if self._state != "reconnecting":
                         return

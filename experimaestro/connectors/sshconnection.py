@@ -71,9 +71,14 @@ def ssh_config_path() -> str:
     return os.path.expanduser("~/.ssh/config")
 
 
+#: ``proxy_jump`` argument meaning "as the ssh config says".
+FROM_CONFIG = "<from config>"
+
+
 def resolve_host(alias: str, user: Optional[str] = None, port: Optional[int] = None,
-                 config_file: Optional[str] = None) -> HostSpec:
-    """Resolve ``alias`` through the ssh config file (explicit ``user``/``port`` win over it)."""
+                 config_file: Optional[str] = None, proxy_jump: Optional[str] = FROM_CONFIG) -> HostSpec:
+    """Resolve ``alias`` through the ssh config file (explicit ``user``, ``port`` and
+    ``proxy_jump`` win over it)."""
     path = config_file or ssh_config_path()
     config = paramiko.SSHConfig.from_path(path) if os.path.exists(path) else paramiko.SSHConfig()
     entry = config.lookup(alias)
@@ -81,7 +86,7 @@ def resolve_host(alias: str, user: Optional[str] = None, port: Optional[int] = N
     known_files = tuple(os.path.expanduser(p) for p in known.split()) if known else ()
     if not known_files:
         known_files = (os.path.expanduser("~/.ssh/known_hosts"),)
-    jump = entry.get("proxyjump")
+    jump = entry.get("proxyjump") if proxy_jump == FROM_CONFIG else proxy_jump
     return HostSpec(
         alias=alias,
         hostname=entry.get("hostname", alias),
@@ -158,23 +163,6 @@ class SshConnection:
             assert transport is not None
             return transport
 
-    def reconnect(self, deadline: Optional[float] = None, first_delay: float = 0.2,
-                  max_delay: float = 10.0) -> paramiko.Transport:
-        """Connect again, retrying with exponential backoff until ``deadline`` (monotonic time;
-        None: forever). A host key problem is not retried."""
-        delay = first_delay
-        while True:
-            try:
-                return self.transport()
-            except HostKeyError:
-                raise
-            except SshConnectError as exc:
-                if self._closed or (deadline is not None and time.monotonic() + delay > deadline):
-                    raise
-                logger.warning("%s; retrying in %.1f s", exc, delay)
-                time.sleep(delay)  # backoff between attempts, not a synchronisation
-                delay = min(delay * 2, max_delay)
-
     def close(self) -> None:
         with self._lock:
             self._closed = True
@@ -241,12 +229,15 @@ class SshConnection:
         """A TCP socket to the host, or a channel through the ProxyJump host's transport."""
         spec = self.spec
         if spec.proxy_jump:
-            jump_alias = spec.proxy_jump.split(",")[-1]
-            user, _, host = jump_alias.rpartition("@")
+            # "a,b": through b, itself reached through a (as ssh -J a,b); a single jump host is
+            # reached as its own Host block says (its own ProxyJump included).
+            *previous, last = spec.proxy_jump.split(",")
+            user, _, host = last.rpartition("@")
             host, _, port = host.partition(":")
             self._jump = connection_for(host, user=user or None, port=int(port) if port else None,
                                         connect_timeout=self.connect_timeout,
-                                        config_file=spec.config_file)
+                                        config_file=spec.config_file,
+                                        proxy_jump=",".join(previous) if previous else FROM_CONFIG)
             try:
                 return self._jump.transport().open_channel(
                     "direct-tcpip", (spec.hostname, spec.port), ("127.0.0.1", 0),
@@ -315,9 +306,10 @@ _registry_lock = threading.Lock()
 
 def connection_for(alias: str, user: Optional[str] = None, port: Optional[int] = None,
                    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-                   config_file: Optional[str] = None) -> SshConnection:
+                   config_file: Optional[str] = None, proxy_jump: Optional[str] = FROM_CONFIG
+                   ) -> SshConnection:
     """The process-wide connection to ``alias`` (not connected yet if it is new)."""
-    spec = resolve_host(alias, user=user, port=port, config_file=config_file)
+    spec = resolve_host(alias, user=user, port=port, config_file=config_file, proxy_jump=proxy_jump)
     with _registry_lock:
         connection = _registry.get(spec.key)
         if connection is None or connection.closed:
