@@ -214,6 +214,30 @@ def test_an_encrypted_key_on_a_terminal_asks_its_passphrase(remote_host: RemoteH
     assert f"remote user: {remote_host.user}".encode() in output, output
 
 
+def test_a_key_of_the_ssh_agent_is_used(remote_host: RemoteHost, ssh_home: Path, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    key = tmp_path / "agent_key"  # not in ~/.ssh, and not an IdentityFile: only the agent has it
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    authorized = remote_host.directory / "server" / "authorized_keys" / remote_host.user
+    line = Path(f"{key}.pub").read_text()
+    with open(authorized, "a") as f:
+        f.write(line)
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        wait_until(sock.exists, timeout=10, what="the ssh agent's socket")
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        subprocess.run(["ssh-add", "-q", str(key)], check=True, capture_output=True)
+        set_host(ssh_home, "viaagent", HostName=remote_host.address, User=remote_host.user,
+                 IdentityFile=tmp_path / "no-such-key")
+        host = SshConnector("viaagent", python=remote_host.python, connect_timeout=10)
+        assert host.run(["id", "-un"]).stdout.strip() == remote_host.user
+    finally:
+        agent.kill()
+        agent.wait()
+        authorized.write_text(authorized.read_text().replace(line, ""))
+
+
 def test_one_connection_and_one_agent_per_host(remote_host: RemoteHost, ssh_home: Path) -> None:
     a = SshConnector(remote_host.alias, workspace="/tmp/a", python=remote_host.python)
     b = SshConnector(remote_host.alias, workspace="/tmp/b", python=remote_host.python)
