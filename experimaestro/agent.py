@@ -28,8 +28,11 @@ from .connectors.local import LocalConnector
 from .connectors.process import process_alive
 from .version import __version__
 
-#: Threads serving requests: a blocking one (a lock, a long command) does not hold up the others.
+#: Threads serving the short requests.
 WORKERS = 8
+#: Requests that may wait for long (a lock held by someone else, a command): each gets a thread of
+#: its own, so that any number of them never holds up the short ones.
+LONG = frozenset({"lock", "run"})
 
 
 class Agent:
@@ -77,7 +80,10 @@ class Agent:
             except ValueError as exc:
                 self.send({"id": None, "error": error_payload(exc)})
                 continue
-            pool.submit(self._answer, request)
+            if request.get("op") in LONG:
+                threading.Thread(target=self._answer, args=(request,), daemon=True).start()
+            else:
+                pool.submit(self._answer, request)
         # The controller is gone: nobody waits for the requests still running.
         pool.shutdown(wait=False, cancel_futures=True)
         if self._watcher is not None:

@@ -368,6 +368,31 @@ def test_a_token_in_the_remote_workspace(remote_host: RemoteHost, ssh_home: Path
         SshConnector(remote_host.alias, workspace="relative/xpm", connect=False)
 
 
+def test_waiting_for_locks_does_not_hold_up_other_requests(remote_host: RemoteHost, ssh_home: Path
+                                                           ) -> None:
+    host = SshConnector(remote_host.alias, python=remote_host.python)
+    path = f"{remote_dir(remote_host, 'locks')}/x.lock"
+    taken: List[int] = []
+
+    def take() -> None:
+        with host.lock(path):
+            taken.append(1)
+
+    with host.lock(path):
+        waiters = [threading.Thread(target=take) for _ in range(12)]  # more than the agent's pool
+        for t in waiters:
+            t.start()
+        wait_until(lambda: len(host.agent._pending) == 12, timeout=10, what="12 waiting lock requests")
+        answered: List[str] = []
+        asker = threading.Thread(target=lambda: answered.append(str(host.resolve("~"))))
+        asker.start()
+        asker.join(timeout=10)
+        assert answered == [remote_host.home], "a short request is served while locks are awaited"
+    for t in waiters:
+        t.join(timeout=20)
+    assert len(taken) == 12
+
+
 # --- reconnection ---
 
 
