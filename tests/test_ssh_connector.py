@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Optional
 
 import paramiko
 import pytest
@@ -55,8 +55,13 @@ def remote_dir(remote_host: RemoteHost, name: str) -> str:
     return path
 
 
-def agents_running(remote_host: RemoteHost) -> List[int]:
-    out = remote_host.run("pgrep -u \"$(id -u)\" -f '[e]xperimaestro agent' || true").stdout
+def agents_running(remote_host: RemoteHost, client_port: Optional[int] = None) -> List[int]:
+    """The agents running on the remote (those of the SSH connection from ``client_port`` if given:
+    their SSH_CONNECTION names it)."""
+    match = f"grep -q '^SSH_CONNECTION=[^ ]* {client_port} '" if client_port else "true"
+    out = remote_host.run(
+        "for p in $(pgrep -u \"$(id -u)\" -f '[e]xperimaestro agent'); do "
+        f"tr '\\0' '\\n' < /proc/$p/environ 2>/dev/null | {match} && echo $p; done; true").stdout
     return [int(pid) for pid in out.split()]
 
 
@@ -258,7 +263,7 @@ def test_one_connection_and_one_agent_per_host(remote_host: RemoteHost, ssh_home
     assert answers == {i: [f"{i}\n"] * 50 for i in range(8)}
     port = a.connection.transport().sock.getsockname()[1]
     assert len(remote_host.sessions(client_port=port)) >= 1
-    wait_until(lambda: len(agents_running(remote_host)) == 1, timeout=10, what="a single agent")
+    assert agents_running(remote_host, client_port=port) == [a.agent.hello["pid"]], "one agent"
     assert a.connection.generation == 1, "connected once"
 
 
@@ -414,7 +419,7 @@ def test_reconnects_after_the_sessions_sshd_is_killed(remote_host: RemoteHost, s
 
     runner = threading.Thread(target=pending)
     runner.start()
-    wait_until(lambda: remote_host.run("pgrep -u \"$(id -u)\" -x sleep | wc -l").stdout.strip() == "2",
+    wait_until(lambda: remote_host.run("pgrep -u \"$(id -u)\" -fx 'sleep 20'", check=False).returncode == 0,
                timeout=10, what="the pending command to run")
     port = host.connection.transport().sock.getsockname()[1]
     assert remote_host.kill_sessions(client_port=port)
