@@ -23,10 +23,18 @@ def test_the_agent_greets_answers_by_id_and_survives_bad_requests(tmp_path: Path
         b'{"id": 4, "op": "stat_many", "args": {"paths": ["%s", "%s"]}}\n'
         % (str(tmp_path).encode(), str(tmp_path / "missing").encode()),
     ]
-    done = subprocess.run([sys.executable, "-m", "experimaestro", "agent"], input=b"".join(requests),
-                          capture_output=True, timeout=60)
-    assert done.returncode == 0, done.stderr  # stdin closed: the agent ends by itself
-    hello, *answers = [json.loads(line) for line in done.stdout.splitlines()]
+    agent = subprocess.Popen([sys.executable, "-m", "experimaestro", "agent"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert agent.stdin is not None and agent.stdout is not None
+        agent.stdin.write(b"".join(requests))
+        agent.stdin.flush()
+        hello, *answers = [json.loads(agent.stdout.readline()) for _ in range(1 + len(requests))]
+        agent.stdin.close()  # the controller is gone: the agent ends by itself
+        assert agent.wait(timeout=30) == 0, agent.stderr.read() if agent.stderr else ""
+    finally:
+        agent.kill()
+        agent.wait()
     assert hello["hello"]["version"] == __version__ and hello["hello"]["protocol"] == PROTOCOL
     by_id = {answer["id"]: answer for answer in answers}
     assert by_id[None]["error"]["type"] == "JSONDecodeError"
