@@ -212,7 +212,8 @@ class Agent:
             if self._watcher is None:
                 self._watcher = FolderWatcher(self._file_event)
             self._suffixes[str(Path(folder))] = tuple(suffixes)
-        self._watcher.watch(Path(folder))
+        # Markers appear (renamed into place): the job's log writes are not even asked of the kernel.
+        self._watcher.watch(Path(folder), files_appearing_only=True)
 
     def op_unwatch(self, folder: str) -> None:
         with self._state_lock:
