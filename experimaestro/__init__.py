@@ -7,6 +7,7 @@ which only needs the core, starts fast.
 
 from __future__ import annotations
 
+from pathlib import Path  # 2.x re-exports it (`from experimaestro import Path`)
 from typing import TYPE_CHECKING, Any as _Any
 
 from .core.config import (
@@ -22,6 +23,7 @@ from .core.config import (
 from typing import Annotated
 
 from .core.cache import cache
+from .core.copyconfig import copyconfig
 from .core.datapath import DataPath, OptionalDataPath
 from .core.hooks import SubmitHook
 from .core.partial import ParameterGroup, Partial, param_group, partial
@@ -123,6 +125,7 @@ __all__ = [
     "Option",
     "OptionalDataPath",
     "Param",
+    "Path",
     "ParameterGroup",
     "Partial",
     "PathGenerator",
@@ -138,6 +141,7 @@ __all__ = [
     "ValidationError",
     "__version__",
     "cache",
+    "copyconfig",
     "deserialize",
     "experiment",
     "explain",

@@ -201,6 +201,7 @@ class ConfigInformation:
         "loader",
         "typevars",
         "generated",
+        "instance",
     )
 
     def __init__(self, config: "Config") -> None:
@@ -226,6 +227,8 @@ class ConfigInformation:
         self.typevars: Optional[dict[Any, type]] = None
         #: Parameters whose value is a path generated in a task's folder (resolve_generated_paths).
         self.generated: list[str] = []
+        #: Whether this is an object built by ``instance()`` (2.x's ``obj.xpmconfig`` needs it).
+        self.instance = False
 
     @property
     def xpmtype(self) -> XPMType:
@@ -477,12 +480,35 @@ def _refuse_generated(cls: type, arg: Argument, value: Any) -> None:
 # --- Configurations ------------------------------------------------------------------------------
 
 
+def _xpmconfig(config: "Config") -> "Config":
+    """2.x's ``obj.xpmconfig``: the configuration an ``instance()`` object was built from, or the
+    configuration itself."""
+    info = config.__dict__["__xpm__"]
+    if not info.instance:
+        return config
+    if "__config__" in config.__dict__:
+        return config.__dict__["__config__"]
+    raise AttributeError(
+        f"{type(config).__qualname__} object has no configuration tracked: it was built by "
+        f"instance(keep=False); call instance() (keep=True, the default) to keep it"
+    )
+
+
+class _OwnClass:
+    """2.x's ``MyConfig.XPMConfig``: the class of ``MyConfig``'s configurations, here the class."""
+
+    def __get__(self, obj: Any, owner: type) -> type:
+        return owner
+
+
 class Config:
     """Base class of every configuration. Build instances with ``MyConfig.C(param=value, ...)``."""
 
     __xpm__: ConfigInformation
     #: Optional explicit type id (otherwise ``module.qualname``, lowercased).
     __xpmid__: Optional[str] = None
+    #: 2.x's class of this class's configurations (``isinstance(cfg, MyConfig.XPMConfig)``).
+    XPMConfig = _OwnClass()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         cls = type(self).__qualname__
@@ -551,6 +577,8 @@ class Config:
         if info is not None and info.loader is not None:
             ensure_loaded(self)
             return getattr(self, name)
+        if name == "xpmconfig":  # here, not a property: its AttributeError keeps its message
+            return _xpmconfig(self)
         arguments = xpmtype(type(self)).arguments
         if name in arguments:
             raise AttributeError(

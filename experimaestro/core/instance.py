@@ -89,6 +89,7 @@ def instance(
         obj = object.__new__(cls)
         values = obj.__dict__
         new_info = ConfigInformation(obj)
+        new_info.instance = True
         values["__xpm__"] = new_info
         source = cfg.__dict__
         for name in xpmtype(cls).arguments:

@@ -16,6 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator, Union
 
+# 2.x defines RunMode here (``from experimaestro.scheduler.workspace import RunMode``).
+from ..core.config import RunMode  # noqa: F401
+
 
 class Workspace:
     """A workspace folder and the places inside it.
@@ -28,14 +31,28 @@ class Workspace:
     def __init__(self, path: Union[str, Path], run_mode: Any = None, launcher: Any = None) -> None:
         self.path = Path(path).expanduser().absolute()
         self.run_mode = run_mode
-        self.launcher = launcher
+        self._launcher = launcher
         #: Environment variables set in every job of the experiment (``xp.setenv``).
         self.env: dict[str, str] = {}
 
     @property
+    def launcher(self) -> Any:
+        """The launcher of the experiment's jobs: the one given to ``experiment(launcher=...)``,
+        else the local launcher they get (2.x code calls ``xp.workspace.launcher.setenv(...)``)."""
+        if self._launcher is None:
+            from ..launchers.direct import default_launcher
+
+            return default_launcher()
+        return self._launcher
+
+    @launcher.setter
+    def launcher(self, launcher: Any) -> None:
+        self._launcher = launcher
+
+    @property
     def connector(self) -> Any:
         """The connector of the default launcher (the local machine's when there is none)."""
-        connector = getattr(self.launcher, "connector", None)
+        connector = getattr(self._launcher, "connector", None)
         if connector is None:
             from ..connectors.local import LocalConnector
 

@@ -1,0 +1,118 @@
+"""2.x names that experimaestro 2.7.0's own tests and 2.x projects reach by their 2.x import paths
+(``from experimaestro.launchers import Launcher``, ``from experimaestro.scheduler import
+JobState``...), ``copyconfig``, ``obj.xpmconfig`` and ``xp.workspace.launcher``. Expected values
+are what 2.7.0 gave when run by hand, written here as data."""
+
+from __future__ import annotations
+
+import pathlib
+from pathlib import Path
+
+import pytest
+from xpm_runtime import EnvTask
+
+import experimaestro
+from experimaestro import Config, Meta, Param, PathGenerator, Task, copyconfig, experiment, field, tag
+from experimaestro.launchers.direct import DirectLauncher
+
+#: 2.7.0: ``copyconfig(a, x=3)`` where ``a = A.C(x=tag(2), sub=Sub.C(y=5))`` and ``a.sub`` is
+#: tagged ``t=9``: the copy's tags (its own tag on ``x`` is not copied; the shared ``sub`` keeps its).
+COPY_TAGS_270 = {"t": 9}
+
+
+class Sub(Config):
+    y: Param[int] = 1
+
+
+class Holder(Config):
+    x: Param[int]
+    sub: Param[Sub]
+
+
+class Writes(Task):
+    x: Param[int]
+    out: Meta[Path] = field(default_factory=PathGenerator("out.txt"))
+
+    def execute(self) -> None:
+        self.out.write_text(str(self.x))
+
+
+def test_2x_import_paths_give_our_objects() -> None:
+    from experimaestro.launchers import Launcher
+    from experimaestro.scheduler import JobState, RunMode
+    from experimaestro.scheduler.workspace import RunMode as WorkspaceRunMode
+
+    assert Launcher is experimaestro.Launcher and isinstance(DirectLauncher(), Launcher)
+    assert JobState is experimaestro.JobState and JobState.DONE.name == "DONE"
+    assert RunMode is WorkspaceRunMode is experimaestro.RunMode
+    assert experimaestro.Path is pathlib.Path  # 2.x re-exports it for old code
+    with pytest.raises(AttributeError, match="has no attribute 'Nothing'"):
+        experimaestro.scheduler.Nothing  # noqa: B018
+    with pytest.raises(AttributeError, match="has no attribute 'Nothing'"):
+        experimaestro.launchers.Nothing  # noqa: B018
+
+
+def test_copyconfig_keeps_values_and_shares_sub_configurations() -> None:
+    a = Holder.C(x=tag(2), sub=Sub.C(y=5))
+    a.sub.tag("t", 9)
+    copy = copyconfig(a, x=3)
+    assert type(copy) is Holder and copy is not a
+    assert (copy.x, a.x) == (3, 2)
+    assert copy.sub is a.sub  # shared, not copied (as 2.7.0)
+    assert copy.tags() == COPY_TAGS_270 and a.tags() == {"t": 9, "x": 2}
+    same = copyconfig(a)
+    assert same.__xpm__.identifier == a.__xpm__.identifier
+    with pytest.raises(experimaestro.ValidationError, match="Holder has no parameter 'z'"):
+        copyconfig(a, z=1)
+    with pytest.raises(experimaestro.ValidationError):
+        copyconfig(a, x="three")
+    with pytest.raises(TypeError, match="copyconfig\\(\\) takes a configuration"):
+        copyconfig(3)
+
+
+def test_copyconfig_of_a_submitted_task_is_unsealed_with_its_own_paths(tmp_path: Path) -> None:
+    with experiment(tmp_path / "ws", "copy"):
+        task = Writes.C(x=1)
+        task.submit()
+        copy = copyconfig(task)
+        copy.x = 4  # unsealed, as in 2.7.0 (the original is sealed)
+        with pytest.raises(experimaestro.SealedError):
+            task.x = 4
+        copy.submit()
+    assert task.jobpath != copy.jobpath
+    assert copy.out == copy.jobpath / "out.txt" and copy.out.read_text() == "4"
+    assert task.out == task.jobpath / "out.txt" and task.out.read_text() == "1"
+
+
+def test_xpmconfig_and_XPMConfig() -> None:  # noqa: N802 - 2.x's name
+    config = Holder.C(x=1, sub=Sub.C(y=20))
+    obj = config.instance()
+    assert obj.xpmconfig is config and obj.sub.xpmconfig is config.sub
+    assert config.xpmconfig is config  # on a configuration: itself
+    assert isinstance(config, Holder.XPMConfig) and Sub.XPMConfig is Sub
+    bare = config.instance(keep=False)
+    with pytest.raises(AttributeError, match="has no configuration tracked.*keep=False"):
+        bare.xpmconfig  # noqa: B018
+    with pytest.raises(AttributeError, match="has no configuration tracked"):
+        bare.sub.xpmconfig  # noqa: B018
+
+
+def test_workspace_launcher_is_the_jobs_launcher(tmp_path: Path) -> None:
+    """2.x code calls ``xp.workspace.launcher.setenv(...)``: without ``launcher=``, it is the
+    local launcher the jobs get, and the variable reaches them."""
+    mine = DirectLauncher(1)
+    with experiment(tmp_path / "ws", "given", launcher=mine) as xp:
+        assert xp.workspace.launcher is mine
+    with experiment(tmp_path / "ws", "default") as xp:
+        launcher = xp.workspace.launcher
+        assert isinstance(launcher, DirectLauncher)
+        launcher.setenv("LAUNCHVAR", "fromworkspace")
+        try:
+            task = EnvTask.C(name="ws-launcher")
+            task.submit()
+            assert task.__xpm__.job.launcher is launcher
+            xp.wait()
+        finally:
+            del launcher.environ["LAUNCHVAR"]  # the process's local launcher: leave it clean
+    text = (task.jobpath / "envtask.out").read_text()
+    assert "ENV None None fromworkspace" in text
