@@ -30,6 +30,11 @@ from .types import (
     typespec,
 )
 
+# 2.x code imports these from here too (``from experimaestro.core.arguments import Param``).
+from .paths import pathgenerator as pathgenerator  # noqa: E402
+from .types import Constant as Constant, Meta as Meta, Option as Option, Param as Param  # noqa: E402
+from .types import field as field, help as help  # noqa: E402,A004
+
 
 class Argument:
     """One declared parameter of a configuration class."""

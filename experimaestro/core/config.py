@@ -697,7 +697,7 @@ class Task(Config):
                 "no scheduler is available: import experimaestro (not only experimaestro.core)"
             )
         info.job = _submitter(self, launcher=launcher, run_mode=run_mode, workspace=workspace)
-        return self.outputs()
+        return Task.outputs(self)  # not self.outputs(): a parameter may be named ``outputs``
 
     def outputs(self) -> Any:
         """What ``submit()`` returns: the outputs declared by ``task_outputs``, or the task itself."""
