@@ -143,3 +143,39 @@ def test_a_parameter_named_outputs_does_not_break_submit(tmp_path: Path) -> None
     assert result is task  # no task_outputs: submit returns the task, as in 2.7.0
     assert task.outputs["a"].tags() == {"hello": "world"}
     assert task.tags() == {"hello": "world"}
+
+
+
+class Produced(Config):
+    pass
+
+
+class Producer(Task):
+    x: Param[Produced]
+
+    def task_outputs(self, dep):  # noqa: ANN001,ANN201 - 2.x's signature
+        return dep(Produced.C())
+
+
+class Initialise(experimaestro.LightweightTask):
+    def execute(self) -> None:
+        pass
+
+
+class Plain(Task):
+    x: Param[int] = 1
+
+
+def test_tags_of_task_outputs_and_init_tasks(tmp_path: Path) -> None:
+    """2.7.0 (its test_tags_init_tasks, by hand): a task's output has the task's tags, and an
+    init task's tags are the task's; a configuration's own tags win."""
+    dry = {"run_mode": experimaestro.RunMode.DRY_RUN, "workspace": tmp_path}
+    producer = Producer.C(x=Produced.C().tag("hello", "world"))
+    output = producer.submit(**dry)
+    assert isinstance(output, Produced) and output.tags() == {"hello": "world"}
+    task = Plain.C().submit(init_tasks=[Initialise.C().tag("hello", "world")], **dry)
+    assert task.tags() == {"hello": "world"}
+    own = Plain.C(x=2).tag("hello", "mine").tag("n", 3)
+    own.submit(init_tasks=[Initialise.C().tag("hello", "world")], **dry)
+    assert own.tags() == {"hello": "mine", "n": 3}
+    assert Plain.C(x=3).submit(**dry).tags() == {}

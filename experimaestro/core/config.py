@@ -314,8 +314,8 @@ def _children(cfg: "Config") -> list["Config"]:
 
 def graph_tags(root: "Config") -> dict[str, Any]:
     """The tags of a configuration graph: each configuration's own tags override those of the
-    values it holds; among these, a later parameter (in declaration order) overrides an earlier
-    one. Cached on sealed configurations; iterative."""
+    values it holds (and those of the task whose output it is); among these, a later parameter
+    (in declaration order) overrides an earlier one. Cached on sealed configurations; iterative."""
     done: dict[int, dict[str, Any]] = {}
     stack: list[tuple[Config, bool]] = [(root, False)]
     entered: set[int] = set()
@@ -329,6 +329,8 @@ def graph_tags(root: "Config") -> dict[str, Any]:
             done[key] = info.tags_cache
             continue
         children = _children(cfg)
+        if info.task is not None:  # a task's output has the task's tags too (as in 2.x)
+            children = [info.task, *children]
         if not expanded:
             if key in entered:  # a cycle: its tags are being gathered further up
                 continue
