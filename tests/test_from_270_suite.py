@@ -179,3 +179,22 @@ def test_tags_of_task_outputs_and_init_tasks(tmp_path: Path) -> None:
     own.submit(init_tasks=[Initialise.C().tag("hello", "world")], **dry)
     assert own.tags() == {"hello": "mine", "n": 3}
     assert Plain.C(x=3).submit(**dry).tags() == {}
+
+
+class Needs(Config):
+    value: Param[int]
+
+
+class HoldsNeeds(Config):
+    items: Param[list[Needs]]
+
+
+def test_bad_and_missing_values_are_value_errors_as_in_2x() -> None:
+    """2.7.0 raises ValueError for a value of the wrong type and for a missing parameter found by
+    validation (its test_validation); ours is a ValidationError, a TypeError and a ValueError."""
+    with pytest.raises(ValueError, match=r"Needs.value: expected int, got 'x'"):
+        Needs.C(value="x")
+    with pytest.raises(ValueError, match=r"Needs.value \(int\) is required but was never set"):
+        HoldsNeeds.C(items=[Needs.C(value=1), Needs.C()]).__xpm__.validate()
+    with pytest.raises(TypeError):
+        Needs.C(value=[])

@@ -206,12 +206,15 @@ def field(
     )
 
 
-class ValidationError(TypeError):
-    """A value does not fit its parameter; the message names the class, parameter, type and value."""
+class ValidationError(TypeError, ValueError):
+    """A value does not fit its parameter; the message names the class, parameter, type and value.
+
+    Both a ``TypeError`` and a ``ValueError``: 2.x raises ``ValueError`` for a bad value (and for a
+    missing parameter at validation), so 2.x code catching it keeps working."""
 
 
-class CheckError(ValidationError, ValueError):
-    """A value a checker (``Choices``...) refuses; a ``ValueError`` too, as in 2.x."""
+class CheckError(ValidationError):
+    """A value a checker (``Choices``...) refuses."""
 
 
 class _Reject(Exception):
