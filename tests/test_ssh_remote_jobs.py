@@ -22,23 +22,13 @@ import pytest
 from remote_host import RemoteHost
 
 from conftest import wait_until
-from experimaestro.connectors.agentclient import close_agents
 from experimaestro.connectors.remote_record import RemoteCopy, read_remote_record, write_remote_record
 from experimaestro.connectors.ssh import SshConnector
-from experimaestro.connectors.sshconnection import close_all
 from experimaestro.connectors.streams import RemoteCommandError
+from test_ssh_connector import fresh_connections  # noqa: F401 (autouse: no shared connection left)
 
 TYPE_ID = "pkg.Learn"
 JOB_ID = "0123456789abcdef"
-
-
-@pytest.fixture(autouse=True)
-def fresh_connections() -> Iterator[None]:
-    close_agents()
-    close_all()
-    yield
-    close_agents()
-    close_all()
 
 
 @pytest.fixture
