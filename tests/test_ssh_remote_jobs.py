@@ -24,8 +24,10 @@ from remote_host import RemoteHost
 from conftest import wait_until
 from experimaestro.connectors.remote_record import RemoteCopy, read_remote_record, write_remote_record
 from experimaestro.connectors.ssh import SshConnector
+from experimaestro.connectors.staging import stage, take_snapshot
 from experimaestro.connectors.streams import RemoteCommandError
 from test_ssh_connector import fresh_connections  # noqa: F401 (autouse: no shared connection left)
+from test_staging import make_project
 
 TYPE_ID = "pkg.Learn"
 JOB_ID = "0123456789abcdef"
@@ -142,6 +144,19 @@ def test_copy_from_local_refuses_a_link_leading_outside(remote_host: RemoteHost,
     with pytest.raises(RemoteCommandError, match="sync-receive.*'passwd'.*outside the folder"):
         host.copy_from_local(source, f"{remote_dir}/target")
     assert remote_host.run(f"test -e {remote_dir}/target/passwd", check=False).returncode != 0
+
+
+def test_the_connectors_streams_stage_code_on_the_shared_connection(
+        remote_host: RemoteHost, host: SshConnector, remote_dir: str, tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project")
+    channels = remote_host.sessions()
+    with host.stage_streams(f"{remote_dir}/ws") as (to_remote, from_remote):
+        staged = stage(take_snapshot([project]), to_remote, from_remote)
+    assert len(staged.sent) == 3
+    assert remote_host.sessions() == channels, "a channel of the shared connection, not a new one"
+    job = host.run([remote_host.python, "-c", "import mypkg.model; print(mypkg.model.VALUE)"], cwd="/",
+                   env={"PYTHONPATH": staged.pythonpath_value(), "PATH": "/usr/bin:/bin"})
+    assert (job.returncode, job.stdout) == (0, "42\n"), job.stderr
 
 
 # --- experimaestro jobs sync ---
