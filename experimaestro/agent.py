@@ -19,6 +19,7 @@ import select
 import socket
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Dict, List, Optional
@@ -32,7 +33,9 @@ from .version import __version__
 WORKERS = 8
 #: Requests that may wait for long (a lock held by someone else, a command): each gets a thread of
 #: its own, so that any number of them never holds up the short ones.
-LONG = frozenset({"lock", "run"})
+LONG = frozenset({"lock", "run", "read_from"})
+#: The longest ``read_from`` waits, whatever is asked (the controller asks again).
+MAX_WAIT = 60.0
 
 
 class Agent:
@@ -47,6 +50,8 @@ class Agent:
         self._next_lock = 0
         self._watcher: Any = None
         self._suffixes: Dict[str, tuple] = {}
+        self._tail_watcher: Any = None
+        self._tails: Dict[str, List[threading.Event]] = {}
         self._state_lock = threading.Lock()
         self.handlers: Dict[str, Callable[..., Any]] = {
             name: getattr(self, f"op_{name}") for name in OPERATIONS
@@ -86,8 +91,9 @@ class Agent:
                 pool.submit(self._answer, request)
         # The controller is gone: nobody waits for the requests still running.
         pool.shutdown(wait=False, cancel_futures=True)
-        if self._watcher is not None:
-            self._watcher.stop()
+        for watcher in (self._watcher, self._tail_watcher):
+            if watcher is not None:
+                watcher.stop()
 
     def _answer(self, request: Dict[str, Any]) -> None:
         rid = request.get("id")
@@ -221,10 +227,75 @@ class Agent:
         if self._watcher is not None:
             self._watcher.unwatch(Path(folder))
 
+    def op_read_from(self, path: str, offset: int, wait: float = 0.0, limit: int = 1 << 20,
+                     job: Optional[List[str]] = None) -> Dict[str, Any]:
+        files = None
+        if job is not None:
+            from .launchers.jobfiles import JobFiles
+
+            files = JobFiles(Path(job[0]), job[1])
+        if wait <= 0:
+            return _read_chunk(path, offset, limit, files)
+        # Watch the folder first (every change in it, the log's writes included), then read: a
+        # write between the two wakes us up. Its own watcher: the marker watches see appearing
+        # files only.
+        folder = str(Path(path).parent)
+        changed = threading.Event()
+        with self._state_lock:
+            if self._tail_watcher is None:
+                from .scheduler.watcher import FolderWatcher
+
+                self._tail_watcher = FolderWatcher(self._tail_event)
+            self._tails.setdefault(folder, []).append(changed)
+        self._tail_watcher.watch(Path(folder))
+        try:
+            deadline = time.monotonic() + min(wait, MAX_WAIT)
+            while True:
+                changed.clear()
+                chunk = _read_chunk(path, offset, limit, files)
+                remaining = deadline - time.monotonic()
+                if chunk["data"] or chunk["ended"] or remaining <= 0:
+                    return chunk
+                changed.wait(remaining)
+        finally:
+            self._tail_watcher.unwatch(Path(folder))
+            with self._state_lock:
+                self._tails[folder].remove(changed)
+                if not self._tails[folder]:
+                    del self._tails[folder]
+
+    def _tail_event(self, folder: Path, path: Path) -> None:
+        with self._state_lock:
+            waiting = list(self._tails.get(str(folder), ()))
+        for changed in waiting:
+            changed.set()
+
     def _file_event(self, folder: Path, path: Path) -> None:
         suffixes = self._suffixes.get(str(folder))
         if suffixes is not None and path.name.endswith(suffixes) and path.exists():
             self.send({"event": "file", "folder": str(folder), "path": str(path)})
+
+
+def _read_chunk(path: str, offset: int, limit: int, files: Any) -> Dict[str, Any]:
+    """Up to ``limit`` bytes of ``path`` from ``offset`` (from 0 if the file is now shorter: it was
+    rewritten); ``ended`` when the job of ``files`` no longer runs and nothing is left to read.
+    The state is read first: what the job wrote before its marker is then read too."""
+    from .launchers.jobfiles import JobState
+
+    finished = files is not None and files.disk_state() is not JobState.RUNNING
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size < offset:
+                offset = 0
+            handle.seek(offset)
+            data = handle.read(limit)
+        exists = True
+    except FileNotFoundError:
+        data, size, exists = b"", 0, False
+    offset += len(data)
+    return {"data": base64.b64encode(data).decode("ascii"), "offset": offset, "exists": exists,
+            "ended": finished and offset >= size}
 
 
 def main(argv: List[str]) -> int:

@@ -8,7 +8,7 @@ from .explain import explain_id
 from .jobs import experiments, jobs
 from .launchers import launchers
 from .monitor import monitor
-from .remote import stage_receive, sync_send
+from .remote import stage_receive, sync_receive, sync_send
 from .run_experiment import run_experiment
 from .tokens import tokens
 from ..version import __version__
@@ -27,6 +27,7 @@ main.add_command(tokens)
 main.add_command(launchers)
 main.add_command(run_experiment)
 main.add_command(sync_send)
+main.add_command(sync_receive)
 main.add_command(stage_receive)
 main.add_command(monitor)
 

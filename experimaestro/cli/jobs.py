@@ -25,6 +25,7 @@ from ..connectors.remote_record import RemoteRecordError, read_remote_record
 from ..core.serialization import ParamsDocument, ParamsFormatError, parse_document
 from ..launchers.jobfiles import STATE_NAMES, FailureRecord, JobFiles, JobState
 from ..notifications import read_progress
+from .remote_jobs import follow_log, follows_remotely, sync_job
 from ..scheduler.workspace import Workspace
 
 #: The states a job can have on disk, i.e. without a controller's knowledge.
@@ -408,12 +409,17 @@ def job_path(workspace: Workspace, job_id: str, remote: bool) -> None:
     "--follow",
     "-f",
     is_flag=True,
-    help="Keep printing what is appended, until the job ends (or Ctrl-C).",
+    help="Keep printing what is appended, until the job ends (or Ctrl-C); for a job running on a "
+    "remote host, its log there.",
 )
 def job_log(workspace: Workspace, job_id: str, stderr: bool, follow: bool) -> None:
     """Print the standard error (or output) of job ID."""
     entry = find_job(workspace, job_id)
     files = entry.files
+    record = follows_remotely(files, entry.full_id) if follow else None
+    if record is not None:  # running on a remote host: follow its log there
+        follow_log(files, record, entry.full_id, stderr)
+        return
     path = files.stderr if stderr else files.stdout
     if not path.exists():
         raise click.ClickException(
@@ -444,6 +450,17 @@ def _follow(log: Any, files: JobFiles, interval: float = 0.5) -> None:
             if ended:
                 return
             time.sleep(interval)
+
+
+@jobs.command("sync")
+@workdir_option
+@click.argument("job_id", metavar="ID")
+@click.option("--all-files", is_flag=True,
+              help="Also fetch the files that the connector's sync_exclude leaves on the remote host.")
+def job_sync(workspace: Workspace, job_id: str, all_files: bool) -> None:
+    """Fetch the folder of job ID again from the remote host it ran on (only what changed)."""
+    entry = find_job(workspace, job_id)
+    click.echo(sync_job(entry.path, entry.full_id, all_files))
 
 
 @jobs.command("kill")

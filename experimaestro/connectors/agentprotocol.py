@@ -63,6 +63,10 @@ OPERATIONS: Dict[str, Operation] = {
                   "(folder, suffixes) -> None: a 'file' event when a file with one of the "
                   "suffixes is written in folder"),
         Operation("unwatch", True, "(folder) -> None"),
+        Operation("read_from", True,
+                  "(path, offset, wait, limit, job: [folder, name] | null) -> {data: base64, offset, "
+                  "exists, ended}: up to limit bytes from offset, waiting up to wait s for some "
+                  "(the folder watched, no polling); ended: the job no longer runs and all is read"),
     )
 }
 

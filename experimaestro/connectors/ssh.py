@@ -12,17 +12,39 @@ round trip. Two connectors for the same host share the connection, and for the s
 from __future__ import annotations
 
 import base64
+import contextlib
+import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import IO, Any, ContextManager, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import paramiko
 
 from .agentclient import AgentClient, EventCallback, agent_for
 from .base import Connector, FileStat, PathLike, StartedProcess
 from .process import PidRecord
+from .remote_record import RemoteCopy
 from .sshconnection import DEFAULT_CONNECT_TIMEOUT, SshConnection, connection_for
+from .streams import command_streams
+from .sync import pull, serve_send
 
 #: The job-folder markers whose writing the agent pushes by default (launchers/jobfiles.py names).
 MARKER_SUFFIXES = (".done", ".failed")
+
+
+#: The most :meth:`SshConnector.read_from` returns at once (bytes).
+READ_LIMIT = 1 << 20
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    """An answer of :meth:`SshConnector.read_from`."""
+
+    data: bytes  #: what was read
+    offset: int  #: where the next read starts
+    exists: bool  #: whether the file exists
+    ended: bool  #: the job has ended and everything it wrote was read (only with ``job``)
 
 
 class SshConnector(Connector):
@@ -68,6 +90,12 @@ class SshConnector(Connector):
         if connect:
             self.agent.start()
 
+    @classmethod
+    def of_record(cls, record: RemoteCopy, **options: Any) -> "SshConnector":
+        """The connector to the host of a job's remote copy (its ``.remote.json``), with the
+        recorded Python (connecting now unless ``connect=False``)."""
+        return cls(record.host, python=record.python or "python3", **options)
+
     def __repr__(self) -> str:
         return f"SshConnector({self.host!r}, workspace={str(self.workspace)!r}, python={self.python!r})"
 
@@ -110,16 +138,106 @@ class SshConnector(Connector):
         self._call("mkdir", path=str(path), parents=parents, exist_ok=exist_ok)
 
     def copy_to_local(self, path: PathLike, local_path: Path) -> None:
-        raise NotImplementedError(
-            "SshConnector.copy_to_local: copying files back is the sync-back's work "
-            "(experimaestro/connectors/sync.py), not wired into the connector yet"
-        )
+        """Copy the file or tree at ``path`` on the host into ``local_path``, merging folders: a
+        tree goes as one tar stream (:func:`.sync.pull` without deleting; files already there with
+        the same size and modification time are not sent again), a single file through SFTP.
+        Either way each file is written under a temporary name and renamed (never half written).
+        FileNotFoundError when ``path`` does not exist on the host."""
+        st = self._stat_existing(path)
+        local_path = Path(local_path)
+        if st.is_dir:
+            with self.sync_streams(str(path)) as (to_sender, from_sender):
+                pull(local_path, to_sender, from_sender, delete=False)
+            return
+        if local_path.is_dir():
+            local_path = local_path / PurePosixPath(str(path)).name
+        local_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = local_path.with_name(f".{local_path.name}.{os.getpid()}.xpm-copy")
+        try:
+            with self._sftp() as sftp:
+                sftp.get(str(path), str(tmp))
+                attrs = sftp.stat(str(path))
+            os.chmod(tmp, (attrs.st_mode or 0o644) & 0o777)
+            os.utime(tmp, (attrs.st_atime or 0, attrs.st_mtime or 0))
+            os.replace(tmp, local_path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def copy_from_local(self, local_path: Path, path: PathLike) -> None:
-        raise NotImplementedError(
-            "SshConnector.copy_from_local: sending files is the code staging's work "
-            "(experimaestro/connectors/staging.py), not wired into the connector yet"
-        )
+        """Copy the local file or tree ``local_path`` to ``path`` on the host, merging folders: a
+        tree goes as one tar stream into ``python -m experimaestro sync-receive`` (which refuses
+        links leading outside it), a single file through SFTP; each file is renamed into place."""
+        local_path = Path(local_path)
+        if local_path.is_dir():
+            with self.receive_streams(str(path)) as (to_receiver, from_receiver):
+                serve_send(local_path, from_receiver, to_receiver)
+            return
+        if not local_path.exists():
+            raise FileNotFoundError(f"copy_from_local: {local_path} does not exist")
+        remote = PurePosixPath(str(path))
+        target = self.stat_many([remote])[0]
+        if target is not None and target.is_dir:
+            remote = remote / local_path.name
+        self.mkdir(remote.parent)
+        tmp = str(remote.parent / f".{remote.name}.{os.getpid()}.xpm-copy")
+        st = local_path.stat()
+        with self._sftp() as sftp:
+            try:
+                sftp.put(str(local_path), tmp)
+                sftp.chmod(tmp, st.st_mode & 0o777)
+                sftp.utime(tmp, (st.st_atime, st.st_mtime))
+                sftp.posix_rename(tmp, str(remote))
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    sftp.remove(tmp)
+                raise
+
+    def _stat_existing(self, path: PathLike) -> FileStat:
+        st = self.stat_many([path])[0]
+        if st is None:
+            raise FileNotFoundError(f"{path} does not exist on {self.host}")
+        return st
+
+    def _sftp(self) -> paramiko.SFTPClient:
+        """An SFTP session on the shared connection (close it after use)."""
+        return paramiko.SFTPClient.from_transport(self.connection.transport())
+
+    # --- bulk transfers: one remote command on its own channel of the shared connection ---
+
+    def command_streams(self, argv: Sequence[str]) -> ContextManager[Tuple[IO[bytes], IO[bytes]]]:
+        """``(stdin, stdout)`` of ``argv`` run on the host on a channel of its own
+        (:func:`.streams.command_streams`: leaving the block raises if the command failed)."""
+        return command_streams(self.connection.transport(), argv)
+
+    def _experimaestro(self, command: str, path: PathLike) -> ContextManager[Tuple[IO[bytes], IO[bytes]]]:
+        return self.command_streams([self.python, "-m", "experimaestro", command, str(path)])
+
+    def sync_streams(self, remote_root: str) -> ContextManager[Tuple[IO[bytes], IO[bytes]]]:
+        """The sender of the folder ``remote_root`` (``sync-send``): ``(to it, from it)``, for
+        :func:`.sync.pull` and :func:`.sync.pull_job` (a :class:`.sync.SyncChannel`)."""
+        return self._experimaestro("sync-send", remote_root)
+
+    def receive_streams(self, remote_root: str) -> ContextManager[Tuple[IO[bytes], IO[bytes]]]:
+        """The receiver merging into ``remote_root`` (``sync-receive``): ``(to it, from it)``, for
+        :func:`.sync.serve_send` run locally."""
+        return self._experimaestro("sync-receive", remote_root)
+
+    def stage_streams(self, workspace: PathLike) -> ContextManager[Tuple[IO[bytes], IO[bytes]]]:
+        """The code store of the remote ``workspace`` (``stage-receive``): ``(to it, from it)``,
+        for :func:`.staging.stage`."""
+        return self._experimaestro("stage-receive", workspace)
+
+    def read_from(self, path: PathLike, offset: int, job: Optional[Tuple[PathLike, str]] = None,
+                  wait: float = 0.0, limit: int = READ_LIMIT) -> LogChunk:
+        """What the file ``path`` on the host holds from ``offset`` on (at most ``limit`` bytes),
+        in one round trip. With ``wait``, the agent waits up to that many seconds for something
+        to read (the file's folder watched on the host: nothing travels while nothing happens).
+        With ``job`` (its folder and name), the answer says whether the job has ended (marker
+        written, or no live process) and everything it wrote was read: following a log stops then."""
+        result = self._call("read_from", path=str(path), offset=offset, wait=wait, limit=limit,
+                            job=None if job is None else [str(job[0]), job[1]])
+        return LogChunk(data=base64.b64decode(result["data"]), offset=result["offset"],
+                        exists=result["exists"], ended=result["ended"])
 
     # --- processes ---
 

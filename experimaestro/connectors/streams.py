@@ -45,6 +45,11 @@ def recv_reader(recv: Callable[[int], bytes], buffer_size: int = BUFFER) -> io.B
 WINDOW = 16 * 2**20
 
 
+class StreamEnded(Exception):
+    """The peer's data ended early or was not what it should be: when the peer is a command that
+    failed, :func:`command_streams` raises the command's error instead (its cause)."""
+
+
 class RemoteCommandError(Exception):
     """A remote command of :func:`command_streams` exited with an error (its stderr in the message)."""
 
@@ -54,20 +59,36 @@ def command_streams(transport: Any, argv: Sequence[str],
                     window: int = WINDOW) -> Iterator[tuple[IO[bytes], IO[bytes]]]:
     """Run ``argv`` (quoted) on a new channel of a connected ``paramiko.Transport``: ``(its stdin,
     its stdout)``, the latter through :func:`recv_reader`. Leaving the block closes stdin, waits for
-    the exit status and raises :class:`RemoteCommandError` if it is not 0; the channel is closed in
-    every case. E.g. ``[python, "-m", "experimaestro", "sync-send", remote_job_folder]``."""
+    the exit status and raises :class:`RemoteCommandError` if it is not 0 (also when the block fails
+    because the channel broke or the data ended early, :class:`StreamEnded`: the command's error is
+    the cause then); the channel is closed in every case. E.g. ``[python, "-m", "experimaestro",
+    "sync-send", remote_job_folder]``."""
     channel = transport.open_session(window_size=window, max_packet_size=2**15)
     command = shlex.join(argv)
     try:
         channel.exec_command(command)
-        yield channel.makefile_stdin("wb"), recv_reader(channel.recv)
+        try:
+            yield channel.makefile_stdin("wb"), recv_reader(channel.recv)
+        except (OSError, EOFError, StreamEnded) as exc:
+            # The channel broke or the data ended early: if the command failed, its error is the cause.
+            if channel.status_event.wait(STATUS_WAIT) and channel.recv_exit_status() != 0:
+                raise _failure(channel, command) from exc
+            raise
         channel.shutdown_write()
-        status = channel.recv_exit_status()
-        if status != 0:
-            error = channel.makefile_stderr("rb").read().decode(errors="replace").strip()
-            raise RemoteCommandError(f"`{command}` failed on the remote host ({status}): {error}")
+        if channel.recv_exit_status() != 0:
+            raise _failure(channel, command)
     finally:
         channel.close()
+
+
+#: Seconds :func:`command_streams` waits for the exit status of a command whose channel broke.
+STATUS_WAIT = 5.0
+
+
+def _failure(channel: Any, command: str) -> RemoteCommandError:
+    status = channel.recv_exit_status()
+    error = channel.makefile_stderr("rb").read().decode(errors="replace").strip()
+    return RemoteCommandError(f"`{command}` failed on the remote host ({status}): {error}")
 
 
 @contextlib.contextmanager

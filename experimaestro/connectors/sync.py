@@ -24,7 +24,9 @@ against each of its parent folders (``checkpoints`` excludes the whole folder). 
 neither sent nor deleted on the receiver.
 
 On the remote host, ``python -m experimaestro sync-send ROOT`` runs :func:`serve_send` on its
-standard input and output; :func:`receive` is the local half. :func:`sync_folders` does both in
+standard input and output; :func:`receive` is the local half. The other way round (a local folder
+copied to the remote host, merged into what is there), ``python -m experimaestro sync-receive ROOT``
+runs :func:`serve_receive` remotely and :func:`serve_send` runs locally. :func:`sync_folders` does both in
 one process (two threads over a pipe), for local copies and tests.
 """
 
@@ -43,7 +45,7 @@ from pathlib import Path
 from typing import IO, ContextManager, Iterator, Optional, Protocol, Sequence, Union
 
 from .remote_record import RECORD_NAME, read_remote_record, write_remote_record
-from .streams import thread_streams
+from .streams import StreamEnded, thread_streams
 
 #: The name of the tar stream's last member: the sender's list of paths (never written to disk).
 INDEX_NAME = ".xpm-sync-index.json"
@@ -59,6 +61,10 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 class SyncError(Exception):
     """A synchronisation failed: the message names the file or member and the cause."""
+
+
+class SyncStreamEnded(SyncError, StreamEnded):
+    """The sender's stream ended early (the sender failed, or the connection dropped)."""
 
 
 @dataclass
@@ -369,11 +375,14 @@ class _Receiver:
         with self._replacing(self.target(name)) as tmp:
             os.symlink(target, tmp)
 
+    def folders(self, index: dict) -> None:
+        """Create the sender's folders (empty ones too: the tar stream carries only files)."""
+        for folder in index.get("dirs", ()):
+            self.folder(_checked_name(folder))
+
     def prune(self, index: dict, exclude: Sequence[str]) -> list[str]:
         """Remove the files and links the sender no longer has (excluded and protected ones stay)."""
         kept = set(index.get("files", ())) | set(index.get("links", ()))
-        for folder in index.get("dirs", ()):
-            self.folder(_checked_name(folder))
         removed = []
         for relative, st in list(_walk(self.root, ())):
             if stat.S_ISDIR(st.st_mode) or relative in kept or relative in PROTECTED:
@@ -395,7 +404,7 @@ def receive(root: PathLike, stream: IO[bytes], request: SyncRequest, delete: boo
     try:
         tar = tarfile.open(fileobj=stream, mode="r|")
     except tarfile.ReadError as exc:
-        raise SyncError(f"the sender sent no tar stream ({exc}): see its error output") from None
+        raise SyncStreamEnded(f"the sender sent no tar stream ({exc}): see its error output") from None
     with tar:
         try:
             for member in tar:
@@ -423,11 +432,15 @@ def receive(root: PathLike, stream: IO[bytes], request: SyncRequest, delete: boo
         except OSError as exc:
             raise SyncError(f"cannot write {exc.filename or root}: {exc.strerror or exc}") from None
         except (tarfile.TarError, EOFError) as exc:
-            raise SyncError(f"the tar stream broke off ({exc}): the sender failed or the connection "
+            raise SyncStreamEnded(f"the tar stream broke off ({exc}): the sender failed or the connection "
                             f"dropped; the files received so far are complete, sync again") from None
     if index is None:
-        raise SyncError("the tar stream ended before its index: the sender failed or the connection "
+        raise SyncStreamEnded("the tar stream ended before its index: the sender failed or the connection "
                         "dropped; the files received so far are complete, sync again")
+    try:
+        receiver.folders(index)
+    except OSError as exc:
+        raise SyncError(f"cannot create {exc.filename or root}: {exc.strerror or exc}") from None
     if delete:
         exclude = () if request.include_excluded else request.exclude
         stats.deleted = len(receiver.prune(index, exclude))
@@ -438,12 +451,20 @@ def pull(root: PathLike, to_sender: IO[bytes], from_sender: IO[bytes], exclude: 
          include_excluded: bool = False, delete: bool = True) -> SyncStats:
     """The receiver's whole side: scan ``root``, send the request on ``to_sender``, extract the
     answer read from ``from_sender`` (e.g. the stdin and stdout of a remote
-    ``python -m experimaestro sync-send REMOTE_ROOT``)."""
+    ``python -m experimaestro sync-send REMOTE_ROOT``). With ``delete=False`` it merges: the files of
+    ``root`` that the sender does not have stay (``copy_to_local``)."""
     request = scan(root, exclude)
     request.include_excluded = include_excluded
     to_sender.write(request.to_line())
     to_sender.flush()
     return receive(root, from_sender, request, delete=delete)
+
+
+def serve_receive(root: PathLike, instream: IO[bytes], out: IO[bytes]) -> SyncStats:
+    """The receiver's whole side when the folder is sent TO this host (``copy_from_local``: what
+    ``python -m experimaestro sync-receive ROOT`` runs): the request goes to ``out``, the tar stream
+    comes from ``instream``; the files of ``root`` the sender does not have are kept (a merge)."""
+    return pull(root, out, instream, delete=False)
 
 
 def sync_folders(source: PathLike, destination: PathLike, exclude: Sequence[str] = (),
