@@ -320,3 +320,27 @@ def test_the_readme_example(tmp_path: Path) -> None:
     assert "experiment my-xp: 2 jobs: 0 reused, 2 ran, 0 failed" in done.stderr
     models = sorted(p.read_text() for p in tmp_path.glob("workspace/jobs/*/*/model.txt"))
     assert models == ["2 layers", "4 layers"]
+
+
+def test_port_serves_the_monitor_and_a_taken_port_is_a_clear_error(project: Path) -> None:
+    """--port starts the web monitor for the run (its URL printed on stderr); a port that
+    is taken is an error naming it, exit 1, no traceback."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = run_xp(project, str(project / "xp"), "--port", str(port), "-c", "seeds=[5]",
+                      "--suffix", "abc")
+    assert busy.returncode == 1, busy.stderr
+    assert "Traceback" not in busy.stderr
+    assert f"--port/--web: experiment('runxp-main', port={port})" in busy.stderr
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    served = run_xp(project, str(project / "xp"), "--port", str(free), "-c", "seeds=[5]",
+                    "--suffix", "abc")
+    assert served.returncode == 0, served.stderr
+    assert f"experimaestro: monitor of runxp-main at http://127.0.0.1:{free}" in served.stderr

@@ -45,10 +45,12 @@ from ..experiments.yamlfile import ConfigurationError
 @click.option("--module-name", help="The module defining run (instead of file:/module:).")
 @click.option("--show", is_flag=True, help="Print the merged configuration (JSON) and exit.")
 @click.option("--debug", is_flag=True, help="Log debug messages.")
-@click.option("--port", type=int, help="Port of the web monitor (used once this version has one).")
-@click.option("--web", is_flag=True, help="Start the web monitor (once it exists).")
+@click.option("--port", type=int, help="Serve the web monitor on this port while the experiment runs.")
+@click.option("--web", is_flag=True,
+              help="Serve the web monitor (on settings.yaml's server.port, else 12345).")
 @click.option("--console", is_flag=True, help="Accepted for 2.x compatibility (no console monitor).")
-@click.option("--host", hidden=True, help="Accepted for 2.x compatibility; not used.")
+@click.option("--host", help="Address the web monitor listens on (default 127.0.0.1; any other needs "
+              "the access token it prints).")
 @click.option("--no-db", is_flag=True, hidden=True, help="Accepted for 2.x compatibility; not used.")
 @click.option("--events-viewer", is_flag=True, hidden=True)
 @click.option("--events-format", hidden=True)
@@ -60,7 +62,7 @@ def run_experiment(
     xpm_config_dir: Optional[Path], run_mode: str, env: tuple[tuple[str, str], ...],
     conf: tuple[str, ...], pre_yaml: tuple[str, ...], post_yaml: tuple[str, ...],
     xp_file: Optional[str], module_name: Optional[str], show: bool, debug: bool,
-    port: Optional[int], web: bool, console: bool, **_ignored: object,
+    port: Optional[int], web: bool, console: bool, host: Optional[str], **_ignored: object,
 ) -> None:
     """Run the experiment described by YAML (the .yaml suffix may be left out).
 
@@ -83,7 +85,7 @@ def run_experiment(
         yaml_file=yaml_file, args=list(args), workdir=workdir, workspace=workspace,
         xpm_config_dir=xpm_config_dir, run_mode=RunMode(run_mode.lower()), env=list(env),
         conf=list(conf), pre_yaml=list(pre_yaml), post_yaml=list(post_yaml), xp_file=xp_file,
-        module_name=module_name, show=show, port=port, web=web, console=console,
+        module_name=module_name, show=show, port=port, web=web, console=console, host=host,
     )
     try:
         code = run(options, warn=lambda m: click.echo(f"warning: {m}", err=True))

@@ -61,6 +61,8 @@ class RunOptions:
     show: bool = False
     port: Optional[int] = None
     web: bool = False
+    #: The web monitor's address (None: 127.0.0.1).
+    host: Optional[str] = None
     console: bool = False
 
 
@@ -129,9 +131,16 @@ def run_experiment(options: RunOptions, warn: Callable[[str], None] = _warn) -> 
 
     from ..scheduler.experiment import FailedExperiment, experiment
 
+    monitor_errors: tuple[type[Exception], ...] = ()
+    if port is not None:
+        from ..monitor import MonitorError  # (starlette and uvicorn: only when asked for)
+
+        monitor_errors = (MonitorError,)
+
     try:
         # dirty_git was checked above, on the experiment's code (with the YAML's messages).
         xp = experiment(workspace.path, experiment_id, run_mode=options.run_mode, port=port,
+                        host=options.host,
                         dirty_git=DirtyGitAction.IGNORE)
     except ValueError as exc:
         raise ConfigurationError(f"{merged.origins.get(('id',), 'id')}: id: {exc}") from None
@@ -143,6 +152,8 @@ def run_experiment(options: RunOptions, warn: Callable[[str], None] = _warn) -> 
             helper.run(list(options.args), configuration)
     except FailedExperiment:
         return 1  # the summary of the failed jobs is already printed
+    except monitor_errors as exc:  # e.g. the port is taken: a clear error, not a traceback
+        raise ConfigurationError(f"--port/--web: {exc}") from None
     return 0
 
 
