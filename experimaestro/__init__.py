@@ -80,6 +80,8 @@ _LAZY = {
     "DirtyGitError": "experimaestro.scheduler.gitstate",
     "progress": "experimaestro.notifications",
     "SshConnector": "experimaestro.connectors.ssh",
+    "SlurmLauncher": "experimaestro.launchers.slurm",
+    "SlurmOptions": "experimaestro.launchers.slurm",
 }
 
 
@@ -133,6 +135,8 @@ __all__ = [
     "SealedError",
     "serialize",
     "SubmitHook",
+    "SlurmLauncher",
+    "SlurmOptions",
     "Task",
     "TaskCancelled",
     "ValidationError",

@@ -295,6 +295,7 @@ class experiment:  # noqa: N801 - the public name users write
                 outcome = self.outcome()
                 sys.stderr.write(outcome + "\n")
                 logger.info(outcome)
+            self._log_launcher_summaries()
             failed = [j for j in self._jobs.values() if j.state is JobState.ERROR]
             if failed:
                 summary = self._failure_summary(failed)
@@ -478,6 +479,19 @@ class experiment:  # noqa: N801 - the public name users write
         if show:
             sys.stderr.write("\n")
         return all(j.state is JobState.DONE for j in self._jobs.values())
+
+    def _log_launcher_summaries(self) -> None:
+        """Each launcher's closing line (e.g. how many Slurm queries were made)."""
+        seen: set[int] = set()
+        for job in self._jobs.values():
+            launcher = job.launcher
+            if launcher is None or id(launcher) in seen:
+                continue
+            seen.add(id(launcher))
+            summary = getattr(launcher, "summary", None)
+            line = summary() if summary is not None else None
+            if line:
+                logger.info("experiment %s: %s", self.name, line)
 
     def _failure_summary(self, failed: list[Job]) -> str:
         lines = [f"experiment {self.name}: {len(failed)} job(s) failed"]
