@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 from ...connectors.files import atomic_write
 from ...connectors.process import PidRecord
 from ..base import Ending, Launched, Launcher
-from ..direct import _user_python_path
+from ..direct import user_python_path
 from ..jobfiles import FailureRecord, JobFiles
 from .commands import SlurmCommandError, SlurmCommands, SlurmJobInfo
 from .options import SlurmOptions
@@ -235,7 +235,7 @@ class SlurmLauncher(Launcher):
 
     def _env(self) -> dict[str, str]:
         if self._pythonpath is None:
-            self._pythonpath = _user_python_path()
+            self._pythonpath = user_python_path()
         return {"PYTHONPATH": self._pythonpath} if self._pythonpath else {}
 
     def script(self, files: JobFiles) -> str:
@@ -279,7 +279,7 @@ class SlurmLauncher(Launcher):
         name = f"array-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{next(self._arrays)}"
         path = folder / f"{name}.sh"
         text = array_script(scripts=scripts, flags=self.options.sbatch_flags(),
-                            output=folder / f"{name}-%A_%a.out", job_name=first.name)
+                            output=folder / f"{name}-%A.out", job_name=first.name)
         atomic_write(path, text)
         jobid = self.cluster.commands.sbatch(path, [f"--array=0-{len(scripts) - 1}", *args])
         return [f"{jobid}_{i}" for i in range(len(scripts))]
@@ -346,3 +346,40 @@ def attach_record(record: PidRecord, files: JobFiles, launcher: Optional[Launche
 def record_alive(record: PidRecord) -> bool:
     """``launchers.base.record_alive`` for Slurm records."""
     return _for_record(record, None).alive(record)
+
+
+def _by_cluster(records: Sequence[PidRecord]) -> dict[str, list[PidRecord]]:
+    clusters: dict[str, list[PidRecord]] = {}
+    for record in records:
+        clusters.setdefault(str(record.extra.get("slurm_conf", "")), []).append(record)
+    return clusters
+
+
+def _commands(conf: str) -> SlurmCommands:
+    return SlurmCommands({"SLURM_CONF": conf} if conf else {})
+
+
+def states_of(records: Sequence[PidRecord]) -> dict[str, SlurmJobInfo]:
+    """What Slurm says of recorded jobs: one ``squeue`` call per cluster (``experimaestro jobs
+    list``), plus one ``sacct`` for those it forgot when the cluster keeps accounting."""
+    from .commands import AccountingDisabled
+
+    infos: dict[str, SlurmJobInfo] = {}
+    for conf, group in _by_cluster(records).items():
+        commands = _commands(conf)
+        keys = [str(r.extra.get("jobid")) for r in group]
+        found = commands.squeue([k.split("_", 1)[0] for k in keys])
+        missing = [k for k in keys if k not in found]
+        if missing:
+            try:
+                found.update(commands.sacct([k.split("_", 1)[0] for k in missing]))
+            except AccountingDisabled:
+                pass
+        infos.update(found)
+    return infos
+
+
+def cancel_records(records: Sequence[PidRecord]) -> None:
+    """``scancel`` recorded jobs (``experimaestro jobs kill``)."""
+    for conf, group in _by_cluster(records).items():
+        _commands(conf).run(["scancel", *(str(r.extra.get("jobid")) for r in group)])

@@ -69,8 +69,9 @@ def job_script(
 def array_script(*, scripts: Sequence[Path], flags: Sequence[str], output: Path, job_name: str) -> str:
     """The batch script of an array whose task ``i`` runs ``scripts[i]`` (a job's ``<name>.sh``).
 
-    ``output`` receives what a task prints before its own script takes over (``%A_%a`` are the
-    array and task ids); the ``--array`` range is given on sbatch's command line.
+    ``output`` receives what a task prints before its own script takes over (one file for the
+    whole array, appended: ``%A`` is the array's job id); the ``--array`` range is given on
+    sbatch's command line.
     """
     q = shlex.quote
     lines = [
