@@ -39,6 +39,11 @@ class SlurmLauncherError(RuntimeError):
     """The launcher cannot submit to this cluster (no sbatch, unknown partition...)."""
 
 
+#: Poller and command settings of a cluster, unless a launcher gives them.
+DEFAULTS = {"poll_interval": 1.0, "max_poll_interval": 30.0, "lost_after": LOST_AFTER,
+            "command_timeout": 60.0}
+
+
 class Cluster:
     """The commands and the one poller of a cluster (one per ``SLURM_CONF`` in a process)."""
 
@@ -47,17 +52,28 @@ class Cluster:
     def __init__(self, env: Mapping[str, str], poll_interval: float, max_poll_interval: float,
                  lost_after: float, command_timeout: float) -> None:
         self.commands = SlurmCommands(env, timeout=command_timeout)
-        self.watcher = SlurmWatcher(self.commands, poll_interval, max_poll_interval)
-        self.lost_after = lost_after
+        self.watcher = SlurmWatcher(self.commands, poll_interval, max_poll_interval,
+                                    lost_after=lost_after)
         self._config: Optional[dict[str, str]] = None
         self._partitions: Optional[list[str]] = None
 
     @classmethod
     def get(cls, conf: str, **settings: Any) -> "Cluster":
+        """The cluster of ``conf``; settings given (not None) apply to it (one poller per
+        cluster: the last launcher that sets them wins)."""
         cluster = cls._clusters.get(conf)
         if cluster is None:
+            values = dict(DEFAULTS)
+            values.update({k: v for k, v in settings.items() if v is not None})
             env = {"SLURM_CONF": conf} if conf else {}
-            cluster = cls._clusters[conf] = Cluster(env, **settings)
+            cluster = cls._clusters[conf] = Cluster(env, **values)
+        elif any(v is not None for v in settings.values()):
+            watcher = cluster.watcher
+            given = {k: v for k, v in settings.items() if v is not None}
+            watcher.configure(given.get("poll_interval", watcher.min_interval),
+                              given.get("max_poll_interval", watcher.max_interval),
+                              given.get("lost_after", watcher.lost_after))
+            cluster.commands.timeout = given.get("command_timeout", cluster.commands.timeout)
         return cluster
 
     def config(self) -> dict[str, str]:
@@ -154,9 +170,11 @@ class SlurmLauncher(Launcher):
     :param timeout_retries: how many times a resumable task's job that hit its time limit is
         submitted again (other tasks fail with reason ``timeout``)
     :param preempt_retries: how many times a preempted job is submitted again
-    :param poll_interval: the poller's shortest interval (s); it backs off to ``max_poll_interval``
-        while nothing changes
+    :param poll_interval: the poller's shortest interval (default 1 s); it backs off to
+        ``max_poll_interval`` (default 30 s) while nothing changes. One poller serves a cluster:
+        the last launcher that gives these settings sets them.
     :param lost_after: seconds a job may be unknown to Slurm, without a marker, before it is lost
+        (default 30 s)
     :param max_array_size: split arrays at this size (default: the cluster's MaxArraySize)
     """
 
@@ -172,11 +190,11 @@ class SlurmLauncher(Launcher):
         max_jobs: Optional[int] = None,
         timeout_retries: int = 0,
         preempt_retries: int = 3,
-        poll_interval: float = 1.0,
-        max_poll_interval: float = 30.0,
-        lost_after: float = LOST_AFTER,
+        poll_interval: Optional[float] = None,
+        max_poll_interval: Optional[float] = None,
+        lost_after: Optional[float] = None,
         max_array_size: Optional[int] = None,
-        command_timeout: float = 60.0,
+        command_timeout: Optional[float] = None,
     ) -> None:
         if options is not None and not isinstance(options, SlurmOptions):
             raise TypeError(
@@ -270,7 +288,7 @@ class SlurmLauncher(Launcher):
             for start in range(0, len(files), size):
                 chunk = scripts[start:start + size]
                 keys.extend(self._submit_array(files[start], chunk, args))
-        self.cluster.watcher.interval = self.cluster.watcher.min_interval
+        self.cluster.watcher.reset()
         return [self._launched(key, f) for key, f in zip(keys, files)]
 
     def _submit_array(self, first: JobFiles, scripts: list[Path], args: list[str]) -> list[str]:

@@ -7,7 +7,7 @@ its own marker files. Slurm jobs never rely on file events: their markers are wr
 host, over a shared file system where inotify sees nothing.
 
 A job missing from every answer is "ask again", not failed (sacct lags a second or two behind the
-end of a job): it is reported lost only after ``LOST_AFTER`` seconds of absence without a marker.
+end of a job): it is reported lost only after ``lost_after`` seconds of absence without a marker.
 The interval grows while nothing changes and comes back to its minimum when something does (or when
 a job is submitted). Calls are counted by the commands object.
 """
@@ -57,8 +57,10 @@ class SlurmWatcher:
     """Tracks jobs of one cluster and calls back once when each ends."""
 
     def __init__(self, commands: SlurmCommands, min_interval: float = 1.0,
-                 max_interval: float = 30.0, backoff: float = 1.5) -> None:
+                 max_interval: float = 30.0, backoff: float = 1.5,
+                 lost_after: float = LOST_AFTER) -> None:
         self.commands = commands
+        self.lost_after = lost_after
         self.min_interval = min_interval
         self.max_interval = max(max_interval, min_interval)
         self.backoff = backoff
@@ -127,6 +129,21 @@ class SlurmWatcher:
                 else:
                     self.interval = min(self.max_interval, self.interval * self.backoff)
 
+    def configure(self, min_interval: float, max_interval: float, lost_after: float) -> None:
+        """Change the intervals (the last launcher created for a cluster sets them)."""
+        with self._lock:
+            self.min_interval = min_interval
+            self.max_interval = max(max_interval, min_interval)
+            self.lost_after = lost_after
+            self.interval = min(self.interval, self.min_interval)
+            self._wake.notify_all()
+
+    def reset(self) -> None:
+        """Come back to the shortest interval (a job was submitted: it will change soon)."""
+        with self._lock:
+            self.interval = self.min_interval
+            self._wake.notify_all()
+
     def poll(self) -> bool:
         """One round of queries; returns True when some tracked job changed state."""
         with self._lock:
@@ -164,7 +181,7 @@ class SlurmWatcher:
                 continue
             if job.missing_since is None:
                 job.missing_since = now
-            elif now - job.missing_since >= LOST_AFTER:
+            elif now - job.missing_since >= self.lost_after:
                 changed = True
                 self._ended(job, SlurmEnd(job.key, None, lost=True))
         return changed
