@@ -1,0 +1,90 @@
+"""Ends that the test cluster cannot produce on demand (preemption, node failure, out of memory
+without cgroups): a fake ``squeue`` on PATH runs the real one and reports the chosen state for the
+jobs listed in a file. The job itself is really cancelled first, as the real event would end it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import wait_until
+from slurm_fixture import slurm_launcher_factory
+from xpm_tasks import Step, count
+
+from experimaestro import FailedExperiment, experiment
+from experimaestro.launchers.jobfiles import JobState
+
+FAKE_SQUEUE = """#!/bin/sh
+# Test double: the real squeue, with the state of the listed jobs (JobID field) rewritten.
+out=$({real} "$@"); code=$?
+printf '%s\\n' "$out" | awk -F'|' -v OFS='|' -v faults={faults} '
+  BEGIN {{ while ((getline line < faults) > 0) {{ split(line, f, " "); state[f[1]] = f[2] }} }}
+  ($1 in state) && $4 == "CANCELLED" {{ $4 = state[$1] }}
+  {{ print }}'
+exit $code
+"""
+
+
+@pytest.fixture(name="fault")
+def _fault(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """``fault(jobid, STATE)``: cancel the job, and make squeue report it in STATE."""
+    make = slurm_launcher_factory()
+    real = shutil.which("squeue")
+    assert real is not None
+    folder = tmp_path / "fakebin"
+    folder.mkdir()
+    faults = tmp_path / "faults"
+    faults.touch()
+    fake = folder / "squeue"
+    fake.write_text(FAKE_SQUEUE.format(real=real, faults=str(faults)))
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}:{Path(real).parent}")
+
+    def inject(jobid: str, state: str, env: dict[str, str]) -> None:
+        with open(faults, "a") as f:
+            f.write(f"{jobid} {state}\n")
+        subprocess.run(["scancel", jobid], check=True, env=env)
+
+    inject.make = make  # type: ignore[attr-defined]
+    return inject
+
+
+def _running_jobid(job, log: Path, name: str) -> str:  # type: ignore[no-untyped-def]
+    wait_until(lambda: count(log, "start", name) == 1, timeout=60, what=f"{name} running")
+    return json.loads(job.files.pidfile.read_text())["jobid"]
+
+
+def test_preempted_job_is_submitted_again(tmp_path: Path, fault) -> None:  # type: ignore[no-untyped-def]
+    launcher = fault.make()
+    log, gate = tmp_path / "log", tmp_path / "gate"
+    with experiment(tmp_path / "ws", "preempt"):
+        step = Step.C(name="p", log=log, gate=gate).submit(launcher=launcher)
+        job = step.__xpm__.job
+        first = _running_jobid(job, log, "p")
+        fault(first, "PREEMPTED", launcher.cluster.commands._environ())
+        wait_until(lambda: json.loads(job.files.pidfile.read_text())["jobid"] != first,
+                   timeout=60, what="a new submission")
+        gate.touch()
+    assert job.state is JobState.DONE and job.retries == 1
+    assert json.loads(job.files.pidfile.read_text())["jobid"] != first
+    assert count(log, "start", "p") == 2 and count(log, "end", "p") == 1
+
+
+@pytest.mark.parametrize("state, reason", [("NODE_FAIL", "node_failure"),
+                                           ("OUT_OF_MEMORY", "memory")])
+def test_outside_ends_override_the_runners_marker(tmp_path: Path, fault, state: str,  # type: ignore[no-untyped-def]
+                                                   reason: str) -> None:
+    """The runner, killed, wrote "cancelled"; Slurm's word (node failure, memory) wins."""
+    launcher = fault.make()
+    log, gate = tmp_path / "log", tmp_path / "gate"
+    with pytest.raises(FailedExperiment):
+        with experiment(tmp_path / "ws", "outside"):
+            step = Step.C(name="o", log=log, gate=gate).submit(launcher=launcher)
+            job = step.__xpm__.job
+            fault(_running_jobid(job, log, "o"), state, launcher.cluster.commands._environ())
+    assert job.failure.reason == reason
+    assert json.loads(job.files.failed.read_text())["reason"] == reason
+    assert state in job.failure.message

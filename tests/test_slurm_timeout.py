@@ -1,0 +1,34 @@
+"""The time limit (costs about 90 s on the test cluster: slurmctld checks limits every 30 s):
+a resumable task is submitted again and finishes; another task fails with reason timeout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from slurm_fixture import slurm_launcher_factory
+from slurm_tasks import Checkpointed, Hangs
+from xpm_tasks import count
+
+from experimaestro import FailedExperiment, experiment
+from experimaestro.launchers.jobfiles import JobState
+from experimaestro.launchers.slurm import SlurmOptions
+
+
+@pytest.mark.timeout(400)
+def test_time_limit(tmp_path: Path) -> None:
+    launcher = slurm_launcher_factory()(options=SlurmOptions(time="1m"), timeout_retries=1,
+                                        max_poll_interval=2.0)
+    log = tmp_path / "log"
+    with pytest.raises(FailedExperiment) as info:
+        with experiment(tmp_path / "ws", "timeout"):
+            resumable = Checkpointed.C(name="resumable", log=log).submit(launcher=launcher)
+            plain = Hangs.C(name="plain", log=log).submit(launcher=launcher)
+    assert info.value.jobs == [plain.__xpm__.job]
+    job = plain.__xpm__.job
+    assert job.failure.reason == "timeout"
+    assert json.loads(job.files.failed.read_text())["reason"] == "timeout"
+    again = resumable.__xpm__.job
+    assert again.state is JobState.DONE and again.retries == 1
+    assert count(log, "start", "resumable") == 2 and count(log, "end", "resumable") == 1
