@@ -873,6 +873,7 @@ class Scheduler:
     def _finish(self, job: Job, state: JobState, failure: Optional[FailureRecord] = None) -> None:
         if job.finished:
             return
+        job.launched = None
         self._release_tokens(job)
         if job in self._attached:
             self._attached.discard(job)
@@ -923,7 +924,9 @@ class Scheduler:
             cause, job = work.pop()
             if job.finished:
                 continue
-            if job.launched is not None and job in self._running:
+            if job.launched is not None and job.launched.subscribe is not None and (
+                job in self._running
+            ):
                 # Queued after the failed job (a Slurm dependency): cancel it, never leave it
                 # pending forever.
                 self._withdraw(job)
