@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from conftest import start_controller, wait_until
-from slurm_fixture import slurm_launcher_factory
 from xpm_tasks import Step, count, executions
 
 from experimaestro import RunMode, experiment
@@ -37,12 +35,6 @@ if __name__ == "__main__":
 """
 
 
-@pytest.fixture(name="slurm_env")
-def _slurm_env() -> dict[str, str]:
-    make = slurm_launcher_factory()
-    return {"SLURM_CONF": make().slurm_conf}
-
-
 def _pids(root: Path) -> dict[str, str]:
     return {p.parent.name: p.read_text() for p in (root / "ws" / "jobs").glob("*/*/*.pid")}
 
@@ -51,17 +43,17 @@ def _experiment_log(root: Path) -> str:
     return (root / "ws" / "experiments" / "crash" / "experiment.log").read_text()
 
 
-def test_rerun_reattaches_and_submits_nothing(tmp_path: Path, slurm_env: dict[str, str]) -> None:
+def test_rerun_reattaches_and_submits_nothing(tmp_path: Path, slurm_launcher) -> None:
     log, gate = tmp_path / "log", tmp_path / "gate"
     script = CONTROLLER.format(root=str(tmp_path), fail=False)
-    first = start_controller(script, tmp_path, env=slurm_env)
+    first = start_controller(script, tmp_path)
     wait_until(lambda: len(_pids(tmp_path)) == 6 and count(log, "start", "a") == 1
                and count(log, "start", "d") == 1, timeout=60, what="all submitted, a and d running")
     first.kill()
     first.wait(timeout=10)
     records = _pids(tmp_path)
 
-    second = start_controller(script, tmp_path, name="rerun.py", env=slurm_env)
+    second = start_controller(script, tmp_path, name="rerun.py")
     wait_until(lambda: _experiment_log(tmp_path).count("was submitted earlier") == 6,
                what="the rerun to find the six jobs")
     gate.touch()
@@ -74,26 +66,26 @@ def test_rerun_reattaches_and_submits_nothing(tmp_path: Path, slurm_env: dict[st
 
 
 def test_chain_advances_and_fails_cleanly_without_controller(tmp_path: Path,
-                                                             slurm_env: dict[str, str]) -> None:
+                                                             slurm_launcher) -> None:
     """Kill the controller once everything is queued: the chain a -> b -> c still runs; f, after
     the failing e, is cancelled by Slurm itself (never left PENDING)."""
     log, gate = tmp_path / "log", tmp_path / "gate"
     script = CONTROLLER.format(root=str(tmp_path), fail=True)
-    first = start_controller(script, tmp_path, env=slurm_env)
+    first = start_controller(script, tmp_path)
     wait_until(lambda: len(_pids(tmp_path)) == 6, timeout=60, what="all six submitted")
     first.kill()
     first.wait(timeout=10)
     gate.touch()
     wait_until(lambda: count(log, "end", "c") == 1 and count(log, "fail", "e") == 1,
                timeout=60, what="the chain to end without a controller")
-    launcher = slurm_launcher_factory()()
+    launcher = slurm_launcher()
     f_record = next(json.loads(text) for name, text in _pids(tmp_path).items()
                     if json.loads(text) and _name_of(tmp_path, name) == "f")
     wait_until(lambda: launcher.cluster.commands.squeue([f_record["jobid"]])[f_record["jobid"]]
                .state == "CANCELLED", timeout=30, what="f cancelled by Slurm")
     assert count(log, "start", "f") == 0
 
-    second = start_controller(script, tmp_path, name="rerun.py", env=slurm_env)
+    second = start_controller(script, tmp_path, name="rerun.py")
     assert second.wait(timeout=120) == 1
     out = (tmp_path / "rerun.py.out").read_text()
     assert "[dependency]" in out and "FailedExperiment" in out
@@ -106,12 +98,12 @@ def _name_of(root: Path, identifier: str) -> str:
 
 
 def test_two_controllers_racing_submit_each_job_once(tmp_path: Path,
-                                                      slurm_env: dict[str, str]) -> None:
+                                                      slurm_launcher) -> None:
     log, gate = tmp_path / "log", tmp_path / "gate"
     gate.touch()
     script = CONTROLLER.format(root=str(tmp_path), fail=False)
-    one = start_controller(script, tmp_path, name="one.py", env=slurm_env)
-    two = start_controller(script, tmp_path, name="two.py", env=slurm_env)
+    one = start_controller(script, tmp_path, name="one.py")
+    two = start_controller(script, tmp_path, name="two.py")
     assert one.wait(timeout=120) == 0, (tmp_path / "one.py.out").read_text()
     assert two.wait(timeout=120) == 0, (tmp_path / "two.py.out").read_text()
     for folder in (tmp_path / "ws" / "jobs").glob("*/*"):
@@ -121,10 +113,10 @@ def test_two_controllers_racing_submit_each_job_once(tmp_path: Path,
         assert count(log, "start", name) == 1, executions(log)
 
 
-def test_record_forgotten_by_slurm_runs_the_job(tmp_path: Path) -> None:
+def test_record_forgotten_by_slurm_runs_the_job(tmp_path: Path, slurm_launcher) -> None:
     """A .pid naming a job Slurm does not know, and no marker: after ``lost_after``, the job runs
     (instead of waiting forever, or failing as lost)."""
-    launcher = slurm_launcher_factory()(lost_after=1.0)
+    launcher = slurm_launcher(lost_after=1.0)
     log = tmp_path / "log"
     planned = Step.C(name="x", log=log).submit(run_mode=RunMode.DRY_RUN, workspace=tmp_path / "ws")
     folder = planned.__xpm__.job.path

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_until
-from slurm_fixture import slurm_launcher_factory
 from xpm_tasks import Step, count
 
 from experimaestro import FailedExperiment, experiment
@@ -29,9 +28,10 @@ exit $code
 
 
 @pytest.fixture(name="fault")
-def _fault(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def _fault(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+           plain_slurm_launcher):
     """``fault(jobid, STATE)``: cancel the job, and make squeue report it in STATE."""
-    make = slurm_launcher_factory()
+    make = plain_slurm_launcher
     real = shutil.which("squeue")
     assert real is not None
     folder = tmp_path / "fakebin"
@@ -43,10 +43,10 @@ def _fault(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{folder}:{Path(real).parent}")
 
-    def inject(jobid: str, state: str, env: dict[str, str]) -> None:
+    def inject(jobid: str, state: str) -> None:
         with open(faults, "a") as f:
             f.write(f"{jobid} {state}\n")
-        subprocess.run(["scancel", jobid], check=True, env=env)
+        subprocess.run(["scancel", jobid], check=True)
 
     inject.make = make  # type: ignore[attr-defined]
     return inject
@@ -64,7 +64,7 @@ def test_preempted_job_is_submitted_again(tmp_path: Path, fault) -> None:  # typ
         step = Step.C(name="p", log=log, gate=gate).submit(launcher=launcher)
         job = step.__xpm__.job
         first = _running_jobid(job, log, "p")
-        fault(first, "PREEMPTED", launcher.cluster.commands._environ())
+        fault(first, "PREEMPTED")
         wait_until(lambda: json.loads(job.files.pidfile.read_text())["jobid"] != first,
                    timeout=60, what="a new submission")
         gate.touch()
@@ -84,7 +84,7 @@ def test_outside_ends_override_the_runners_marker(tmp_path: Path, fault, state: 
         with experiment(tmp_path / "ws", "outside"):
             step = Step.C(name="o", log=log, gate=gate).submit(launcher=launcher)
             job = step.__xpm__.job
-            fault(_running_jobid(job, log, "o"), state, launcher.cluster.commands._environ())
+            fault(_running_jobid(job, log, "o"), state)
     assert job.failure.reason == reason
     assert json.loads(job.files.failed.read_text())["reason"] == reason
     assert state in job.failure.message

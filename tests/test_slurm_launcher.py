@@ -13,18 +13,12 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_until
-from slurm_fixture import slurm_launcher_factory
 from xpm_tasks import Step, count, executions
 
 from experimaestro import FailedExperiment, experiment
 from experimaestro.launchers.direct import DirectLauncher
 from experimaestro.launchers.jobfiles import JobState
 from experimaestro.launchers.slurm import SlurmLauncherError, SlurmOptions
-
-
-@pytest.fixture(name="slurm_launcher")
-def _slurm_launcher():  # type: ignore[no-untyped-def]
-    return slurm_launcher_factory()
 
 
 def _jobid(job) -> str:  # type: ignore[no-untyped-def]
@@ -55,8 +49,8 @@ def test_jobs_ready_together_go_as_one_array(tmp_path: Path, slurm_launcher) -> 
     assert xp.workspace.path.joinpath(".experimaestro", "slurm").is_dir()
 
 
-def test_arrays_are_split_at_the_array_size(tmp_path: Path, slurm_launcher) -> None:
-    launcher = slurm_launcher(max_array_size=4)
+def test_arrays_are_split_at_the_array_size(tmp_path: Path, plain_slurm_launcher) -> None:
+    launcher = plain_slurm_launcher(max_array_size=4)
     assert launcher.cluster.max_array_size() == int(launcher.cluster.config()["MaxArraySize"]) - 1
     log, gate = tmp_path / "log", tmp_path / "gate"
     sbatch = launcher.cluster.commands.counts["sbatch"]
@@ -112,9 +106,9 @@ def test_failed_upstream_cancels_its_queued_dependents(tmp_path: Path, slurm_lau
     assert count(log, "start", "b") == 0 and count(log, "start", "c") == 0
 
 
-def test_token_held_from_submission_to_the_end(tmp_path: Path, slurm_launcher) -> None:
+def test_token_held_from_submission_to_the_end(tmp_path: Path, plain_slurm_launcher) -> None:
     """A token of 1: a job is submitted only once the one holding the token has ended."""
-    launcher = slurm_launcher()
+    launcher = plain_slurm_launcher()
     log = tmp_path / "log"
     with experiment(tmp_path / "ws", "tokens") as xp:
         token = xp.token("slurm-gpu", 1)
@@ -148,8 +142,7 @@ def test_failures_are_told_apart(tmp_path: Path, slurm_launcher) -> None:
             cancelled = Step.C(name="cancelled", log=log, gate=gate).submit(launcher=plain)
             job = cancelled.__xpm__.job
             wait_until(lambda: count(log, "start", "cancelled") == 1, what="job running")
-            subprocess.run(["scancel", _jobid(job)], check=True,
-                           env=plain.cluster.commands._environ())
+            subprocess.run(["scancel", _jobid(job)], check=True)
     by_name = {j.task.name: j for j in info.value.jobs}
     assert by_name["raises"].failure.reason == "failed"
     assert "fails on purpose" in by_name["raises"].failure.message
@@ -176,8 +169,9 @@ def test_no_file_events_needed(tmp_path: Path, slurm_launcher, monkeypatch: pyte
         assert job.wait(timeout=60)
 
 
-def test_queries_are_batched_and_counted(tmp_path: Path, slurm_launcher) -> None:
-    """12 jobs running together: one squeue per poll for all of them, counted in the log."""
+def test_queries_are_batched_and_counted(tmp_path: Path, slurm_launcher, slurmctld_rpcs) -> None:
+    """12 jobs running together: one squeue per poll for all of them, counted in the log, and
+    slurmctld's own RPC count agrees (one job query per poll, whatever the number of jobs)."""
     launcher = slurm_launcher()
     commands = launcher.cluster.commands
     log, gate = tmp_path / "log", tmp_path / "gate"
@@ -191,14 +185,16 @@ def test_queries_are_batched_and_counted(tmp_path: Path, slurm_launcher) -> None
     squeue = commands.counts["squeue"] - before.get("squeue", 0)
     polled = launcher.cluster.watcher.polls - polls
     assert squeue == polled and squeue >= 1
+    assert slurmctld_rpcs.job_queries() <= polled
+    assert slurmctld_rpcs.counts().get("REQUEST_SUBMIT_BATCH_JOB", 0) == 1
     assert commands.counts.get("sacct", 0) - before.get("sacct", 0) <= polled
     assert commands.counts["sbatch"] - before.get("sbatch", 0) == 1
     text = (xp.path / "experiment.log").read_text()
     assert "Slurm commands run" in text and "squeue" in text
 
 
-def test_unknown_partition_is_an_error_at_submit(tmp_path: Path, slurm_launcher) -> None:
-    launcher = slurm_launcher(options=SlurmOptions(partition="nope"))
+def test_unknown_partition_is_an_error_at_submit(tmp_path: Path, plain_slurm_launcher) -> None:
+    launcher = plain_slurm_launcher(options=SlurmOptions(partition="nope"))
     with experiment(tmp_path / "ws", "bad"):
         step = Step.C(name="x", log=tmp_path / "log")
         with pytest.raises(SlurmLauncherError, match=r"no partition 'nope'.*partitions: debug"):
@@ -206,9 +202,9 @@ def test_unknown_partition_is_an_error_at_submit(tmp_path: Path, slurm_launcher)
     assert not (tmp_path / "ws" / "jobs").exists() or not any((tmp_path / "ws" / "jobs").iterdir())
 
 
-def test_sbatch_not_on_path_is_an_error_at_submit(tmp_path: Path, slurm_launcher,
+def test_sbatch_not_on_path_is_an_error_at_submit(tmp_path: Path, plain_slurm_launcher,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    launcher = slurm_launcher()
+    launcher = plain_slurm_launcher()
     monkeypatch.setenv("PATH", str(tmp_path))
     with experiment(tmp_path / "ws", "nopath"):
         with pytest.raises(SlurmLauncherError, match="sbatch is not on PATH"):
@@ -216,8 +212,8 @@ def test_sbatch_not_on_path_is_an_error_at_submit(tmp_path: Path, slurm_launcher
 
 
 def test_impossible_request_shows_sbatch_error_and_leaves_no_folder(tmp_path: Path,
-                                                                    slurm_launcher) -> None:
-    launcher = slurm_launcher(options=SlurmOptions(mem="900G"))
+                                                                    plain_slurm_launcher) -> None:
+    launcher = plain_slurm_launcher(options=SlurmOptions(mem="900G"))
     with pytest.raises(FailedExperiment) as info:
         with experiment(tmp_path / "ws", "impossible"):
             step = Step.C(name="x", log=tmp_path / "log").submit(launcher=launcher)
@@ -244,8 +240,7 @@ def test_cli_lists_and_kills_slurm_jobs(tmp_path: Path, slurm_launcher) -> None:
             wait_until(lambda: count(log, "start", "a") == 1, what="a running")
             wait_until(lambda: b.__xpm__.job.files.pidfile.exists(), what="b submitted")
             squeue = launcher.cluster.commands.counts["squeue"]
-            result = runner.invoke(main, ["jobs", "list", "--workdir", str(tmp_path / "ws")],
-                                   env={"SLURM_CONF": launcher.slurm_conf})
+            result = runner.invoke(main, ["jobs", "list", "--workdir", str(tmp_path / "ws")])
             assert result.exit_code == 0, result.output
             rows = {line.split()[4]: line for line in result.output.splitlines()[1:]}
             assert rows[a.__xpm__.job.identifier[:12]].startswith("running (slurm RUNNING)")

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from slurm_fixture import slurm_launcher_factory
 from slurm_tasks import Checkpointed, Hangs
 from xpm_tasks import count
 
@@ -17,9 +16,9 @@ from experimaestro.launchers.slurm import SlurmOptions
 
 
 @pytest.mark.timeout(400)
-def test_time_limit(tmp_path: Path) -> None:
-    launcher = slurm_launcher_factory()(options=SlurmOptions(time="1m"), timeout_retries=1,
-                                        max_poll_interval=2.0)
+def test_time_limit(tmp_path: Path, plain_slurm_launcher) -> None:  # type: ignore[no-untyped-def]
+    launcher = plain_slurm_launcher(options=SlurmOptions(time="1m"), timeout_retries=1,
+                                    max_poll_interval=2.0)
     log = tmp_path / "log"
     with pytest.raises(FailedExperiment) as info:
         with experiment(tmp_path / "ws", "timeout"):

@@ -1,0 +1,35 @@
+"""Fixtures that make SlurmLaunchers of the test clusters (a pytest plugin, loaded by conftest.py).
+
+- ``slurm_launcher``: ``make(**kwargs)`` builds a launcher of ``slurm_env``'s cluster (each profile in
+  turn: with and without accounting), polling fast so that tests end quickly.
+- ``plain_slurm_launcher``: the same on the cluster without accounting only (tests whose subject
+  does not depend on accounting, and the slow ones).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pytest
+
+
+def _factory(conf: str) -> Callable[..., Any]:
+    from experimaestro.launchers.slurm import SlurmLauncher
+
+    def make(**kwargs: Any) -> SlurmLauncher:
+        kwargs.setdefault("poll_interval", 0.1)
+        kwargs.setdefault("max_poll_interval", 0.5)
+        return SlurmLauncher(slurm_conf=conf, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def slurm_launcher(slurm_env: Any) -> Callable[..., Any]:
+    return _factory(str(slurm_env.conf))
+
+
+@pytest.fixture
+def plain_slurm_launcher(slurm_plain: Any, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
+    monkeypatch.setenv("SLURM_CONF", str(slurm_plain.conf))
+    return _factory(str(slurm_plain.conf))
