@@ -18,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Optional, Union
 
+from ..connectors.files import tail_lines
 from ..core.cache import pop_workspace, push_workspace
 from ..core.config import RunMode, Task
 from .gitstate import DirtyGitAction, DirtyGitError, dirty_repositories
@@ -87,15 +88,7 @@ def _caller_folders() -> list[Path]:
 
 
 def _tail(path: Path, lines: int = 10) -> list[str]:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 8192))
-            text = f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return []
-    return text.splitlines()[-lines:]
+    return tail_lines(path, lines)
 
 
 class experiment:  # noqa: N801 - the public name users write

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from ...connectors.files import atomic_write
+from ...connectors.files import atomic_write, tail_lines
 from ...connectors.process import PidRecord
 from ..base import Ending, Launched, Launcher
 from ..direct import user_python_path
@@ -100,17 +100,6 @@ class Cluster:
         return self._partitions
 
 
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 4096))
-            text = f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
 #: Slurm end states that the job's own marker cannot tell: (reason, message).
 _OUTSIDE_ENDS = {
     "TIMEOUT": ("timeout", "the job reached its time limit (Slurm state TIMEOUT)"),
@@ -148,7 +137,7 @@ def classify(key: str, info: Optional[SlurmJobInfo], files: JobFiles, lost: bool
     # FAILED and the rest: the marker decides; without one, the job died before its runner
     # started or ended (a bad setup line, no Python on the node): say what Slurm and the script said.
     shown = code if code is not None else "?"
-    tail = _tail(files.stderr)
+    tail = "\n".join(tail_lines(files.stderr, 15, 4096))
     message = (
         f"Slurm job {key} ended {state}"
         f"{f' ({info.reason})' if info.reason and info.reason != 'None' else ''} with exit code "
