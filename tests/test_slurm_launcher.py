@@ -252,3 +252,66 @@ def test_cli_lists_and_kills_slurm_jobs(tmp_path: Path, slurm_launcher) -> None:
             assert "scancel" in result.output
     assert a.__xpm__.job.failure.reason == "cancelled"
     assert b.__xpm__.job.failure.reason == "dependency"
+
+
+def test_interval_backs_off_and_resets(tmp_path: Path, slurm_launcher) -> None:
+    """While nothing changes the poller waits longer and longer; a change brings it back."""
+    launcher = slurm_launcher(poll_interval=0.05, max_poll_interval=0.4)
+    watcher = launcher.cluster.watcher
+    log, gate = tmp_path / "log", tmp_path / "gate"
+    with experiment(tmp_path / "ws", "backoff"):
+        step = Step.C(name="w", log=log, gate=gate).submit(launcher=launcher)
+        wait_until(lambda: count(log, "start", "w") == 1, what="running")
+        wait_until(lambda: watcher.interval == 0.4, what="the interval at its maximum")
+        polls = watcher.polls
+        gate.touch()
+        assert step.__xpm__.job.wait(timeout=60)
+    assert watcher.polls > polls and watcher.interval == 0.05
+
+
+def test_sbatch_transient_errors_are_retried(tmp_path: Path, plain_slurm_launcher, fake_slurm
+                                             ) -> None:
+    launcher = plain_slurm_launcher()
+    fake_slurm.socket_timeout("sbatch", times=2)
+    with experiment(tmp_path / "ws", "transient"):
+        step = Step.C(name="x", log=tmp_path / "log").submit(launcher=launcher)
+    assert step.__xpm__.job.state is JobState.DONE
+    assert [c["fault"] is not None for c in fake_slurm.calls("sbatch")] == [True, True, False]
+
+
+def test_any_sbatch_error_is_shown_in_full(tmp_path: Path, plain_slurm_launcher, fake_slurm
+                                           ) -> None:
+    launcher = plain_slurm_launcher()
+    message = ("sbatch: error: QOSMaxSubmitJobPerUserLimit\n"
+               "sbatch: error: Batch job submission failed: Job violates accounting/QOS policy "
+               "(job submit limit, user's size and/or time limits)\n")
+    fake_slurm.fail("sbatch", message)
+    with pytest.raises(FailedExperiment) as info:
+        with experiment(tmp_path / "ws", "sbatch-error"):
+            step = Step.C(name="x", log=tmp_path / "log").submit(launcher=launcher)
+    job = step.__xpm__.job
+    assert message.strip() in job.failure.message
+    assert not job.path.exists()
+    assert "QOSMaxSubmitJobPerUserLimit" in str(info.value.jobs[0].failure.message)
+
+
+def test_jobs_that_left_squeue_are_read_from_sacct_or_markers(tmp_path: Path, slurm_launcher,
+                                                               fake_slurm, slurm_env) -> None:
+    """squeue forgets ended jobs after MinJobAge (300 s on most sites); a squeue that shows
+    nothing stands for it: with accounting sacct answers, without it the markers do."""
+    launcher = slurm_launcher()
+    fake_slurm.fail("squeue", stderr="", code=0, times=10000)
+    sacct = launcher.cluster.commands.counts["sacct"]
+    log = tmp_path / "log"
+    with pytest.raises(FailedExperiment):
+        with experiment(tmp_path / "ws", "forgotten"):
+            ok = Step.C(name="ok", log=log).submit(launcher=launcher)
+            bad = Step.C(name="bad", log=log, fail=True).submit(launcher=launcher)
+    assert ok.__xpm__.job.state is JobState.DONE
+    assert bad.__xpm__.job.failure.reason == "failed"
+    assert "fails on purpose" in bad.__xpm__.job.failure.message
+    asked = launcher.cluster.commands.counts["sacct"] - sacct
+    if slurm_env.accounting:
+        assert asked >= 1 and launcher.cluster.watcher.accounting is True
+    else:
+        assert launcher.cluster.watcher.accounting is False

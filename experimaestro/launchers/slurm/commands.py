@@ -13,6 +13,7 @@ import re
 import shlex
 import subprocess
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,12 @@ ACTIVE_STATES = frozenset({
     "PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD",
     "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD", "SPECIAL_EXIT",
 })
+
+
+#: Errors after which a command may succeed if run again (slurmctld busy or restarting).
+TRANSIENT = ("Socket timed out on send/recv operation", "Unable to contact slurm controller",
+             "Slurm temporarily unable to accept job")
+TRANSIENT_RETRIES = 3
 
 
 class SlurmCommandError(RuntimeError):
@@ -202,8 +209,23 @@ class SlurmCommands:
     # -- the commands --------------------------------------------------------------------------
 
     def sbatch(self, script: Path, args: Sequence[str] = ()) -> str:
-        """Submit a batch script; returns the job id."""
-        proc = self.run(["sbatch", "--parsable", *args, str(script)])
+        """Submit a batch script; returns the job id.
+
+        A transient error (slurmctld too busy to answer in time) is retried a few times, with a
+        growing delay; any other error is raised at once, with sbatch's whole output.
+        """
+        delay = 0.5
+        for attempt in range(TRANSIENT_RETRIES + 1):
+            try:
+                proc = self.run(["sbatch", "--parsable", *args, str(script)])
+                break
+            except SlurmCommandError as exc:
+                if attempt == TRANSIENT_RETRIES or not any(t in exc.output for t in TRANSIENT):
+                    raise
+                logger.warning("sbatch: slurmctld did not answer (%s); trying again in %.1f s",
+                               exc.output.strip().splitlines()[-1], delay)
+                time.sleep(delay)
+                delay *= 2
         try:
             return parse_sbatch(proc.stdout)
         except ValueError as exc:
