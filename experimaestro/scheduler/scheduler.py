@@ -664,8 +664,7 @@ class Scheduler:
         if failure is not None and (ending.overrides or state is None):
             if self._retry(job, failure):
                 return
-            files.write_failure(failure.code, failure.reason, failure.message)
-            self._finish(job, JobState.ERROR, failure)
+            self._finish(job, JobState.ERROR, self._write_failure(job, failure))
             return
         self._conclude_from_files(job, ending.code)
 
@@ -685,7 +684,7 @@ class Scheduler:
             return False
         job.retries += 1
         # The marker first: the ended submission is never mistaken for a running one.
-        job.files.write_failure(failure.code, failure.reason, failure.message)
+        self._write_failure(job, failure)
         logger.warning("%s: %s; submitting it again (retry %d of %d)", job, failure.message,
                        job.retries, limit)
         self._release_tokens(job)
