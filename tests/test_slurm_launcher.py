@@ -225,7 +225,27 @@ def test_impossible_request_shows_sbatch_error_and_leaves_no_folder(tmp_path: Pa
     assert info.value.jobs == [job]
 
 
-def test_cli_lists_and_kills_slurm_jobs(tmp_path: Path, slurm_launcher) -> None:
+def _count_calls_of_this_thread(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The Slurm commands run from this thread from now on (the poller runs in its own)."""
+    import threading
+
+    from experimaestro.launchers.slurm.commands import SlurmCommands
+
+    calls: list[list[str]] = []
+    me = threading.current_thread()
+    run = SlurmCommands.run
+
+    def counted(self, args, **kwargs):  # type: ignore[no-untyped-def]
+        if threading.current_thread() is me:
+            calls.append(list(args))
+        return run(self, args, **kwargs)
+
+    monkeypatch.setattr(SlurmCommands, "run", counted)
+    return calls
+
+
+def test_cli_lists_and_kills_slurm_jobs(tmp_path: Path, slurm_launcher,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
     from experimaestro.cli import main
@@ -239,13 +259,13 @@ def test_cli_lists_and_kills_slurm_jobs(tmp_path: Path, slurm_launcher) -> None:
             b = Step.C(name="b", log=log, after=a).submit(launcher=launcher)
             wait_until(lambda: count(log, "start", "a") == 1, what="a running")
             wait_until(lambda: b.__xpm__.job.files.pidfile.exists(), what="b submitted")
-            squeue = launcher.cluster.commands.counts["squeue"]
+            calls = _count_calls_of_this_thread(monkeypatch)
             result = runner.invoke(main, ["jobs", "list", "--workdir", str(tmp_path / "ws")])
             assert result.exit_code == 0, result.output
+            assert [c[0] for c in calls] == ["squeue"]  # one call for both jobs
             rows = {line.split()[4]: line for line in result.output.splitlines()[1:]}
             assert rows[a.__xpm__.job.identifier[:12]].startswith("running (slurm RUNNING)")
             assert rows[b.__xpm__.job.identifier[:12]].startswith("running (slurm PENDING)")
-            assert launcher.cluster.commands.counts["squeue"] == squeue  # the CLI's own call
             result = runner.invoke(main, ["jobs", "kill", "--workdir", str(tmp_path / "ws"),
                                           a.__xpm__.job.identifier[:12]])
             assert result.exit_code == 0, result.output
