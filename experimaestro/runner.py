@@ -138,6 +138,9 @@ def run(params_path: Path) -> int:
             time.sleep(0.02)
     if files.done.exists():
         return 0
+    # A new attempt in the same folder (e.g. a job that Slurm requeued after a preemption): the
+    # previous attempt's failure no longer holds.
+    files.failed.unlink(missing_ok=True)
     signal.signal(signal.SIGTERM, _on_sigterm)
     _banner(f"job started, pid {os.getpid()}")
     code = 0

@@ -1,6 +1,7 @@
-"""Ends that the test cluster cannot produce on demand (preemption, node failure, out of memory
-without cgroups): a fake ``squeue`` on PATH runs the real one and reports the chosen state for the
-jobs listed in a file. The job itself is really cancelled first, as the real event would end it."""
+"""Ends that the test cluster cannot produce on demand (a node that fails): a fake ``squeue`` on
+PATH runs the real one and reports the chosen state for the jobs listed in a file. The job itself is
+really cancelled first, as the real event would end it. (Preemption and memory are real:
+test_slurm_preemption.py.)"""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from conftest import wait_until
 from xpm_tasks import Step, count
 
 from experimaestro import FailedExperiment, experiment
-from experimaestro.launchers.jobfiles import JobState
 
 FAKE_SQUEUE = """#!/bin/sh
 # Test double: the real squeue, with the state of the listed jobs (JobID field) rewritten.
@@ -57,27 +57,11 @@ def _running_jobid(job, log: Path, name: str) -> str:  # type: ignore[no-untyped
     return json.loads(job.files.pidfile.read_text())["jobid"]
 
 
-def test_preempted_job_is_submitted_again(tmp_path: Path, fault) -> None:  # type: ignore[no-untyped-def]
-    launcher = fault.make()
-    log, gate = tmp_path / "log", tmp_path / "gate"
-    with experiment(tmp_path / "ws", "preempt"):
-        step = Step.C(name="p", log=log, gate=gate).submit(launcher=launcher)
-        job = step.__xpm__.job
-        first = _running_jobid(job, log, "p")
-        fault(first, "PREEMPTED")
-        wait_until(lambda: json.loads(job.files.pidfile.read_text())["jobid"] != first,
-                   timeout=60, what="a new submission")
-        gate.touch()
-    assert job.state is JobState.DONE and job.retries == 1
-    assert json.loads(job.files.pidfile.read_text())["jobid"] != first
-    assert count(log, "start", "p") == 2 and count(log, "end", "p") == 1
-
-
 @pytest.mark.parametrize("state, reason", [("NODE_FAIL", "node_failure"),
-                                           ("OUT_OF_MEMORY", "memory")])
+                                           ("BOOT_FAIL", "node_failure")])
 def test_outside_ends_override_the_runners_marker(tmp_path: Path, fault, state: str,  # type: ignore[no-untyped-def]
                                                    reason: str) -> None:
-    """The runner, killed, wrote "cancelled"; Slurm's word (node failure, memory) wins."""
+    """The runner, killed, wrote "cancelled"; Slurm's word (a node failure) wins."""
     launcher = fault.make()
     log, gate = tmp_path / "log", tmp_path / "gate"
     with pytest.raises(FailedExperiment):

@@ -335,3 +335,18 @@ def test_jobs_that_left_squeue_are_read_from_sacct_or_markers(tmp_path: Path, sl
         assert asked >= 1 and launcher.cluster.watcher.accounting is True
     else:
         assert launcher.cluster.watcher.accounting is False
+
+
+def test_sbatch_answer_lost_but_job_queued_is_not_submitted_twice(tmp_path: Path,
+                                                                  plain_slurm_launcher,
+                                                                  fake_slurm) -> None:
+    """sbatch timed out, yet slurmctld queued the job: found by its tag, never submitted again."""
+    launcher = plain_slurm_launcher()
+    fake_slurm.socket_timeout("sbatch", after_real=True)
+    with experiment(tmp_path / "ws", "lost-answer"):
+        step = Step.C(name="x", log=tmp_path / "log").submit(launcher=launcher)
+    job = step.__xpm__.job
+    assert job.state is JobState.DONE
+    assert len(fake_slurm.calls("sbatch")) == 1
+    assert count(tmp_path / "log", "start", "x") == 1
+    assert job.stderr.read_text().count("batch script of slurm job") == 1

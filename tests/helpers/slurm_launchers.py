@@ -4,6 +4,7 @@
   turn: with and without accounting), polling fast so that tests end quickly.
 - ``plain_slurm_launcher``: the same on the cluster without accounting only (tests whose subject
   does not depend on accounting, and the slow ones).
+- ``cgroup_slurm_launcher``: on the cluster with cgroups (``--mem`` enforced).
 """
 
 from __future__ import annotations
@@ -33,3 +34,10 @@ def slurm_launcher(slurm_env: Any) -> Callable[..., Any]:
 def plain_slurm_launcher(slurm_plain: Any, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
     monkeypatch.setenv("SLURM_CONF", str(slurm_plain.conf))
     return _factory(str(slurm_plain.conf))
+
+
+@pytest.fixture
+def cgroup_slurm_launcher(slurm_cgroup: Any, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
+    """On the cluster with cgroups (``--mem`` enforced: OUT_OF_MEMORY)."""
+    monkeypatch.setenv("SLURM_CONF", str(slurm_cgroup.conf))
+    return _factory(str(slurm_cgroup.conf))

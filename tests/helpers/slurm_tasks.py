@@ -35,3 +35,15 @@ class Hangs(Task):
     def execute(self) -> None:
         record(self.log, "start", self.name)
         poll(lambda: False and None, 3600, interval=0.5)
+
+
+class Hog(Task):
+    """Takes ``megabytes`` of memory (every page touched), then ends."""
+
+    megabytes: Param[int]
+
+    def execute(self) -> None:
+        chunks = []
+        for _ in range(self.megabytes):
+            chunks.append(bytearray(1 << 20))
+            chunks[-1][::4096] = b"x" * len(range(0, 1 << 20, 4096))

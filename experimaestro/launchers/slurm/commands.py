@@ -14,6 +14,7 @@ import shlex
 import subprocess
 import threading
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,12 +209,17 @@ class SlurmCommands:
 
     # -- the commands --------------------------------------------------------------------------
 
-    def sbatch(self, script: Path, args: Sequence[str] = ()) -> str:
+    def sbatch(self, script: Path, args: Sequence[str] = (), tag: bool = True) -> str:
         """Submit a batch script; returns the job id.
 
         A transient error (slurmctld too busy to answer in time) is retried a few times, with a
-        growing delay; any other error is raised at once, with sbatch's whole output.
+        growing delay; any other error is raised at once, with sbatch's whole output. A timed-out
+        sbatch may have queued the job all the same: with ``tag``, each submission carries a
+        unique ``--comment``, looked for in the queue before submitting again.
         """
+        token = f"xpm-{uuid.uuid4().hex}" if tag else None
+        if token is not None:
+            args = [*args, f"--comment={token}"]
         delay = 0.5
         for attempt in range(TRANSIENT_RETRIES + 1):
             try:
@@ -222,6 +228,11 @@ class SlurmCommands:
             except SlurmCommandError as exc:
                 if attempt == TRANSIENT_RETRIES or not any(t in exc.output for t in TRANSIENT):
                     raise
+                queued = self.find_submission(token) if token is not None else None
+                if queued is not None:
+                    logger.warning("sbatch: slurmctld's answer was lost, but job %s is queued",
+                                   queued)
+                    return queued
                 logger.warning("sbatch: slurmctld did not answer (%s); trying again in %.1f s",
                                exc.output.strip().splitlines()[-1], delay)
                 time.sleep(delay)
@@ -233,6 +244,18 @@ class SlurmCommands:
                 f"sbatch {script} printed no job id:\n{proc.stdout}{proc.stderr}",
                 command=["sbatch", str(script)], output=proc.stdout,
             ) from exc
+
+    def find_submission(self, token: str) -> Optional[str]:
+        """The job id of the submission tagged ``--comment=token``, if it is in the queue."""
+        try:
+            proc = self.run(["squeue", "-h", "--me", "-t", "all", "-o", "%F|%k"], check=False)
+        except SlurmCommandError:
+            return None
+        for line in proc.stdout.splitlines():
+            jobid, _, comment = line.partition("|")
+            if comment.strip() == token:
+                return jobid.strip()
+        return None
 
     def squeue(self, jobids: Sequence[str]) -> dict[str, SlurmJobInfo]:
         """The jobs Slurm's controller still knows (queued, running, or ended lately), in one call.

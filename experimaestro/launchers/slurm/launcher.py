@@ -210,6 +210,9 @@ class SlurmLauncher(Launcher):
             lost_after=lost_after, command_timeout=command_timeout,
         )
         self._checked = False
+        #: Tag submissions with --comment (to find a queued job whose sbatch answer was lost),
+        #: unless the user gives a comment of their own.
+        self._tag = not any(flag.startswith("--comment") for flag in self.options.extra)
         self._pythonpath: Optional[str] = None
         self._arrays = itertools.count()
 
@@ -270,7 +273,7 @@ class SlurmLauncher(Launcher):
             os.chmod(script, 0o755)
             scripts.append(script)
         if len(files) == 1:
-            keys = [self.cluster.commands.sbatch(scripts[0], args)]
+            keys = [self.cluster.commands.sbatch(scripts[0], args, tag=self._tag)]
         else:
             size = self.max_array_size or self.cluster.max_array_size()
             keys = []
@@ -288,7 +291,8 @@ class SlurmLauncher(Launcher):
         text = array_script(scripts=scripts, flags=self.options.sbatch_flags(),
                             output=folder / f"{name}-%A.out", job_name=first.name)
         atomic_write(path, text)
-        jobid = self.cluster.commands.sbatch(path, [f"--array=0-{len(scripts) - 1}", *args])
+        jobid = self.cluster.commands.sbatch(path, [f"--array=0-{len(scripts) - 1}", *args],
+                                             tag=self._tag)
         return [f"{jobid}_{i}" for i in range(len(scripts))]
 
     def record(self, key: str) -> PidRecord:
