@@ -350,3 +350,20 @@ def test_sbatch_answer_lost_but_job_queued_is_not_submitted_twice(tmp_path: Path
     assert len(fake_slurm.calls("sbatch")) == 1
     assert count(tmp_path / "log", "start", "x") == 1
     assert job.stderr.read_text().count("batch script of slurm job") == 1
+
+
+def test_marker_seen_late_still_decides(tmp_path: Path, slurm_launcher) -> None:
+    """Over NFS a marker written on the node may show here after Slurm says the job ended: the
+    poller waits for it (``marker_grace``) instead of concluding that the job left none. Here the
+    batch script ends before its runner, and the marker is written after Slurm's end."""
+    launcher = slurm_launcher(setup=["exit 0"], marker_grace=30.0)
+    with experiment(tmp_path / "ws", "late-marker"):
+        step = Step.C(name="late", log=tmp_path / "log").submit(launcher=launcher)
+        job = step.__xpm__.job
+        wait_until(lambda: job.files.pidfile.exists(), what="submitted")
+        key = _jobid(job)
+        wait_until(lambda: getattr(launcher.cluster.commands.squeue([key]).get(key), "state", "")
+                   == "COMPLETED", timeout=60, what="Slurm to say it ended")
+        assert not job.finished
+        job.files.write_done()
+    assert job.state is JobState.DONE

@@ -20,6 +20,7 @@ def _factory(conf: str) -> Callable[..., Any]:
     def make(**kwargs: Any) -> SlurmLauncher:
         kwargs.setdefault("poll_interval", 0.1)
         kwargs.setdefault("max_poll_interval", 0.5)
+        kwargs.setdefault("marker_grace", 1.0)  # local files: a marker is visible at once
         return SlurmLauncher(slurm_conf=conf, **kwargs)
 
     return make

@@ -30,7 +30,7 @@ from ..jobfiles import FailureRecord, JobFiles
 from .commands import SlurmCommandError, SlurmCommands, SlurmJobInfo
 from .options import SlurmOptions
 from .script import array_script, job_script
-from .watcher import LOST_AFTER, SlurmEnd, SlurmWatcher
+from .watcher import LOST_AFTER, MARKER_GRACE, SlurmEnd, SlurmWatcher
 
 logger = logging.getLogger("experimaestro.slurm")
 
@@ -41,6 +41,7 @@ class SlurmLauncherError(RuntimeError):
 
 #: Poller and command settings of a cluster, unless a launcher gives them.
 DEFAULTS = {"poll_interval": 1.0, "max_poll_interval": 30.0, "lost_after": LOST_AFTER,
+            "marker_grace": MARKER_GRACE,
             "command_timeout": 60.0}
 
 
@@ -50,10 +51,10 @@ class Cluster:
     _clusters: dict[str, "Cluster"] = {}
 
     def __init__(self, env: Mapping[str, str], poll_interval: float, max_poll_interval: float,
-                 lost_after: float, command_timeout: float) -> None:
+                 lost_after: float, marker_grace: float, command_timeout: float) -> None:
         self.commands = SlurmCommands(env, timeout=command_timeout)
         self.watcher = SlurmWatcher(self.commands, poll_interval, max_poll_interval,
-                                    lost_after=lost_after)
+                                    lost_after=lost_after, marker_grace=marker_grace)
         self._config: Optional[dict[str, str]] = None
         self._partitions: Optional[list[str]] = None
 
@@ -72,7 +73,8 @@ class Cluster:
             given = {k: v for k, v in settings.items() if v is not None}
             watcher.configure(given.get("poll_interval", watcher.min_interval),
                               given.get("max_poll_interval", watcher.max_interval),
-                              given.get("lost_after", watcher.lost_after))
+                              given.get("lost_after", watcher.lost_after),
+                              given.get("marker_grace", watcher.marker_grace))
             cluster.commands.timeout = given.get("command_timeout", cluster.commands.timeout)
         return cluster
 
@@ -164,6 +166,9 @@ class SlurmLauncher(Launcher):
         the last launcher that gives these settings sets them.
     :param lost_after: seconds a job may be unknown to Slurm, without a marker, before it is lost
         (default 30 s)
+    :param marker_grace: seconds to wait for the marker of a job that Slurm says completed or
+        failed, before concluding without it (over NFS a new file may be invisible for a while;
+        default 30 s)
     :param max_array_size: split arrays at this size (default: the cluster's MaxArraySize)
     """
 
@@ -182,6 +187,7 @@ class SlurmLauncher(Launcher):
         poll_interval: Optional[float] = None,
         max_poll_interval: Optional[float] = None,
         lost_after: Optional[float] = None,
+        marker_grace: Optional[float] = None,
         max_array_size: Optional[int] = None,
         command_timeout: Optional[float] = None,
     ) -> None:
@@ -207,7 +213,7 @@ class SlurmLauncher(Launcher):
         self.max_array_size = max_array_size
         self.cluster = Cluster.get(
             self.slurm_conf, poll_interval=poll_interval, max_poll_interval=max_poll_interval,
-            lost_after=lost_after, command_timeout=command_timeout,
+            lost_after=lost_after, marker_grace=marker_grace, command_timeout=command_timeout,
         )
         self._checked = False
         #: Tag submissions with --comment (to find a queued job whose sbatch answer was lost),

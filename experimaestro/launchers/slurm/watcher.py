@@ -8,6 +8,9 @@ host, over a shared file system where inotify sees nothing.
 
 A job missing from every answer is "ask again", not failed (sacct lags a second or two behind the
 end of a job): it is reported lost only after ``lost_after`` seconds of absence without a marker.
+A job that Slurm says ended (COMPLETED or FAILED) without a visible marker is reported only once its
+marker shows, or after ``marker_grace`` seconds: over NFS, another host's new file may stay invisible
+here for a while (attribute caching).
 The interval grows while nothing changes and comes back to its minimum when something does (or when
 a job is submitted). Calls are counted by the commands object.
 """
@@ -27,6 +30,10 @@ logger = logging.getLogger("experimaestro.slurm")
 
 #: Seconds a tracked job may be missing from squeue and sacct (and have no marker) before it is lost.
 LOST_AFTER = 30.0
+#: Seconds to wait for the marker of a job that Slurm says ended (NFS attribute caching).
+MARKER_GRACE = 30.0
+#: Ends after which the job's runner wrote a marker, unless it died before (then: wait for it).
+_MARKED_ENDS = frozenset({"COMPLETED", "FAILED"})
 
 
 @dataclass
@@ -49,6 +56,7 @@ class _Tracked:
     callback: Callable[[SlurmEnd], None]
     state: str = "UNKNOWN"
     missing_since: Optional[float] = None
+    ended_since: Optional[float] = None
     seen: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -58,9 +66,10 @@ class SlurmWatcher:
 
     def __init__(self, commands: SlurmCommands, min_interval: float = 1.0,
                  max_interval: float = 30.0, backoff: float = 1.5,
-                 lost_after: float = LOST_AFTER) -> None:
+                 lost_after: float = LOST_AFTER, marker_grace: float = MARKER_GRACE) -> None:
         self.commands = commands
         self.lost_after = lost_after
+        self.marker_grace = marker_grace
         self.min_interval = min_interval
         self.max_interval = max(max_interval, min_interval)
         self.backoff = backoff
@@ -129,12 +138,14 @@ class SlurmWatcher:
                 else:
                     self.interval = min(self.max_interval, self.interval * self.backoff)
 
-    def configure(self, min_interval: float, max_interval: float, lost_after: float) -> None:
+    def configure(self, min_interval: float, max_interval: float, lost_after: float,
+                  marker_grace: float) -> None:
         """Change the intervals (the last launcher created for a cluster sets them)."""
         with self._lock:
             self.min_interval = min_interval
             self.max_interval = max(max_interval, min_interval)
             self.lost_after = lost_after
+            self.marker_grace = marker_grace
             self.interval = min(self.interval, self.min_interval)
             self._wake.notify_all()
 
@@ -172,6 +183,13 @@ class SlurmWatcher:
                 job.seen = True
                 if info.active:
                     continue
+                if info.state in _MARKED_ENDS and job.files.marker_state() is None:
+                    # Its marker may not be visible here yet (NFS): ask again, for a while.
+                    if job.ended_since is None:
+                        job.ended_since = now
+                    if now - job.ended_since < self.marker_grace:
+                        changed = True  # keep the short interval: the marker is due
+                        continue
                 self._ended(job, SlurmEnd(job.key, info))
                 continue
             # Unknown to Slurm: forgotten by the controller (and sacct lags, or is disabled).
