@@ -362,8 +362,10 @@ def test_marker_seen_late_still_decides(tmp_path: Path, slurm_launcher) -> None:
         job = step.__xpm__.job
         wait_until(lambda: job.files.pidfile.exists(), what="submitted")
         key = _jobid(job)
-        wait_until(lambda: getattr(launcher.cluster.commands.squeue([key]).get(key), "state", "")
-                   == "COMPLETED", timeout=60, what="Slurm to say it ended")
+        watcher = launcher.cluster.watcher
+        # The poller itself has seen the end (and, finding no marker, keeps asking).
+        wait_until(lambda: job.finished or watcher.state(key) == "COMPLETED", timeout=60,
+                   what="the poller to see the end")
         assert not job.finished
         job.files.write_done()
     assert job.state is JobState.DONE
