@@ -18,6 +18,7 @@ import os
 import shutil
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -49,6 +50,7 @@ class Cluster:
     """The commands and the one poller of a cluster (one per ``SLURM_CONF`` in a process)."""
 
     _clusters: dict[str, "Cluster"] = {}
+    _clusters_lock = threading.Lock()
 
     def __init__(self, env: Mapping[str, str], poll_interval: float, max_poll_interval: float,
                  lost_after: float, marker_grace: float, command_timeout: float) -> None:
@@ -62,6 +64,11 @@ class Cluster:
     def get(cls, conf: str, **settings: Any) -> "Cluster":
         """The cluster of ``conf``; settings given (not None) apply to it (one poller per
         cluster: the last launcher that sets them wins)."""
+        with cls._clusters_lock:
+            return cls._get(conf, settings)
+
+    @classmethod
+    def _get(cls, conf: str, settings: dict[str, Any]) -> "Cluster":
         cluster = cls._clusters.get(conf)
         if cluster is None:
             values = dict(DEFAULTS)
