@@ -16,7 +16,7 @@ from experimaestro.launchers.slurm.commands import (
     parse_sbatch,
     parse_squeue,
 )
-from experimaestro.launchers.slurm.launcher import classify
+from experimaestro.launchers.slurm.endings import classify
 
 # squeue -h -t all -O SQUEUE_FORMAT, as printed by Slurm 22.05 (an array whose tasks 0-2 ran,
 # a pending array range, a failed job, a job cancelled on a failed dependency).

@@ -216,7 +216,8 @@ def ask_clusters(entries: Sequence[JobEntry]) -> None:
     if not slurm:
         return
     from .launchers.slurm.commands import SlurmCommandError
-    from .launchers.slurm.launcher import classify, states_of
+    from .launchers.slurm.endings import classify
+    from .launchers.slurm.launcher import states_of
 
     try:
         infos = states_of([r for _, r in slurm])
