@@ -215,9 +215,9 @@ def ask_clusters(entries: Sequence[JobEntry]) -> None:
     slurm = [(e, r) for e, r in records if r is not None and r.type == "slurm"]
     if not slurm:
         return
-    from .launchers.slurm.commands import SlurmCommandError
-    from .launchers.slurm.endings import classify
-    from .launchers.slurm.launcher import states_of
+    from ..launchers.slurm.commands import SlurmCommandError
+    from ..launchers.slurm.endings import classify
+    from ..launchers.slurm.launcher import states_of
 
     try:
         infos = states_of([r for _, r in slurm])
@@ -498,8 +498,8 @@ def job_kill(workspace: Workspace, job_id: str) -> None:
         return
     record = files.read_pid()
     if record is not None and record.type == "slurm":
-        from .launchers.slurm.commands import SlurmCommandError
-        from .launchers.slurm.launcher import cancel_records
+        from ..launchers.slurm.commands import SlurmCommandError
+        from ..launchers.slurm.launcher import cancel_records
 
         try:
             cancel_records([record])
