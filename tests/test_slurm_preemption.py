@@ -20,9 +20,14 @@ def _jobid(job) -> str:  # type: ignore[no-untyped-def]
     return json.loads(job.files.pidfile.read_text())["jobid"]
 
 
-def _preempt(cluster) -> None:  # type: ignore[no-untyped-def]
-    """A job of the urgent partition takes the whole node: the running jobs are preempted."""
+def _preempt_running_step(cluster, launcher, log: Path, gate: Path, name: str):  # type: ignore[no-untyped-def]
+    """Submit a Step that waits on ``gate``; once it runs, a job of the urgent partition takes
+    the whole node and preempts it. Returns the step's job and its first Slurm job id."""
+    job = Step.C(name=name, log=log, gate=gate).submit(launcher=launcher).__xpm__.job
+    wait_until(lambda: count(log, "start", name) == 1, timeout=60, what=f"{name} running")
+    first = _jobid(job)
     cluster.sbatch("-p", "urgent", "-c", "8", "--mem=100M", "-o", "/dev/null", "--wrap", "true")
+    return job, first
 
 
 def test_preempted_job_is_submitted_again(tmp_path: Path, plain_slurm_launcher, slurm_plain
@@ -31,11 +36,7 @@ def test_preempted_job_is_submitted_again(tmp_path: Path, plain_slurm_launcher, 
     launcher = plain_slurm_launcher(options=SlurmOptions(extra=["--no-requeue"]))
     log, gate = tmp_path / "log", tmp_path / "gate"
     with experiment(tmp_path / "ws", "preempt"):
-        step = Step.C(name="p", log=log, gate=gate).submit(launcher=launcher)
-        job = step.__xpm__.job
-        wait_until(lambda: count(log, "start", "p") == 1, timeout=60, what="p running")
-        first = _jobid(job)
-        _preempt(slurm_plain)
+        job, first = _preempt_running_step(slurm_plain, launcher, log, gate, "p")
         wait_until(lambda: _jobid(job) != first, timeout=60, what="a new submission")
         assert slurm_plain.job_state(first) == "PREEMPTED"
         gate.touch()
@@ -50,11 +51,7 @@ def test_job_requeued_by_slurm_runs_again_in_its_folder(tmp_path: Path, plain_sl
     launcher = plain_slurm_launcher()
     log, gate = tmp_path / "log", tmp_path / "gate"
     with experiment(tmp_path / "ws", "requeue"):
-        step = Step.C(name="r", log=log, gate=gate).submit(launcher=launcher)
-        job = step.__xpm__.job
-        wait_until(lambda: count(log, "start", "r") == 1, timeout=60, what="r running")
-        jobid = _jobid(job)
-        _preempt(slurm_plain)
+        job, jobid = _preempt_running_step(slurm_plain, launcher, log, gate, "r")
         wait_until(lambda: slurm_plain.job_state(jobid) == "PENDING", timeout=60,
                    what="the job back in the queue")
         slurm_plain.run("scontrol", "update", f"JobId={jobid}", "StartTime=now")
