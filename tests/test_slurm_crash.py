@@ -129,3 +129,34 @@ def test_record_forgotten_by_slurm_runs_the_job(tmp_path: Path, slurm_launcher) 
     assert job.path == folder and job.state is JobState.DONE
     assert count(log, "end", "x") == 1
     assert json.loads((folder / "step.pid").read_text())["jobid"] != "99999999"
+
+
+def test_second_submission_waits_for_the_runner_at_work(tmp_path: Path, slurm_launcher) -> None:
+    """A job submitted twice (e.g. a controller killed between sbatch and its record): the second
+    runner finds the job's lock taken and exits (75); the controller waits for the runner at work
+    instead of failing the job."""
+    import fcntl
+    import os
+
+    launcher = slurm_launcher()
+    log = tmp_path / "log"
+    planned = Step.C(name="x", log=log).submit(run_mode=RunMode.DRY_RUN, workspace=tmp_path / "ws")
+    folder = planned.__xpm__.job.path
+    folder.mkdir(parents=True)
+    lock = os.open(folder / "step.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # the runner at work (the first submission)
+    try:
+        with experiment(tmp_path / "ws", "twice"):
+            job = Step.C(name="x", log=log).submit(launcher=launcher).__xpm__.job
+            wait_until(lambda: job.files.pidfile.exists(), what="submitted")
+            key = json.loads(job.files.pidfile.read_text())["jobid"]
+            wait_until(lambda: job.files.stderr.exists()
+                       and "already running" in job.files.stderr.read_text()
+                       and launcher.cluster.watcher.state(key) is None, timeout=60,
+                       what="the second runner to give up, and the poller to see it")
+            assert not job.finished
+            job.files.write_done()  # the first runner ends
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    finally:
+        os.close(lock)
+    assert job.state is JobState.DONE

@@ -650,6 +650,13 @@ class Scheduler:
         if state is JobState.DONE:
             self._finish(job, JobState.DONE)
             return
+        if ending.code == EXIT_LOCKED and state is None:
+            # Its runner found another runner at work on the job (a second submission of it):
+            # wait for that one, through the job's folder.
+            logger.info("%s is run by another runner: waiting on it", job)
+            self._release_tokens(job)
+            self._attach(job)
+            return
         if ending.lost and launcher is None and state is None:
             # Found through an old record that its launcher no longer knows: it never ran, or
             # ended long ago without a marker. It may run (again), under the launch lock.
@@ -849,7 +856,7 @@ class Scheduler:
         record = files.read_pid()
         if record is not None and record.type != "local":
             alive = record_alive(record)  # its launcher knows (e.g. one squeue call)
-            return True if alive is None else alive
+            return True if alive is None or alive else files.runner_alive()
         if record is not None and files.process_alive(record):
             return True
         return files.runner_alive()
