@@ -673,6 +673,9 @@ class Scheduler:
                 return
             self._finish(job, JobState.ERROR, self._write_failure(job, failure))
             return
+        marker = files.read_failure() if state is JobState.ERROR else None
+        if marker is not None and self._retry(job, marker):  # e.g. GracefulTimeout
+            return
         self._conclude_from_files(job, ending.code)
 
     def _retry(self, job: Job, failure: FailureRecord) -> bool:

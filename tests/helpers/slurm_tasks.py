@@ -47,3 +47,22 @@ class Hog(Task):
         for _ in range(self.megabytes):
             chunks.append(bytearray(1 << 20))
             chunks[-1][::4096] = b"x" * len(range(0, 1 << 20, 4096))
+
+
+class StopsEarly(ResumableTask):
+    """Records the time it has left, then stops on purpose (GracefulTimeout) on its first run,
+    after a checkpoint; a run that finds the checkpoint ends."""
+
+    name: Param[str]
+    log: Meta[Path]
+
+    def execute(self) -> None:
+        from experimaestro import GracefulTimeout
+
+        record(self.log, "start", self.name)
+        Path("remaining.txt").write_text(str(self.remaining_time()))
+        checkpoint = Path("checkpoint")
+        if not checkpoint.exists():
+            checkpoint.write_text("half done")
+            raise GracefulTimeout("stopping before the time limit")
+        record(self.log, "end", self.name)
