@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,8 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT / "tests" / "helpers"))
+from slurm_cluster import make_cluster_dir, start_cluster, stop_cluster  # noqa: E402
 
 CONTROLLER = """
 import json, sys, time
@@ -62,31 +63,6 @@ if __name__ == "__main__":
     print(json.dumps({{"submitted_s": submitted, "done_s": done, "commands": counts,
                       "polls": launcher.cluster.watcher.polls}}))
 """
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("0.0.0.0", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def start_cluster(folder: Path) -> str:
-    ctld, slurmd = free_ports(2)
-    out = subprocess.run(
-        [str(ROOT / "slurm-test" / "start"), str(folder), f"--slurmctld-port={ctld}",
-         f"--slurmd-port={slurmd}"], capture_output=True, text=True, timeout=300, check=True,
-    ).stdout
-    for line in out.splitlines():
-        if line.startswith("export SLURM_CONF="):
-            return line.split("=", 1)[1]
-    raise RuntimeError(f"slurm-test/start printed no SLURM_CONF:\n{out}")
 
 
 def wait_ended(env: dict[str, str], jobids: list[str], timeout: float) -> None:
@@ -146,10 +122,9 @@ def main() -> None:
     args = ap.parse_args()
     folder = None
     conf = args.slurm_conf
-    if conf is None:
-        folder = Path(tempfile.mkdtemp(prefix="xpm-bench-cluster-", dir="/tmp"))
-        folder.chmod(0o755)
-        conf = start_cluster(folder)
+    if conf is None:  # the test clusters' own start (free ports, no accounting)
+        folder = make_cluster_dir("bench")
+        conf = str(start_cluster(folder, accounting=False).conf)
     env = {**os.environ, "SLURM_CONF": conf, "PYTHONPATH": os.pathsep.join(
         [str(ROOT), str(BENCH), *filter(None, [os.environ.get("PYTHONPATH")])])}
     result: dict = {
@@ -174,8 +149,7 @@ def main() -> None:
         result["machine"]["load_average_end"] = list(os.getloadavg())
     finally:
         if folder is not None:
-            subprocess.run([str(ROOT / "slurm-test" / "stop"), str(folder)], capture_output=True,
-                           timeout=120)
+            stop_cluster(folder)
             shutil.rmtree(folder, ignore_errors=True)
     print(json.dumps(result, indent=2))
 
