@@ -318,8 +318,9 @@ def test_any_sbatch_error_is_shown_in_full(tmp_path: Path, plain_slurm_launcher,
 def test_jobs_that_left_squeue_are_read_from_sacct_or_markers(tmp_path: Path, slurm_launcher,
                                                                fake_slurm, slurm_env) -> None:
     """squeue forgets ended jobs after MinJobAge (300 s on most sites); a squeue that shows
-    nothing stands for it: with accounting sacct answers, without it the markers do."""
-    launcher = slurm_launcher()
+    nothing stands for it: with accounting sacct answers, without it the markers do. (The fake
+    hides running jobs too, which a real squeue never does: lost_after is long enough for them.)"""
+    launcher = slurm_launcher(lost_after=300.0)
     fake_slurm.fail("squeue", stderr="", code=0, times=10000)
     sacct = launcher.cluster.commands.counts["sacct"]
     log = tmp_path / "log"
