@@ -82,6 +82,8 @@ _LAZY = {
     "DirtyGitError": "experimaestro.scheduler.gitstate",
     "progress": "experimaestro.notifications",
     "SshConnector": "experimaestro.connectors.ssh",
+    "SlurmLauncher": "experimaestro.launchers.slurm",
+    "SlurmOptions": "experimaestro.launchers.slurm",
 }
 
 
@@ -136,6 +138,8 @@ __all__ = [
     "SealedError",
     "serialize",
     "SubmitHook",
+    "SlurmLauncher",
+    "SlurmOptions",
     "Task",
     "TaskCancelled",
     "ValidationError",

@@ -117,7 +117,7 @@ def _banner(text: str) -> None:
 
 def run(params_path: Path) -> int:
     """Run the job whose params.json is given; returns the process exit code."""
-    from .core.resumable import TaskCancelled
+    from .core.resumable import GracefulTimeout, TaskCancelled
     from .launchers.jobfiles import EXIT_DISK_FULL, EXIT_LOCKED, JobFiles
 
     params_path = params_path.resolve()
@@ -138,7 +138,14 @@ def run(params_path: Path) -> int:
             time.sleep(0.02)
     if files.done.exists():
         return 0
+    # A new attempt in the same folder (e.g. a job that Slurm requeued after a preemption): the
+    # previous attempt's failure no longer holds.
+    files.failed.unlink(missing_ok=True)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if os.environ.get("SLURM_JOB_ID"):  # ResumableTask.remaining_time() asks Slurm
+        from .launchers.slurm.jobside import register_remaining_time
+
+        register_remaining_time()
     _banner(f"job started, pid {os.getpid()}")
     code = 0
     reason = "failed"
@@ -156,6 +163,8 @@ def run(params_path: Path) -> int:
         task.execute()
     except TaskCancelled:
         code, reason, message = 128 + signal.SIGTERM, "cancelled", "received SIGTERM"
+    except GracefulTimeout as exc:  # a resumable task stopped before its time limit
+        code, reason, message = 1, "timeout", f"GracefulTimeout: {exc.message}"
     except MemoryError:
         code, reason, message = 1, "memory", "MemoryError"
         _print_exception()

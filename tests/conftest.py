@@ -19,8 +19,9 @@ if str(HELPERS) not in sys.path:
 # The SSH tests' separate remote host (ssh-test/): remote_host, remote_slurm_host, ssh_home.
 from remote_host import remote_host, remote_slurm_host, ssh_home  # noqa: E402, F401
 
-# Real Slurm clusters (slurm-test/) as fixtures: slurm_plain, slurm_accounting, slurm_cluster, ...
-pytest_plugins = ["slurm_cluster"]
+# Real Slurm clusters (slurm-test/) as fixtures: slurm_plain, slurm_accounting, slurm_cluster, ...;
+# SlurmLaunchers of them: slurm_launcher, plain_slurm_launcher.
+pytest_plugins = ["slurm_cluster", "slurm_launchers"]
 
 
 def wait_until(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -96,13 +95,8 @@ def find_launcher(requirements, tags):
 """
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("experimaestro.launchers.slurm") is None
-    or shutil.which("sbatch") is None,
-    reason="needs experimaestro.launchers.slurm and the slurm-test cluster (sbatch on PATH)",
-)
 def test_the_same_script_on_the_cluster_and_locally_gives_the_same_identifiers(
-    tmp_path: Path,
+    tmp_path: Path, slurm_env: object
 ) -> None:
     local = run_example(tmp_path / "local", tmp_path / "nothing")
     assert local.returncode == 0, local.stderr

@@ -125,15 +125,15 @@ def test_the_store_checks_what_it_receives(tmp_path: Path) -> None:
 
 
 def test_the_folders_the_local_launcher_uses_are_what_gets_staged(tmp_path: Path) -> None:
-    # The controller's import folders (launchers/direct.py's _user_python_path: the script's folder,
+    # The controller's import folders (launchers/direct.py's user_python_path: the script's folder,
     # the project, not the interpreter's) are the input of the snapshot.
     project = make_project(tmp_path / "project")
     (project / "experiment.py").write_text(
         "import json, os\n"
         "import mypkg.model\n"
-        "from experimaestro.launchers.direct import _user_python_path\n"
+        "from experimaestro.launchers.direct import user_python_path\n"
         "from experimaestro.connectors.staging import take_snapshot\n"
-        "snapshot = take_snapshot(_user_python_path().split(os.pathsep))\n"
+        "snapshot = take_snapshot(user_python_path().split(os.pathsep))\n"
         "print(json.dumps(sorted(f.path for f in snapshot.files)))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

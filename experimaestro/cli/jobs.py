@@ -94,6 +94,8 @@ class JobEntry:
     tags: Optional[dict[str, Any]] = None
     #: What ``progress()`` last reported (levels), for a running job.
     progress: Optional[list[dict[str, Any]]] = None
+    #: What the cluster says of a submitted job without a marker (Slurm state), when asked.
+    cluster_state: Optional[str] = None
 
     @staticmethod
     def read(path: Path, experiments: Sequence[str] = ()) -> "JobEntry":
@@ -131,6 +133,8 @@ class JobEntry:
 
     def state_label(self) -> str:
         """``failed (cancelled)``: the state, with the failure reason when it says more."""
+        if self.cluster_state is not None and self.state is JobState.RUNNING:
+            return f"{self.state_name} (slurm {self.cluster_state})"
         if self.failure is not None and self.failure.reason != "failed":
             return f"{self.state_name} ({self.failure.reason})"
         if self.progress:
@@ -191,13 +195,47 @@ def iter_jobs(
     """The jobs matching the filters; cheap filters first, params.json read only for tag filters."""
     wanted = set(states)
     links = experiment_links(workspace)
-    for path in job_directories(workspace, experiment):
-        entry = JobEntry.read(path, links.get((path.parent.name, path.name), ()))
+    entries = [
+        JobEntry.read(path, links.get((path.parent.name, path.name), ()))
+        for path in job_directories(workspace, experiment)
+    ]
+    ask_clusters(entries)
+    for entry in entries:
         if wanted and entry.state_name not in wanted:
             continue
         if tags and not _tags_match(entry.load_tags(), tags):
             continue
         yield entry
+
+
+def ask_clusters(entries: Sequence[JobEntry]) -> None:
+    """Refine the state of submitted cluster jobs without a marker: one ``squeue`` per cluster
+    for all of them (a job that Slurm says ended, without a marker, is shown failed)."""
+    submitted = [e for e in entries if e.state is JobState.RUNNING]
+    records = [(e, e.files.read_pid()) for e in submitted]
+    slurm = [(e, r) for e, r in records if r is not None and r.type == "slurm"]
+    if not slurm:
+        return
+    from ..launchers.slurm.commands import SlurmCommandError
+    from ..launchers.slurm.endings import classify
+    from ..launchers.slurm.launcher import states_of
+
+    try:
+        infos = states_of([r for _, r in slurm])
+    except SlurmCommandError as exc:
+        click.echo(f"Cannot ask Slurm for the state of its jobs: {exc}", err=True)
+        return
+    for entry, record in slurm:
+        key = str(record.extra.get("jobid"))
+        info = infos.get(key)
+        if info is None:
+            entry.cluster_state = "unknown"
+        elif info.active:
+            entry.cluster_state = info.state
+        elif entry.files.marker_state() is None:
+            ending = classify(key, info, entry.files)
+            entry.state = JobState.ERROR
+            entry.failure = ending.failure or FailureRecord(1, "failed", f"Slurm: {info.state}")
 
 
 def _tags_match(tags: dict[str, Any], wanted: dict[str, str]) -> bool:
@@ -476,6 +514,19 @@ def job_kill(workspace: Workspace, job_id: str) -> None:
         click.echo(f"Job {entry.full_id} is not running ({entry.state_label()}): nothing to do.")
         return
     record = files.read_pid()
+    if record is not None and record.type == "slurm":
+        from ..launchers.slurm.commands import SlurmCommandError
+        from ..launchers.slurm.launcher import cancel_records
+
+        try:
+            cancel_records([record])
+        except SlurmCommandError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(
+            f"Cancelled Slurm job {record.extra.get('jobid')} of job {entry.full_id} (scancel); "
+            f"it will end as failed (cancelled)."
+        )
+        return
     try:
         if record is None:
             raise psutil.NoSuchProcess(0)

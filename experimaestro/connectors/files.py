@@ -1,4 +1,5 @@
-"""Atomic file writes: readers see the old content or the new one, never a part."""
+"""Atomic file writes (readers see the old content or the new one, never a part), and reading the
+end of a log."""
 
 from __future__ import annotations
 
@@ -32,3 +33,15 @@ def atomic_write(path: Path, data: Union[str, bytes], durable: bool = False) -> 
         except FileNotFoundError:
             pass
         raise
+
+
+def tail_lines(path: Path, lines: int = 10, max_bytes: int = 8192) -> list[str]:
+    """The last ``lines`` lines of a text file (read from its last ``max_bytes``); [] if unreadable."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - max_bytes))
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    return text.splitlines()[-lines:]

@@ -10,16 +10,20 @@ from typing import Any, Callable, Dict, Optional
 class PidRecord:
     """How to find a job's process again: pid **and** create time (guards against pid reuse)."""
 
-    __slots__ = ("pid", "create_time", "host", "started", "type")
+    __slots__ = ("pid", "create_time", "host", "started", "type", "extra")
 
     def __init__(
-        self, pid: int, create_time: float, host: str, started: float, type: str = "local"
+        self, pid: int, create_time: float, host: str, started: float, type: str = "local",
+        extra: Optional[dict[str, Any]] = None,
     ) -> None:
         self.pid = pid
         self.create_time = create_time
         self.host = host
         self.started = started
+        #: "local" (a process of ``host``), or the launcher that can find the job ("slurm").
         self.type = type
+        #: What a non-local launcher needs to find its job again (e.g. ``{"jobid": "123_4"}``).
+        self.extra = dict(extra or {})
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PidRecord) and all(
@@ -31,6 +35,8 @@ class PidRecord:
 
     def to_dict(self) -> Dict[str, Any]:
         """The record as a JSON-ready dict (the ``.pid`` file's content, and the SSH agent's)."""
+        if self.type != "local":
+            return {"type": self.type, **self.extra, "host": self.host, "started": self.started}
         return {
             "type": self.type,
             "pid": self.pid,
@@ -44,12 +50,17 @@ class PidRecord:
 
     @staticmethod
     def from_dict(data: Dict[str, Any]) -> "PidRecord":
+        kind = str(data.get("type", "local"))
+        if kind != "local":
+            extra = {k: v for k, v in data.items() if k not in ("type", "host", "started")}
+            return PidRecord(0, 0.0, str(data.get("host", "")), float(data.get("started", 0.0)),
+                             kind, extra)
         return PidRecord(
             pid=int(data["pid"]),
             create_time=float(data.get("create_time", 0.0)),
             host=str(data.get("host", "")),
             started=float(data.get("started", 0.0)),
-            type=str(data.get("type", "local")),
+            type=kind,
         )
 
     @staticmethod
@@ -71,9 +82,10 @@ class PidRecord:
         )
 
     def is_alive(self, confirm: Optional[Callable[[Any], bool]] = None) -> bool:
-        """True when the very process recorded here is alive (local processes only); see
+        """True when the very process recorded here is alive (local processes only: a record of
+        another kind is never alive here; ask its launcher, ``launchers.base.record_alive``); see
         :func:`process_alive` for ``confirm``."""
-        return process_alive(self.pid, self.create_time, confirm)
+        return self.type == "local" and process_alive(self.pid, self.create_time, confirm)
 
 
 def process_alive(

@@ -3,24 +3,50 @@
 from __future__ import annotations
 
 import abc
+import importlib
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from ..connectors.process import PidRecord
-from .jobfiles import JobFiles
+from .jobfiles import FailureRecord, JobFiles
+
+
+@dataclass
+class Ending:
+    """How a job ended, as its launcher tells it (``Launched.subscribe``).
+
+    ``code`` is the exit code when known. ``failure`` is what the launcher knows of the end:
+    with ``overrides`` it supersedes the job's own marker (a job killed from outside: time limit,
+    preemption, out of memory, node failure, where the runner may have written "cancelled");
+    otherwise it is used only when the job left no marker (e.g. it died before its runner started).
+    ``lost``: the launcher no longer knows the job at all.
+    """
+
+    code: Optional[int] = None
+    failure: Optional[FailureRecord] = None
+    overrides: bool = False
+    lost: bool = False
 
 
 @dataclass
 class Launched:
-    """A started job process.
+    """A started (or submitted) job.
 
-    ``wait`` blocks until the process ends and returns its exit code (negative: killed by that
-    signal), when the launcher can know it; it returns None when it cannot know any more (the job
-    may still run); without ``wait``, the scheduler watches the job's files only.
+    Exactly one way to learn its end, or none:
+
+    * ``wait`` blocks until the process ends and returns its exit code (negative: killed by that
+      signal), or None when it cannot know any more (the job may still run): one thread per job;
+    * ``subscribe(callback)`` registers ``callback(Ending)``, called once (from any thread) when
+      the job ends: the launcher watches all its jobs together (e.g. one Slurm poller);
+    * neither: the scheduler watches the job's files only.
+
+    ``cancel`` stops the job (e.g. ``scancel``), when the launcher can.
     """
 
     record: PidRecord
     wait: Optional[Callable[[], Optional[int]]] = None
+    subscribe: Optional[Callable[[Callable[[Ending], None]], None]] = None
+    cancel: Optional[Callable[[], None]] = None
 
 
 class Launcher(abc.ABC):
@@ -29,10 +55,41 @@ class Launcher(abc.ABC):
 
     #: How many jobs this launcher runs at once (None: no limit of its own).
     max_jobs: Optional[int] = None
+    #: Whether jobs ready together should be given to :meth:`launch_many` as one batch.
+    batches: bool = False
+    #: How many times a job of a resumable task that hit its time limit is submitted again.
+    timeout_retries: int = 0
+    #: How many times a preempted job is submitted again.
+    preempt_retries: int = 0
 
     @abc.abstractmethod
     def launch(self, files: JobFiles) -> Launched:
         """Write the launch script and start the job; params.json is already in place."""
+
+    def launch_many(
+        self, files: Sequence[JobFiles], after: Sequence[Launched] = ()
+    ) -> list[Launched]:
+        """Start several jobs (one submission where the launcher can: a Slurm array).
+
+        ``after``: jobs that must end successfully first (only when :meth:`can_depend_on` said so
+        for each). The default starts them one by one.
+        """
+        if after:
+            raise NotImplementedError(f"{self.describe()} cannot start a job after another")
+        return [self.launch(f) for f in files]
+
+    def can_depend_on(self, launched: Launched) -> bool:
+        """Whether this launcher can start a job after ``launched`` succeeds, without the
+        controller (a Slurm dependency)."""
+        return False
+
+    def check(self) -> None:
+        """Raise a clear error when this launcher cannot work (called at submit, once)."""
+        return None
+
+    def summary(self) -> Optional[str]:
+        """A line for the experiment's log at its end (e.g. how many queries were made)."""
+        return None
 
     def describe(self) -> str:
         return type(self).__name__
@@ -50,3 +107,32 @@ class Launcher(abc.ABC):
     def setenv(self, key: str, value: str) -> None:
         """Set an environment variable for the jobs this launcher starts."""
         self.environ[key] = value
+
+def attach_record(record: PidRecord, files: JobFiles, launcher: Optional[Launcher] = None
+                  ) -> Optional[Launched]:
+    """Watch again a job recorded by a launcher of ``record.type`` (a controller restarted, or
+    another one submitted it); None when no launcher of that kind is known.
+
+    The module ``experimaestro.launchers.<type>`` handles records of its type with
+    ``attach_record(record, files, launcher)``.
+    """
+    if record.type == "local":
+        return None
+    try:
+        module = importlib.import_module(f"{__package__}.{record.type}")
+    except ImportError:
+        return None
+    attach = getattr(module, "attach_record", None)
+    return attach(record, files, launcher) if attach is not None else None
+
+
+def record_alive(record: PidRecord) -> Optional[bool]:
+    """Whether the job of a record still runs (or waits in a queue); None when no one can tell."""
+    if record.type == "local":
+        return record.is_alive()
+    try:
+        module = importlib.import_module(f"{__package__}.{record.type}")
+    except ImportError:
+        return None
+    alive = getattr(module, "record_alive", None)
+    return alive(record) if alive is not None else None

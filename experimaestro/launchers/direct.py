@@ -18,7 +18,7 @@ from . import forkserver
 from .base import Launched, Launcher
 
 
-def _user_python_path() -> str:
+def user_python_path() -> str:
     """PYTHONPATH for jobs: the controller's own import folders (the script's folder, the
     project), so that the job imports the same modules; the interpreter's folders are implied."""
     system = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
@@ -100,7 +100,7 @@ class DirectLauncher(Launcher):
 
     def _env(self) -> dict[str, str]:
         if self._pythonpath is None:
-            self._pythonpath = _user_python_path()
+            self._pythonpath = user_python_path()
         return {"PYTHONPATH": self._pythonpath}
 
     def _job_env(self) -> dict[str, str]:
@@ -150,4 +150,4 @@ def default_launcher() -> DirectLauncher:
     return _default
 
 
-__all__ = ["DirectLauncher", "default_launcher"]
+__all__ = ["DirectLauncher", "default_launcher", "user_python_path"]

@@ -181,7 +181,9 @@ class JobFiles:
         if marker is not None:
             return marker
         record = self.read_pid()
-        if record is not None and record.type == "local" and self.process_alive(record):
+        if record is not None and (record.type != "local" or self.process_alive(record)):
+            # A job of a cluster without a marker: submitted, so queued or running as far as the
+            # files tell (its launcher knows better: ``experimaestro jobs list`` asks it).
             return JobState.RUNNING
         return JobState.UNSCHEDULED
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Optional, Union
 
+from ..connectors.files import tail_lines
 from ..core.cache import pop_workspace, push_workspace
 from ..core.config import RunMode, Task
 from .gitstate import DirtyGitAction, DirtyGitError, dirty_repositories
@@ -87,15 +88,7 @@ def _caller_folders() -> list[Path]:
 
 
 def _tail(path: Path, lines: int = 10) -> list[str]:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 8192))
-            text = f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return []
-    return text.splitlines()[-lines:]
+    return tail_lines(path, lines)
 
 
 class experiment:  # noqa: N801 - the public name users write
@@ -295,6 +288,7 @@ class experiment:  # noqa: N801 - the public name users write
                 outcome = self.outcome()
                 sys.stderr.write(outcome + "\n")
                 logger.info(outcome)
+            self._log_launcher_summaries()
             failed = [j for j in self._jobs.values() if j.state is JobState.ERROR]
             if failed:
                 summary = self._failure_summary(failed)
@@ -478,6 +472,19 @@ class experiment:  # noqa: N801 - the public name users write
         if show:
             sys.stderr.write("\n")
         return all(j.state is JobState.DONE for j in self._jobs.values())
+
+    def _log_launcher_summaries(self) -> None:
+        """Each launcher's closing line (e.g. how many Slurm queries were made)."""
+        seen: set[int] = set()
+        for job in self._jobs.values():
+            launcher = job.launcher
+            if launcher is None or id(launcher) in seen:
+                continue
+            seen.add(id(launcher))
+            summary = getattr(launcher, "summary", None)
+            line = summary() if summary is not None else None
+            if line:
+                logger.info("experiment %s: %s", self.name, line)
 
     def _failure_summary(self, failed: list[Job]) -> str:
         lines = [f"experiment {self.name}: {len(failed)} job(s) failed"]

@@ -46,6 +46,10 @@ class Job:
         self.params: Optional[str] = None
         #: How many times this controller launched the job (events of older attempts are ignored).
         self.attempt = 0
+        #: How this job was started (or found again), while it runs: a launcher's ``Launched``.
+        self.launched: Any = None
+        #: Submissions made again after a time limit or a preemption (``Launcher.*_retries``).
+        self.retries = 0
         self.started_at: Optional[float] = None
         self.ended_at: Optional[float] = None
         #: The job's environment variables (set in the job process): the experiment's

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import queue
+import shutil
 import signal
 import threading
 import time
@@ -40,6 +41,7 @@ from ..core.types import ValidationError
 from .dependency_errors import dependency_problem
 from .job import Job
 from ..connectors.files import atomic_write
+from ..launchers.base import Ending, Launched, attach_record, record_alive
 from ..launchers.jobfiles import EXIT_DISK_FULL, EXIT_LOCKED, FailureRecord, JobState
 from .partials import partial_tokens
 from .tokens import HolderInfo, TokenDependency, TokenStore, acquire_all, release_all
@@ -98,6 +100,8 @@ class Scheduler:
         self._running: set[Job] = set()
         self._attached: set[Job] = set()
         self._load: Counter[int] = Counter()
+        #: (job, attempt) of jobs watched through ``Launched.subscribe`` that hold a launcher slot.
+        self._slots: dict[tuple[Job, int], object] = {}
         self._held: dict[Job, list[TokenStore]] = {}
         self._watched_tokens: set[Path] = set()
         self._dirty = False
@@ -139,6 +143,9 @@ class Scheduler:
         tokens.extend(partial_tokens(task, job.path))
         callbacks = list(task.__xpm__.completion_callbacks)
         job.scheduler = self
+        check = getattr(job.launcher, "check", None)
+        if check is not None and run_mode is RunMode.NORMAL:
+            check()  # e.g. no sbatch, an unknown partition: an error at the submit() line
         with self._jobs_lock:
             existing = self._jobs.get(job.path)
             if existing is not None:
@@ -326,10 +333,14 @@ class Scheduler:
         files = job.files
         if job.path.is_dir():
             record = files.read_pid()
-            alive = record is not None and files.process_alive(record)
-            if alive and files.marker_state() is None:
-                self._attach(job)
-                return
+            if record is not None and files.marker_state() is None:
+                if files.process_alive(record):
+                    self._attach(job)
+                    return
+                launched = attach_record(record, files, job.launcher)
+                if launched is not None:  # e.g. a Slurm job: its launcher watches it
+                    self._attach_launched(job, launched)
+                    return
             if files.done.exists():
                 self._finish(job, JobState.DONE)
                 return
@@ -342,11 +353,45 @@ class Scheduler:
                 pending += 1
                 dep.dependents[job] = None
         job.pending_dependencies = pending
-        if pending:
+        if pending and not self._can_submit_after(job):
             job.set_state(JobState.WAITING)
             self._notify()
         else:
             self._make_ready(job)
+
+    def _can_submit_after(self, job: Job) -> bool:
+        """Whether the launcher can start ``job`` now, after its unfinished dependencies (all
+        launched by a launcher it can depend on, e.g. queued on the same Slurm cluster)."""
+        can_depend_on = getattr(job.launcher, "can_depend_on", None)
+        if can_depend_on is None:
+            return False
+        for dep in job.dependencies:
+            if dep.state is JobState.DONE:
+                continue
+            if dep.finished or dep.launched is None or not can_depend_on(dep.launched):
+                return False
+        return True
+
+    def _upstream(self, job: Job) -> Optional[list[Launched]]:
+        """The launched dependencies ``job`` must start after; None when one is not launched."""
+        after = []
+        for dep in job.dependencies:
+            if dep.state is JobState.DONE:
+                continue
+            if dep.finished or dep.launched is None:
+                return None
+            after.append(dep.launched)
+        return after
+
+    def _promote_dependents(self, job: Job) -> None:
+        """``job`` was launched: dependents that its launcher can chain on it are ready now."""
+        for dependent in list(job.dependents):
+            if (
+                not dependent.finished
+                and dependent.state is JobState.WAITING
+                and self._can_submit_after(dependent)
+            ):
+                self._make_ready(dependent)
 
     def _make_ready(self, job: Job) -> None:
         job.set_state(JobState.READY)
@@ -359,6 +404,8 @@ class Scheduler:
         self._notify()
 
     def _launch_ready(self) -> None:
+        #: Jobs of batching launchers (Slurm: one array), launched together below.
+        batches: dict[int, list[Job]] = {}
         for key in list(self._ready):
             queue = self._ready[key]
             while queue:
@@ -366,8 +413,11 @@ class Scheduler:
                 if job.finished or job.state is not JobState.READY:  # failed or cancelled
                     queue.popleft()
                     continue
-                limit = job.launcher.max_jobs
-                if limit is not None and self._load[id(job.launcher)] >= limit:
+                launcher = job.launcher
+                batched = getattr(launcher, "batches", False)
+                planned = len(batches.get(id(launcher), ())) if batched else 0
+                limit = launcher.max_jobs
+                if limit is not None and self._load[id(launcher)] + planned >= limit:
                     break
                 if job.tokens:
                     try:
@@ -379,9 +429,14 @@ class Scheduler:
                     if not taken:
                         break
                 queue.popleft()
-                self._launch(job)
+                if batched:
+                    batches.setdefault(id(launcher), []).append(job)
+                else:
+                    self._launch(job)
             if not queue:
                 del self._ready[key]
+        for jobs in batches.values():
+            self._launch_batch(jobs)
 
     def _take_tokens(self, job: Job) -> bool:
         assert job.workspace is not None
@@ -429,12 +484,17 @@ class Scheduler:
         except Exception as exc:  # a launch failure must end the job, never leave it READY
             self._launch_failed(job, exc)
 
-    def _launch_failed(self, job: Job, exc: Exception) -> None:
-        """End a job that could not be started (its tokens or its process), with the cause."""
+    def _launch_failed(self, job: Job, exc: Exception, fresh: bool = False) -> None:
+        """End a job that could not be launched. A folder made for this launch (``fresh``) is
+        removed: no half-made job folder is left, and the error is in the failure summary."""
         logger.error("could not launch %s: %s", job, exc)
         reason = "disk-full" if _disk_full(exc) else "launch"
         failure = FailureRecord(1, reason, f"{type(exc).__name__}: {exc}")
-        self._finish(job, JobState.ERROR, self._write_failure(job, failure))
+        if fresh:
+            shutil.rmtree(job.path, ignore_errors=True)
+        else:
+            failure = self._write_failure(job, failure)
+        self._finish(job, JobState.ERROR, failure)
 
     def _write_failure(self, job: Job, failure: FailureRecord) -> FailureRecord:
         """Write ``.failed`` for a job that ended without one. A write that fails never keeps
@@ -452,20 +512,82 @@ class Scheduler:
                 )
         return failure
 
+    def _launch_batch(self, jobs: list[Job]) -> None:
+        """Launch jobs of one batching launcher together: jobs with the same upstream jobs go as
+        one submission (a Slurm array), each under its own launch lock."""
+        launcher = jobs[0].launcher
+        locks: list[FileLock] = []
+        groups: dict[tuple[int, ...], tuple[list[Launched], list[Job]]] = {}
+        fresh: set[Job] = set()
+        try:
+            # Locks in one global order (by folder): two controllers launching overlapping
+            # batches never wait on each other in a cycle.
+            for job in sorted(jobs, key=lambda j: str(j.path)):
+                try:
+                    after = self._upstream(job)
+                    if after is None:  # an upstream job is no longer launched (resubmitted)
+                        self._release_tokens(job)
+                        self._schedule_job(job)
+                        continue
+                    files = job.files
+                    if not files.path.exists():
+                        fresh.add(job)
+                    files.path.mkdir(parents=True, exist_ok=True)
+                    lock = FileLock(str(files.path / ".launch.lock"))
+                    lock.acquire()
+                    locks.append(lock)
+                    if self._started_elsewhere(job):
+                        continue
+                    if files.failed.exists():
+                        files.failed.unlink()
+                    self._write_job_directory(job)
+                    key = tuple(sorted(id(a) for a in after))
+                    groups.setdefault(key, (after, []))[1].append(job)
+                except Exception as exc:
+                    self._launch_failed(job, exc)
+            for after, group in groups.values():
+                try:
+                    launched = launcher.launch_many([j.files for j in group], after)
+                except Exception as exc:
+                    for job in group:
+                        self._launch_failed(job, exc, fresh=job in fresh)
+                    continue
+                for job, one in zip(group, launched):
+                    try:
+                        atomic_write(job.files.pidfile, one.record.to_json())
+                    except OSError as exc:
+                        logger.error("cannot write %s: %s", job.files.pidfile, exc)
+                    self._started(job, launcher, one)
+        finally:
+            for lock in locks:
+                lock.release()
+
+    def _started_elsewhere(self, job: Job) -> bool:
+        """Under the launch lock: the job runs already (attach to it) or is done (reuse it)."""
+        files = job.files
+        # Order matters: a dead process has written its marker before it died.
+        record = files.read_pid()
+        if record is not None and files.marker_state() is None:
+            if files.process_alive(record):
+                self._release_tokens(job)
+                self._attach(job)
+                return True
+            launched = attach_record(record, files, job.launcher)
+            if launched is not None:
+                self._release_tokens(job)
+                self._attach_launched(job, launched)
+                return True
+        if files.done.exists():
+            self._release_tokens(job)
+            self._finish(job, JobState.DONE)
+            return True
+        return False
+
     def _start(self, job: Job) -> None:
         files = job.files
         files.path.mkdir(parents=True, exist_ok=True)
         with FileLock(str(files.path / ".launch.lock")):
-            # Order matters: a dead process has written its marker before it died.
-            record = files.read_pid()
-            alive = record is not None and files.process_alive(record)
-            if alive and files.marker_state() is None:
-                self._release_tokens(job)
-                self._attach(job)
-                return
-            if files.done.exists():
-                self._release_tokens(job)
-                self._finish(job, JobState.DONE)
+            if self._started_elsewhere(job):
                 return
             if files.failed.exists():
                 files.failed.unlink()
@@ -473,7 +595,26 @@ class Scheduler:
             launcher = job.launcher
             launched = launcher.launch(files)
             atomic_write(files.pidfile, launched.record.to_json())
+        self._started(job, launcher, launched)
+
+    def _started(self, job: Job, launcher: object, launched: Launched) -> None:
+        """A job was launched: count its slot, and watch it."""
         job.attempt += 1
+        job.launched = launched
+        if launched.subscribe is not None:
+            attempt = job.attempt
+            self._slots[(job, attempt)] = launcher
+            self._load[id(launcher)] += 1
+            self._running.add(job)
+            job.set_state(JobState.RUNNING)
+            self._notify()
+            launched.subscribe(
+                lambda ending: self.post(lambda: self._launcher_ended(job, attempt, ending))
+            )
+            # Its launcher tells when it ends (no file events: a cluster's job writes its
+            # markers from another host). Dependents its launcher can chain on it go now.
+            self._promote_dependents(job)
+            return
         attempt = job.attempt
         self._load[id(launcher)] += 1
         self._running.add(job)
@@ -493,6 +634,122 @@ class Scheduler:
         # Its marker is seen (file event) before the process has finished tearing down, so that
         # dependents start at once; the launcher slot is freed when the process is reaped.
         self._watch_job(job)
+
+    def _launcher_ended(self, job: Job, attempt: int, ending: Ending) -> None:
+        """A launcher told how a job it watches ended (``Launched.subscribe``)."""
+        launcher = self._slots.pop((job, attempt), None)
+        if launcher is not None:
+            self._load[id(launcher)] -= 1
+            self._dirty = True
+        if attempt != job.attempt or job.finished:
+            return
+        self._running.discard(job)
+        launched, job.launched = job.launched, None
+        files = job.files
+        state = files.marker_state()
+        if state is JobState.DONE:
+            self._finish(job, JobState.DONE)
+            return
+        if ending.code == EXIT_LOCKED and state is None:
+            # Its runner found another runner at work on the job (a second submission of it):
+            # wait for that one, through the job's folder.
+            logger.info("%s is run by another runner: waiting on it", job)
+            self._release_tokens(job)
+            self._attach(job)
+            return
+        if ending.lost and launcher is None and state is None:
+            # Found through an old record that its launcher no longer knows: it never ran, or
+            # ended long ago without a marker. It may run (again), under the launch lock.
+            with FileLock(str(files.path / ".launch.lock")):
+                if launched is not None and files.read_pid() == launched.record:
+                    files.pidfile.unlink()
+            logger.info("%s: its recorded job is unknown to its launcher; running it again", job)
+            job.set_state(JobState.UNSCHEDULED)
+            self._schedule(job)
+            return
+        failure = ending.failure
+        if failure is not None and (ending.overrides or state is None):
+            if self._retry(job, failure):
+                return
+            self._finish(job, JobState.ERROR, self._write_failure(job, failure))
+            return
+        marker = files.read_failure() if state is JobState.ERROR else None
+        if marker is not None and self._retry(job, marker):  # e.g. GracefulTimeout
+            return
+        self._conclude_from_files(job, ending.code)
+
+    def _retry(self, job: Job, failure: FailureRecord) -> bool:
+        """Submit again a job that hit its time limit (a resumable task) or was preempted, while
+        its launcher allows retries."""
+        from ..core.resumable import ResumableTask
+
+        launcher = job.launcher
+        if failure.reason == "timeout" and isinstance(job.task, ResumableTask):
+            limit = getattr(launcher, "timeout_retries", 0)
+        elif failure.reason == "preempted":
+            limit = getattr(launcher, "preempt_retries", 0)
+        else:
+            return False
+        if job.retries >= limit:
+            return False
+        job.retries += 1
+        # The marker first: the ended submission is never mistaken for a running one.
+        self._write_failure(job, failure)
+        logger.warning("%s: %s; submitting it again (retry %d of %d)", job, failure.message,
+                       job.retries, limit)
+        self._release_tokens(job)
+        # Dependents queued after the ended submission would be cancelled by the cluster:
+        # take them back; they are submitted again after the new one.
+        self._recall_dependents(job)
+        self._make_ready(job)
+        return True
+
+    def _withdraw(self, job: Job) -> None:
+        """Stop a launched job that must not run (cancel it); its ending is then ignored."""
+        launched, job.launched = job.launched, None
+        if launched is not None and launched.cancel is not None:
+            try:
+                launched.cancel()
+            except Exception as exc:
+                logger.warning("cannot cancel %s: %s", job, exc)
+        launcher = self._slots.pop((job, job.attempt), None)
+        if launcher is not None:
+            self._load[id(launcher)] -= 1
+            self._dirty = True
+        job.attempt += 1
+        self._running.discard(job)
+        self._release_tokens(job)
+
+    def _recall_dependents(self, job: Job) -> None:
+        """Withdraw the launched (queued) dependents of ``job``, transitively; they wait again."""
+        work = list(job.dependents)
+        while work:
+            dependent = work.pop()
+            if dependent.finished or dependent.launched is None:
+                continue
+            self._withdraw(dependent)
+            try:
+                dependent.files.pidfile.unlink()
+            except OSError:
+                pass
+            dependent.pending_dependencies = sum(
+                dep.state is not JobState.DONE for dep in dependent.dependencies
+            )
+            dependent.set_state(JobState.WAITING)
+            work.extend(dependent.dependents)
+        self._notify()
+
+    def _attach_launched(self, job: Job, launched: Launched) -> None:
+        """Watch a job that its launcher found again from its record (started earlier)."""
+        logger.info("%s was submitted earlier: waiting on it", job)
+        job.launched = launched
+        attempt = job.attempt
+        self._running.add(job)
+        job.set_state(JobState.RUNNING)
+        self._notify()
+        assert launched.subscribe is not None
+        launched.subscribe(lambda ending: self.post(lambda: self._launcher_ended(job, attempt, ending)))
+        self._promote_dependents(job)
 
     def _process_ended(
         self, job: Job, attempt: int, launcher: object, code: Optional[int]
@@ -601,7 +858,8 @@ class Scheduler:
         files = job.files
         record = files.read_pid()
         if record is not None and record.type != "local":
-            return True
+            alive = record_alive(record)  # its launcher knows (e.g. one squeue call)
+            return True if alive is None or alive else files.runner_alive()
         if record is not None and files.process_alive(record):
             return True
         return files.runner_alive()
@@ -624,6 +882,7 @@ class Scheduler:
     def _finish(self, job: Job, state: JobState, failure: Optional[FailureRecord] = None) -> None:
         if job.finished:
             return
+        job.launched = None
         self._release_tokens(job)
         if job in self._attached:
             self._attached.discard(job)
@@ -674,6 +933,12 @@ class Scheduler:
             cause, job = work.pop()
             if job.finished:
                 continue
+            if job.launched is not None and job.launched.subscribe is not None and (
+                job in self._running
+            ):
+                # Queued after the failed job (a Slurm dependency): cancel it, never leave it
+                # pending forever.
+                self._withdraw(job)
             self._forget(job)
             message = f"dependency {cause.typeid}/{cause.identifier} failed"
             self._write_failure(job, FailureRecord(1, "dependency", message))

@@ -1,0 +1,10 @@
+#!/bin/bash
+# experimaestro batch script (Slurm launcher): `sbatch` this file to rerun the job
+#SBATCH --job-name=learn
+#SBATCH --output='/work space/it'"'"'s/jobs/mod.learn/$HOME0123/learn.out'
+#SBATCH --error='/work space/it'"'"'s/jobs/mod.learn/$HOME0123/learn.err'
+#SBATCH --open-mode=append
+exec >>'/work space/it'"'"'s/jobs/mod.learn/$HOME0123/learn.out' 2>>'/work space/it'"'"'s/jobs/mod.learn/$HOME0123/learn.err'
+cd '/work space/it'"'"'s/jobs/mod.learn/$HOME0123' || exit 1
+echo "===== experimaestro: batch script of slurm job ${SLURM_JOB_ID:-none} on $(hostname) =====" >&2
+exec '/opt/py env/bin/python3' -m experimaestro run '/work space/it'"'"'s/jobs/mod.learn/$HOME0123/params.json'
