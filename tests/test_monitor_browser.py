@@ -177,3 +177,28 @@ def test_beyond_localhost_the_page_needs_the_token(browser: Any, tmp_path: Path)
         until(lambda: css(browser, "#live")[0].text == "live", "the live stream, with the cookie")
     finally:
         server.stop()
+
+
+def test_a_reply_older_than_a_live_update_does_not_undo_it(browser: Any, controller: Controller) -> None:
+    """A list reply computed before a job's change, arriving after the change was pushed, must not
+    put the old state back (the page fetches again): the replies are held here to force it."""
+    browser.get(controller.url + "/")
+    until(lambda: row_states(browser).get("a") == "running", "job a running")
+    browser.execute_script(
+        """window.held = 0; window.release = null;
+        const gate = new Promise((resolve) => { window.release = resolve; });
+        const fetch0 = window.fetch;
+        window.fetch = async (url, options) => {
+          const response = await fetch0(url, options);
+          if (String(url).startsWith('/api/jobs') && window.held !== null) { window.held++; await gate; }
+          return response;
+        };"""
+    )
+    css(browser, "#search")[0].send_keys("name=")  # every job still matches: a reload, held
+    until(lambda: browser.execute_script("return window.held") >= 1, "a reply held")
+    controller.open("a")
+    until(lambda: row_states(browser).get("a") == "done", "a done, pushed")
+    browser.execute_script("window.held = null; window.release()")  # the old reply arrives
+    until(lambda: row_states(browser).get("a+") == "done", "the downstream job done")
+    assert row_states(browser).get("a") == "done"
+    controller.finish()

@@ -287,6 +287,9 @@ function showExperiment(name, tab) {
   }
 
   function onJobs(msg) {
+    // A reply on its way may predate this message (it would put back what the message changed):
+    // fetch again once it is in.
+    if (loading) again = true;
     if (msg.counts[name]) { counts = msg.counts[name]; renderStates(); }
     let refetch = false;
     for (const job of msg.jobs) {
