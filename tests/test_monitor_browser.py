@@ -203,3 +203,41 @@ def test_a_reply_older_than_a_live_update_does_not_undo_it(browser: Any, control
     # Fetched again after the old reply (without that, a stays "running" for good).
     until(lambda: row_states(browser).get("a") == "done", "a done, after the old reply")
     controller.finish()
+
+
+def test_a_job_page_reply_older_than_a_change_does_not_undo_it(browser: Any,
+                                                               controller: Controller) -> None:
+    """The job page: a reply computed while the job ran, arriving after it ended, must not show it
+    running for good (the page fetches again), as for the list above."""
+    from polling import poll
+
+    a = until(lambda: (j := controller.job("a")) and j["state"] == "running" and j, "a running")
+    browser.get(f"{controller.url}/#/job/{a['key']}")
+    until(lambda: css(browser, "#log-stdout"), "the job page")
+    browser.execute_script(
+        """window.held = 0; window.requests = 0; window.pushed = false; window.release = null;
+        const gate = new Promise((resolve) => { window.release = resolve; });
+        const fetch0 = window.fetch;
+        window.fetch = async (url, options) => {
+          const details = /^\\/api\\/job\\/[^?]*$/.test(String(url)) && !String(url).includes('/log/');
+          if (details) window.requests++;
+          const response = await fetch0(url, options);
+          // Only the first reply is held: later ones pass, as a quicker server would answer.
+          if (details && window.held === 0) { window.held++; await gate; }
+          return response;
+        };
+        const onJobs = current.onJobs;
+        current.onJobs = (msg) => { window.pushed = true; onJobs(msg); };
+        current.reload();  // as after a reconnection of the live stream: its reply is held"""
+    )
+    until(lambda: browser.execute_script("return window.held") >= 1, "a reply held")
+    controller.open("a")
+    until(lambda: browser.execute_script("return window.pushed"), "a's change pushed to the page")
+    try:  # a page without the guard fetches again at once and shows "done" before the old reply
+        poll(lambda: browser.execute_script("return window.requests") >= 2
+             and "done" in css(browser, ".toolbar .badge")[0].text, timeout=1.0)
+    except TimeoutError:
+        pass  # the guarded page waits for the reply out: nothing to wait for
+    browser.execute_script("window.release()")  # the old reply arrives, last
+    until(lambda: "done" in css(browser, ".toolbar .badge")[0].text, "the page showing a done")
+    controller.finish()

@@ -357,9 +357,22 @@ function showJob(key) {
     explainPre.hidden = false;
   } }, "explain the identifier");
 
+  // One fetch at a time: a reply computed before a later change must not land after it (a change
+  // seen while a fetch is out fetches again once it is in); nor may it draw over another view.
+  let loading = false, again = false, controller = null;
   async function reload() {
+    if (loading) { again = true; return; }
+    loading = true;
+    try { await render(); } finally { loading = false; }
+    if (again) { again = false; reload(); }
+  }
+  async function render() {
     let job;
-    try { job = await api(`/api/job/${key}`); } catch (e) { view.replaceChildren(el("p", {}, e.message)); return; }
+    try { job = await api(`/api/job/${key}`); } catch (e) {
+      if (current === controller) view.replaceChildren(el("p", {}, e.message));
+      return;
+    }
+    if (current !== controller) return; // the user went elsewhere meanwhile
     const failure = job.failure ? el("div", { class: "card failure", id: "failure" },
       el("h3", {}, `Failed: ${job.failure.reason} (exit code ${job.failure.code})`),
       job.failure.message ? el("div", {}, job.failure.message) : "",
@@ -392,7 +405,7 @@ function showJob(key) {
     tail();
   }
   let timer = null;
-  current = {
+  controller = current = {
     reload,
     onJobs: (msg) => { if (msg.jobs.some((j) => j.key === key)) { clearTimeout(timer); timer = setTimeout(reload, 50); } },
     onLog: (msg) => { if (msg.keys.includes(key) && next !== null) tail(); },
