@@ -55,7 +55,11 @@ if __name__ == "__main__":
                 out = ChainStep.C(i=i, prev=prev).submit(launcher=launcher)
                 prev = out
             jobs = [j for j in xp.jobs]
-        while not all(j.files.pidfile.exists() for j in jobs):
+        # Only the jobs not seen submitted yet are looked at (stat-ing all of them every 10 ms
+        # would compete with the controller's thread for the GIL on a 2-core machine).
+        pending = [j.files.pidfile for j in jobs]
+        while pending:
+            pending = [p for p in pending if not p.exists()]
             time.sleep(0.01)
         submitted = time.time() - t0
     done = time.time() - t0

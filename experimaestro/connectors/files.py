@@ -9,17 +9,19 @@ from pathlib import Path
 from typing import Union
 
 
-def atomic_write(path: Path, data: Union[str, bytes], durable: bool = False) -> None:
+def atomic_write(path: Path, data: Union[str, bytes], durable: bool = False, mode: int = 0o644
+                 ) -> None:
     """Write a file atomically: a temporary file in the same folder, then renamed.
 
     Readers see the old content or the new one, never a part. With ``durable``, the data is also
-    flushed to disk before the rename (for markers, which must survive a machine crash).
+    flushed to disk before the rename (for markers, which must survive a machine crash). ``mode``
+    is the new file's permissions (before the umask), e.g. ``0o755`` for a script.
     """
     path = Path(path)
     raw = data.encode("utf-8") if isinstance(data, str) else data
     # A name unique to this process and call; O_EXCL never reuses another writer's file.
     tmp = str(path.parent / f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(raw)

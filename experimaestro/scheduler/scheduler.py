@@ -28,7 +28,6 @@ from collections import Counter, deque
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-from filelock import FileLock
 
 from ..core.config import (
     RunMode,
@@ -41,6 +40,7 @@ from ..core.types import ValidationError
 from .dependency_errors import dependency_problem
 from .job import Job
 from ..connectors.files import atomic_write
+from ..connectors.flock import FdLock
 from ..launchers.base import Ending, Launched, attach_record, record_alive
 from ..launchers.jobfiles import EXIT_DISK_FULL, EXIT_LOCKED, FailureRecord, JobState
 from .partials import partial_tokens
@@ -52,6 +52,19 @@ logger = logging.getLogger("experimaestro.scheduler")
 
 def _disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+
+
+def _make_folder(path: Path) -> bool:
+    """Create a job folder (and its parents if missing): True if this call made it (one
+    ``mkdir`` when the type folder exists already, instead of a stat and a mkdir)."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        return False
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return _make_folder(path)
+    return True
 
 
 def _params_problem(text: str, identifier: str) -> Optional[str]:
@@ -516,7 +529,7 @@ class Scheduler:
         """Launch jobs of one batching launcher together: jobs with the same upstream jobs go as
         one submission (a Slurm array), each under its own launch lock."""
         launcher = jobs[0].launcher
-        locks: list[FileLock] = []
+        locks: list[FdLock] = []
         groups: dict[tuple[int, ...], tuple[list[Launched], list[Job]]] = {}
         fresh: set[Job] = set()
         try:
@@ -530,17 +543,17 @@ class Scheduler:
                         self._schedule_job(job)
                         continue
                     files = job.files
-                    if not files.path.exists():
+                    if _make_folder(files.path):
                         fresh.add(job)
-                    files.path.mkdir(parents=True, exist_ok=True)
-                    lock = FileLock(str(files.path / ".launch.lock"))
-                    lock.acquire()
-                    locks.append(lock)
+                    locks.append(FdLock(files.path / ".launch.lock").acquire())
                     if self._started_elsewhere(job):
                         continue
-                    if files.failed.exists():
+                    try:
                         files.failed.unlink()
-                    self._write_job_directory(job)
+                    except FileNotFoundError:
+                        pass
+                    assert job.params is not None
+                    atomic_write(files.params, job.params)
                     key = tuple(sorted(id(a) for a in after))
                     groups.setdefault(key, (after, []))[1].append(job)
                 except Exception as exc:
@@ -586,7 +599,7 @@ class Scheduler:
     def _start(self, job: Job) -> None:
         files = job.files
         files.path.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(files.path / ".launch.lock")):
+        with FdLock(files.path / ".launch.lock"):
             if self._started_elsewhere(job):
                 return
             if files.failed.exists():
@@ -660,7 +673,7 @@ class Scheduler:
         if ending.lost and launcher is None and state is None:
             # Found through an old record that its launcher no longer knows: it never ran, or
             # ended long ago without a marker. It may run (again), under the launch lock.
-            with FileLock(str(files.path / ".launch.lock")):
+            with FdLock(files.path / ".launch.lock"):
                 if launched is not None and files.read_pid() == launched.record:
                     files.pidfile.unlink()
             logger.info("%s: its recorded job is unknown to its launcher; running it again", job)

@@ -236,8 +236,7 @@ class SlurmLauncher(Launcher):
         scripts = []
         for f in files:
             script = f.path / f"{f.name}.sh"
-            atomic_write(script, self.script(f))
-            os.chmod(script, 0o755)
+            atomic_write(script, self.script(f), mode=0o755)
             scripts.append(script)
         if len(files) == 1:
             keys = [self.cluster.commands.sbatch(scripts[0], args, tag=self._tag)]
