@@ -16,6 +16,7 @@ checks liveness.
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import logging
 import os
@@ -532,6 +533,7 @@ class Scheduler:
         locks: list[FdLock] = []
         groups: dict[tuple[int, ...], tuple[list[Launched], list[Job]]] = {}
         fresh: set[Job] = set()
+        candidates: list[tuple[Job, list[Launched]]] = []
         try:
             # Locks in one global order (by folder): two controllers launching overlapping
             # batches never wait on each other in a cycle.
@@ -546,7 +548,25 @@ class Scheduler:
                     if _make_folder(files.path):
                         fresh.add(job)
                     locks.append(FdLock(files.path / ".launch.lock").acquire())
-                    if self._started_elsewhere(job):
+                    if not self._started_elsewhere(job):
+                        candidates.append((job, after))
+                except Exception as exc:
+                    self._launch_failed(job, exc)
+            # Submitted by a controller killed before it wrote their .pid (one query for all)
+            recover = getattr(launcher, "recover", None)
+            try:
+                found = recover([j.files for j, _ in candidates]) if recover else []
+            except Exception as exc:
+                for job, _ in candidates:
+                    self._launch_failed(job, exc)
+                candidates = []
+            for (job, after), launched in itertools.zip_longest(candidates, found):
+                try:
+                    files = job.files
+                    if launched is not None:
+                        atomic_write(files.pidfile, launched.record.to_json())
+                        self._release_tokens(job)
+                        self._attach_launched(job, launched)
                         continue
                     try:
                         files.failed.unlink()

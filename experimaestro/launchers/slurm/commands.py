@@ -158,6 +158,11 @@ def parse_config(text: str) -> dict[str, str]:
     return config
 
 
+def new_token() -> str:
+    """A unique ``--comment`` for one submission (``xpm-<uuid>``)."""
+    return f"xpm-{uuid.uuid4().hex}"
+
+
 class SlurmCommands:
     """Runs Slurm's client commands with one environment (``SLURM_CONF`` of a cluster).
 
@@ -209,15 +214,18 @@ class SlurmCommands:
 
     # -- the commands --------------------------------------------------------------------------
 
-    def sbatch(self, script: Path, args: Sequence[str] = (), tag: bool = True) -> str:
+    def sbatch(self, script: Path, args: Sequence[str] = (), tag: bool = True,
+               token: Optional[str] = None) -> str:
         """Submit a batch script; returns the job id.
 
         A transient error (slurmctld too busy to answer in time) is retried a few times, with a
         growing delay; any other error is raised at once, with sbatch's whole output. A timed-out
         sbatch may have queued the job all the same: with ``tag``, each submission carries a
-        unique ``--comment``, looked for in the queue before submitting again.
+        unique ``--comment`` (``token``, or a new one), looked for in the queue before submitting
+        again.
         """
-        token = f"xpm-{uuid.uuid4().hex}" if tag else None
+        if token is None and tag:
+            token = new_token()
         if token is not None:
             args = [*args, f"--comment={token}"]
         delay = 0.5
@@ -248,14 +256,26 @@ class SlurmCommands:
     def find_submission(self, token: str) -> Optional[str]:
         """The job id of the submission tagged ``--comment=token``, if it is in the queue."""
         try:
-            proc = self.run(["squeue", "-h", "--me", "-t", "all", "-o", "%F|%k"], check=False)
+            return self.find_submissions([token]).get(token)
         except SlurmCommandError:
             return None
+
+    def find_submissions(self, tokens: Sequence[str]) -> dict[str, str]:
+        """The job ids (an array's id for an array) of the submissions tagged with ``tokens``
+        that Slurm's controller still knows, in one ``squeue`` call over the user's jobs."""
+        wanted = set(tokens)
+        if not wanted:
+            return {}
+        proc = self.run(["squeue", "-h", "--me", "-t", "all", "-o", "%F|%k"], check=False)
+        if proc.returncode != 0:
+            raise SlurmCommandError(f"squeue failed: {proc.stderr.strip()}", command=["squeue"],
+                                    code=proc.returncode, output=proc.stderr)
+        found: dict[str, str] = {}
         for line in proc.stdout.splitlines():
             jobid, _, comment = line.partition("|")
-            if comment.strip() == token:
-                return jobid.strip()
-        return None
+            if comment.strip() in wanted:
+                found[comment.strip()] = jobid.strip()
+        return found
 
     def squeue(self, jobids: Sequence[str]) -> dict[str, SlurmJobInfo]:
         """The jobs Slurm's controller still knows (queued, running, or ended lately), in one call.

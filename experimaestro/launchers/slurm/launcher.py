@@ -13,6 +13,7 @@ See docs/slurm.md for the design. In short:
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 import shutil
@@ -28,13 +29,30 @@ from ...connectors.process import PidRecord
 from ..base import Ending, Launched, Launcher
 from ..direct import user_python_path
 from ..jobfiles import JobFiles
-from .commands import SlurmCommandError, SlurmCommands, SlurmJobInfo
+from .commands import SlurmCommandError, SlurmCommands, SlurmJobInfo, new_token
 from .endings import classify
 from .options import SlurmOptions
 from .script import array_script, job_script
 from .watcher import LOST_AFTER, MARKER_GRACE, SlurmEnd, SlurmWatcher
 
 logger = logging.getLogger("experimaestro.slurm")
+
+
+#: In a job folder: the submission about to be made (``{"comment", "task", "slurm_conf"}``),
+#: written before ``sbatch`` so that a controller killed before the ``.pid`` is written can be
+#: followed by one that finds the job by its ``--comment`` instead of submitting it again.
+INTENT = ".slurm-submit.json"
+#: Test hook: after sbatch returns, write ``<path>.reached`` (the job id) and wait for ``<path>``.
+HOLD_AFTER_SBATCH = "XPM_SLURM_TEST_HOLD_AFTER_SBATCH"
+
+
+def _hold_after_sbatch(jobid: str) -> None:
+    path = os.environ.get(HOLD_AFTER_SBATCH)
+    if not path:
+        return
+    Path(f"{path}.reached").write_text(jobid)
+    while not os.path.exists(path):  # the test kills this controller here
+        time.sleep(0.05)
 
 
 class SlurmLauncherError(RuntimeError):
@@ -239,17 +257,73 @@ class SlurmLauncher(Launcher):
             atomic_write(script, self.script(f), mode=0o755)
             scripts.append(script)
         if len(files) == 1:
-            keys = [self.cluster.commands.sbatch(scripts[0], args, tag=self._tag)]
+            token = self._intend(files, None)
+            keys = [self.cluster.commands.sbatch(scripts[0], args, tag=self._tag, token=token)]
+            _hold_after_sbatch(keys[0])
         else:
             size = self.max_array_size or self.cluster.max_array_size()
             keys = []
             for start in range(0, len(files), size):
                 chunk = scripts[start:start + size]
-                keys.extend(self._submit_array(files[start], chunk, args))
+                keys.extend(self._submit_array(files[start:start + size], chunk, args))
         self.cluster.watcher.reset()
         return [self._launched(key, f) for key, f in zip(keys, files)]
 
-    def _submit_array(self, first: JobFiles, scripts: list[Path], args: list[str]) -> list[str]:
+    def _intend(self, files: Sequence[JobFiles], task: Optional[int]) -> Optional[str]:
+        """Before sbatch: record in each job folder the ``--comment`` of the submission (and the
+        job's task in the array), and drop a ``.pid`` left by an earlier, ended run. None (no
+        record) when the user gives a comment of their own.
+
+        A plain write: a crash in the middle leaves an unreadable intent, read as none, and
+        no job was submitted yet then."""
+        if not self._tag:
+            return None
+        token = new_token()
+        for index, f in enumerate(files):
+            try:
+                os.unlink(f.pidfile)
+            except FileNotFoundError:
+                pass
+            intent = {"comment": token, "task": None if task is None else index,
+                      "slurm_conf": self.slurm_conf}
+            with open(f.path / INTENT, "w") as out:
+                out.write(json.dumps(intent))
+        return token
+
+    def recover(self, files: Sequence[JobFiles]) -> list[Optional[Launched]]:
+        """Jobs submitted by a controller that died before writing their ``.pid``: found by the
+        ``--comment`` of their intent in one ``squeue`` call, and watched (None: not submitted,
+        or Slurm no longer knows it; such a job is submitted, as it would be anyway)."""
+        intents: dict[int, dict] = {}
+        for i, f in enumerate(files):
+            try:
+                intent = json.loads((f.path / INTENT).read_text())
+            except (FileNotFoundError, ValueError):
+                continue
+            if isinstance(intent, dict) and intent.get("slurm_conf", "") == self.slurm_conf \
+                    and isinstance(intent.get("comment"), str):
+                intents[i] = intent
+        result: list[Optional[Launched]] = [None] * len(files)
+        if not intents:
+            return result
+        try:
+            found = self.cluster.commands.find_submissions([i["comment"] for i in intents.values()])
+        except SlurmCommandError as exc:
+            raise SlurmLauncherError(
+                f"cannot tell whether jobs were submitted before a crash (their folders hold a "
+                f"{INTENT} but no .pid): {exc}; rerun once squeue answers"
+            ) from None
+        for i, intent in intents.items():
+            jobid = found.get(intent["comment"])
+            if jobid is not None:
+                task = intent.get("task")
+                key = jobid if task is None else f"{jobid}_{int(task)}"
+                result[i] = self._launched(key, files[i])
+        return result
+
+    def _submit_array(self, files: Sequence[JobFiles], scripts: list[Path], args: list[str]
+                      ) -> list[str]:
+        first = files[0]
         folder = first.path.parents[2] / ".experimaestro" / "slurm"
         folder.mkdir(parents=True, exist_ok=True)
         name = f"array-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{next(self._arrays)}"
@@ -257,8 +331,10 @@ class SlurmLauncher(Launcher):
         text = array_script(scripts=scripts, flags=self.options.sbatch_flags(),
                             output=folder / f"{name}-%A.out", job_name=first.name)
         atomic_write(path, text)
+        token = self._intend(files, 0)
         jobid = self.cluster.commands.sbatch(path, [f"--array=0-{len(scripts) - 1}", *args],
-                                             tag=self._tag)
+                                             tag=self._tag, token=token)
+        _hold_after_sbatch(jobid)
         return [f"{jobid}_{i}" for i in range(len(scripts))]
 
     def record(self, key: str) -> PidRecord:
