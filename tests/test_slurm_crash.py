@@ -12,10 +12,13 @@ from xpm_tasks import Step, count, executions
 from experimaestro import RunMode, experiment
 from experimaestro.launchers.jobfiles import JobState
 
-CONTROLLER = """
+#: The start of the controllers of these tests (and of test_slurm_submit_crash.py); the body goes
+#: inside ``with experiment(...) as xp:``.
+PROLOGUE = """
 import sys
 from pathlib import Path
 from experimaestro import RunMode, experiment
+from experimaestro.launchers.direct import DirectLauncher
 from experimaestro.launchers.jobfiles import JobState
 from experimaestro.launchers.slurm import SlurmLauncher
 from xpm_tasks import Step
@@ -25,6 +28,9 @@ log, gate = root / "log", root / "gate"
 if __name__ == "__main__":
     launcher = SlurmLauncher(poll_interval=0.1, max_poll_interval=0.5)
     with experiment(root / "ws", "crash", launcher=launcher) as xp:
+"""
+
+CONTROLLER = PROLOGUE + """\
         a = Step.C(name="a", log=log, gate=gate).submit()
         b = Step.C(name="b", log=log, after=a).submit()
         c = Step.C(name="c", log=log, after=b).submit()

@@ -8,22 +8,12 @@ from pathlib import Path
 
 import pytest
 from conftest import start_controller, wait_until
+from test_slurm_crash import PROLOGUE, _experiment_log
 from xpm_tasks import count, executions
 
 from experimaestro.launchers.slurm.launcher import HOLD_AFTER_SBATCH
 
-CONTROLLER = """
-from pathlib import Path
-from experimaestro import experiment
-from experimaestro.launchers.direct import DirectLauncher
-from experimaestro.launchers.slurm import SlurmLauncher
-from xpm_tasks import Step
-
-root = Path({root!r})
-log, gate = root / "log", root / "gate"
-if __name__ == "__main__":
-    launcher = SlurmLauncher(poll_interval=0.1, max_poll_interval=0.5)
-    with experiment(root / "ws", "crash", launcher=launcher) as xp:
+CONTROLLER = PROLOGUE + """\
         # A local upstream job: the Slurm jobs become ready together (one array if several)
         up = Step.C(name="up", log=log).submit(launcher=DirectLauncher())
         for name in {names!r}:
@@ -36,11 +26,6 @@ def _slurm_pids(root: Path) -> dict[str, dict]:
     records = {p.parent.name: json.loads(p.read_text())
                for p in (root / "ws" / "jobs").glob("*/*/*.pid")}
     return {k: r for k, r in records.items() if r["type"] == "slurm"}
-
-
-def _experiment_log(root: Path) -> str:
-    path = root / "ws" / "experiments" / "crash" / "experiment.log"
-    return path.read_text() if path.exists() else ""
 
 
 @pytest.mark.parametrize("names", [["a"], ["a", "b"]], ids=["lone", "array"])

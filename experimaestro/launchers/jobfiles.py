@@ -8,6 +8,7 @@ only reads it. This module is the single place that knows the file names and for
 | params.json      | the serialized configuration graph                                 |
 | <name>.sh        | the launch script                                                  |
 | <name>.pid       | JSON {"type": "local", "pid", "create_time", "host", "started"}    |
+| .submit-intent.json | a submission under way, until <name>.pid is written (Slurm)      |
 | <name>.out/.err  | stdout and stderr, appended                                        |
 | <name>.lock      | held (file lock) while the job runs                                |
 | <name>.done      | written atomically when execute() returns                          |
@@ -154,6 +155,12 @@ class JobFiles:
     @property
     def failed(self) -> Path:
         return self._file(".failed")
+
+    @property
+    def submit_intent(self) -> Path:
+        """What a launcher is about to submit (written before, removed once ``.pid`` is written):
+        a controller killed in between is followed by one that finds the submission again."""
+        return self.path / ".submit-intent.json"
 
     def read_pid(self) -> Optional[PidRecord]:
         try:

@@ -68,6 +68,13 @@ def _make_folder(path: Path) -> bool:
     return True
 
 
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 def _params_problem(text: str, identifier: str) -> Optional[str]:
     """What is wrong with the params.json text of job ``identifier`` (None: nothing, or a file
     written by experimaestro 2.x, which is left as it is)."""
@@ -565,13 +572,11 @@ class Scheduler:
                     files = job.files
                     if launched is not None:
                         atomic_write(files.pidfile, launched.record.to_json())
+                        _unlink(files.submit_intent)
                         self._release_tokens(job)
                         self._attach_launched(job, launched)
                         continue
-                    try:
-                        files.failed.unlink()
-                    except FileNotFoundError:
-                        pass
+                    _unlink(files.failed)
                     assert job.params is not None
                     atomic_write(files.params, job.params)
                     key = tuple(sorted(id(a) for a in after))
@@ -588,6 +593,7 @@ class Scheduler:
                 for job, one in zip(group, launched):
                     try:
                         atomic_write(job.files.pidfile, one.record.to_json())
+                        _unlink(job.files.submit_intent)  # the .pid says it now
                     except OSError as exc:
                         logger.error("cannot write %s: %s", job.files.pidfile, exc)
                     self._started(job, launcher, one)

@@ -38,10 +38,6 @@ from .watcher import LOST_AFTER, MARKER_GRACE, SlurmEnd, SlurmWatcher
 logger = logging.getLogger("experimaestro.slurm")
 
 
-#: In a job folder: the submission about to be made (``{"comment", "task", "slurm_conf"}``),
-#: written before ``sbatch`` so that a controller killed before the ``.pid`` is written can be
-#: followed by one that finds the job by its ``--comment`` instead of submitting it again.
-INTENT = ".slurm-submit.json"
 #: Test hook: after sbatch returns, write ``<path>.reached`` (the job id) and wait for ``<path>``.
 HOLD_AFTER_SBATCH = "XPM_SLURM_TEST_HOLD_AFTER_SBATCH"
 
@@ -286,7 +282,7 @@ class SlurmLauncher(Launcher):
                 pass
             intent = {"comment": token, "task": None if task is None else index,
                       "slurm_conf": self.slurm_conf}
-            with open(f.path / INTENT, "w") as out:
+            with open(f.submit_intent, "w") as out:
                 out.write(json.dumps(intent))
         return token
 
@@ -297,7 +293,7 @@ class SlurmLauncher(Launcher):
         intents: dict[int, dict] = {}
         for i, f in enumerate(files):
             try:
-                intent = json.loads((f.path / INTENT).read_text())
+                intent = json.loads(f.submit_intent.read_text())
             except (FileNotFoundError, ValueError):
                 continue
             if isinstance(intent, dict) and intent.get("slurm_conf", "") == self.slurm_conf \
@@ -311,7 +307,7 @@ class SlurmLauncher(Launcher):
         except SlurmCommandError as exc:
             raise SlurmLauncherError(
                 f"cannot tell whether jobs were submitted before a crash (their folders hold a "
-                f"{INTENT} but no .pid): {exc}; rerun once squeue answers"
+                f".submit-intent.json but no .pid): {exc}; rerun once squeue answers"
             ) from None
         for i, intent in intents.items():
             jobid = found.get(intent["comment"])
