@@ -267,8 +267,7 @@ class SlurmLauncher(Launcher):
 
     def _intend(self, files: Sequence[JobFiles], task: Optional[int]) -> Optional[str]:
         """Before sbatch: record in each job folder the ``--comment`` of the submission (and the
-        job's task in the array), and drop a ``.pid`` left by an earlier, ended run. None (no
-        record) when the user gives a comment of their own.
+        job's task in the array). None (no record) when the user gives a comment of their own.
 
         A plain write: a crash in the middle leaves an unreadable intent, read as none, and
         no job was submitted yet then."""
@@ -276,10 +275,6 @@ class SlurmLauncher(Launcher):
             return None
         token = new_token()
         for index, f in enumerate(files):
-            try:
-                os.unlink(f.pidfile)
-            except FileNotFoundError:
-                pass
             intent = {"comment": token, "task": None if task is None else index,
                       "slurm_conf": self.slurm_conf}
             with open(f.submit_intent, "w") as out:
