@@ -235,9 +235,15 @@ def test_a_job_page_reply_older_than_a_change_does_not_undo_it(browser: Any,
     until(lambda: browser.execute_script("return window.pushed"), "a's change pushed to the page")
     try:  # a page without the guard fetches again at once and shows "done" before the old reply
         poll(lambda: browser.execute_script("return window.requests") >= 2
-             and "done" in css(browser, ".toolbar .badge")[0].text, timeout=1.0)
+             and "done" in badge_text(browser), timeout=1.0)
     except TimeoutError:
         pass  # the guarded page waits for the reply out: nothing to wait for
     browser.execute_script("window.release()")  # the old reply arrives, last
-    until(lambda: "done" in css(browser, ".toolbar .badge")[0].text, "the page showing a done")
+    until(lambda: "done" in badge_text(browser), "the page showing a done")
     controller.finish()
+
+
+def badge_text(driver: Any) -> str:
+    """The job page's state badge, read in the page at once (live updates replace it)."""
+    return driver.execute_script(
+        "const b = document.querySelector('.toolbar .badge'); return b ? b.textContent : '';")
