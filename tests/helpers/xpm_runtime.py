@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -259,8 +258,10 @@ class Cancellable(ResumableTask):
 
 
 def _wait_for_signal() -> None:
-    """Wait to be stopped (SIGTERM raises in the sleep); never more than 2 minutes."""
-    time.sleep(120)
+    """Simulated long work, until stopped (SIGTERM raises in it); never more than 2 minutes."""
+    from polling import work
+
+    work(120)
 
 
 class Progressing(Task):
