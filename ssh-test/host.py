@@ -43,8 +43,10 @@ from polling import poll  # noqa: E402  (standard library only, like this script
 
 DEFAULT_DIR = os.environ.get("SSH_TEST_DIR", "/tmp/ssh-test")
 # Everything a controller (and its tests) writes or reads locally: pytest's tmp_path and tempfile
-# folders, checkouts, root's and users' homes. The remote gets empty ones, like another machine.
-DEFAULT_HIDE = ["/tmp", "/var/tmp", "/work", "/root", "/home", *filter(None, [os.environ.get("TMPDIR")])]
+# folders, checkouts (this one wherever it was cloned), root's and users' homes. The remote gets empty
+# ones, like another machine.
+DEFAULT_HIDE = ["/tmp", "/var/tmp", "/work", "/root", "/home", str(HERE.parent),
+                *filter(None, [os.environ.get("TMPDIR")])]
 DEFAULT_PYTHON_CACHE = os.environ.get("SSH_TEST_PYTHON_CACHE", "/var/cache/xpm-ssh-test/python")
 # Private addresses used only on the veth pairs created here: one /30 per host, in 10.213.0.0/16.
 SUBNET_POOL = ipaddress.ip_network("10.213.0.0/16")
