@@ -33,7 +33,7 @@ from .version import __version__
 WORKERS = 8
 #: Requests that may wait for long (a lock held by someone else, a command): each gets a thread of
 #: its own, so that any number of them never holds up the short ones.
-LONG = frozenset({"lock", "run", "read_from"})
+LONG = frozenset({"lock", "run", "read_from", "launch", "reattach", "cancel_job"})
 #: The longest ``read_from`` waits, whatever is asked (the controller asks again).
 MAX_WAIT = 60.0
 
@@ -53,6 +53,7 @@ class Agent:
         self._tail_watcher: Any = None
         self._tails: Dict[str, List[threading.Event]] = {}
         self._state_lock = threading.Lock()
+        self._launchers: Any = None
         self.handlers: Dict[str, Callable[..., Any]] = {
             name: getattr(self, f"op_{name}") for name in OPERATIONS
         }
@@ -77,6 +78,7 @@ class Agent:
             "host": socket.gethostname(),
             "python": sys.executable,
             "pid": os.getpid(),
+            "cpus": os.cpu_count() or 1,
         }})
         pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="xpm-agent")
         for line in iter(self._source.readline, b""):
@@ -134,6 +136,31 @@ class Agent:
         from .launchers.jobfiles import JobFiles
 
         return [JobFiles(Path(folder), name).disk_state().value for folder, name in jobs]
+
+    def op_job_files(self, folder: str, name: str, method: str, args: Dict[str, Any]) -> Any:
+        from .launchers.remote import serve_job_files
+
+        return serve_job_files(folder, name, method, args or {})
+
+    def _host_launchers(self) -> Any:
+        from .launchers.remote import HostLaunchers
+
+        with self._state_lock:
+            if self._launchers is None:
+                self._launchers = HostLaunchers(self.send)
+            return self._launchers
+
+    def op_launch(self, spec: Dict[str, Any], jobs: List[List[str]], after: List[Dict[str, Any]]
+                  ) -> List[Dict[str, Any]]:
+        return self._host_launchers().launch(spec, jobs, after or [])
+
+    def op_reattach(self, spec: Dict[str, Any], folder: str, name: str, record: Dict[str, Any]
+                    ) -> bool:
+        return self._host_launchers().reattach(spec, folder, name, record)
+
+    def op_cancel_job(self, spec: Dict[str, Any], folder: str, name: str, record: Dict[str, Any]
+                      ) -> None:
+        self._host_launchers().cancel(spec, folder, name, record)
 
     def op_listdir(self, path: str) -> List[str]:
         return self._local.listdir(path)

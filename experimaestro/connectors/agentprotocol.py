@@ -63,6 +63,16 @@ OPERATIONS: Dict[str, Operation] = {
                   "(folder, suffixes) -> None: a 'file' event when a file with one of the "
                   "suffixes is written in folder"),
         Operation("unwatch", True, "(folder) -> None"),
+        Operation("job_files", True,
+                  "(folder, name, method, args) -> JSON: a method of the job-folder protocol "
+                  "(launchers.jobfiles.JobFiles) on the host's folder (launchers/remote.py)"),
+        Operation("launch", False,
+                  "(spec, jobs: [[folder, name]], after: [record]) -> [record]: start jobs with the "
+                  "launcher of spec on the host; a 'job_ended' event follows for each"),
+        Operation("reattach", False,
+                  "(spec, folder, name, record) -> bool: watch a job started earlier; False when "
+                  "it no longer runs; a 'job_ended' event follows"),
+        Operation("cancel_job", False, "(spec, folder, name, record) -> None: stop a job"),
         Operation("read_from", True,
                   "(path, offset, wait, limit, job: [folder, name] | null) -> {data: base64, offset, "
                   "exists, ended}: up to limit bytes from offset, waiting up to wait s for some "
@@ -72,8 +82,10 @@ OPERATIONS: Dict[str, Operation] = {
 
 #: Events the agent pushes:
 #: ``{"event": "file", "folder": str, "path": str}``: a watched file (a marker) was written;
-#: ``{"event": "process_gone", "pid": int, "create_time": float, "code": int | null}``.
-EVENTS = ("file", "process_gone")
+#: ``{"event": "process_gone", "pid": int, "create_time": float, "code": int | null}``;
+#: ``{"event": "job_ended", "folder": str, "record": pid record, "ending": {code, failure,
+#: overrides, lost}}``: a job started or found again by ``launch``/``reattach`` ended.
+EVENTS = ("file", "process_gone", "job_ended")
 
 
 class RemoteError(Exception):

@@ -68,6 +68,9 @@ class Connector(abc.ABC):
     makes each one a single round trip.
     """
 
+    #: Whether the connector's machine is another host (its jobs' folders live there).
+    remote = False
+
     @abc.abstractmethod
     def resolve(self, path: PathLike) -> Path:
         """The absolute, normalised form of ``path`` on the connector's machine."""

@@ -15,6 +15,7 @@ import base64
 import contextlib
 import os
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, ContextManager, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -24,10 +25,11 @@ import paramiko
 from .agentclient import AgentClient, EventCallback, agent_for
 from .base import Connector, FileStat, PathLike, StartedProcess
 from .process import PidRecord
-from .remote_record import RemoteCopy
+from .remote_record import RemoteCopy, write_remote_record
 from .sshconnection import DEFAULT_CONNECT_TIMEOUT, SshConnection, connection_for
 from .streams import command_streams
-from .sync import pull, serve_send
+from .staging import DEFAULT_LIMIT, stage, take_snapshot
+from .sync import pull, pull_job, serve_send
 
 #: The job-folder markers whose writing the agent pushes by default (launchers/jobfiles.py names).
 MARKER_SUFFIXES = (".done", ".failed")
@@ -59,7 +61,17 @@ class SshConnector(Connector):
     :param reconnect_timeout: how long an operation waits for a lost connection to come back
     :param ssh_config: the ssh config file (default ``~/.ssh/config``)
     :param connect: connect now (the default), so that a bad host is an error at this line
+    :param code: the local folders whose Python files jobs import, staged into the remote
+        workspace (``"auto"``, the default: the controller's import folders, what the local
+        launcher puts on ``PYTHONPATH``); None relies on what is installed on the host
+    :param code_exclude: patterns of folders or files not to stage (``fnmatch``)
+    :param code_limit: the most bytes of Python files staged (an error past it says what to exclude)
+    :param sync_exclude: patterns of the files of a job folder that stay on the host when the job
+        ends (``["*.ckpt"]``); ``experimaestro jobs sync --all ID`` fetches them on demand
     """
+
+    #: Jobs run on another host: their folders are reached through this connector.
+    remote = True
 
     def __init__(
         self,
@@ -72,6 +84,10 @@ class SshConnector(Connector):
         reconnect_timeout: float = 60.0,
         ssh_config: Optional[str] = None,
         connect: bool = True,
+        code: Union[str, Sequence[PathLike], None] = "auto",
+        code_exclude: Sequence[str] = (),
+        code_limit: Optional[int] = DEFAULT_LIMIT,
+        sync_exclude: Sequence[str] = (),
     ) -> None:
         if workspace is not None and not PurePosixPath(str(workspace)).is_absolute():
             raise ValueError(
@@ -83,6 +99,15 @@ class SshConnector(Connector):
             PurePosixPath(str(workspace)) if workspace is not None else None
         )
         self.python = python
+        if isinstance(code, str) and code != "auto":
+            raise ValueError(f"SshConnector(code={code!r}): give \"auto\", a list of local folders, "
+                             "or None (jobs import what is installed on the host)")
+        self.code = code
+        self.code_exclude = tuple(code_exclude)
+        self.code_limit = code_limit
+        self.sync_exclude = tuple(sync_exclude)
+        self._staged: Dict[str, str] = {}
+        self._stage_lock = threading.Lock()
         self.connection: SshConnection = connection_for(
             host, user=user, port=port, connect_timeout=connect_timeout, config_file=ssh_config
         )
@@ -101,6 +126,60 @@ class SshConnector(Connector):
 
     def _call(self, op: str, **args: Any) -> Any:
         return self.agent.request(op, args)
+
+    def call(self, op: str, **args: Any) -> Any:
+        """One operation of the agent (``connectors/agentprotocol.py``), in one round trip: the
+        launchers' remote side (``launchers/remote.py``) speaks to the agent through this."""
+        return self.agent.request(op, args)
+
+    # --- the workspace on the host ---
+
+    def job_folder(self, relpath: PathLike) -> Path:
+        """``relpath`` (``jobs/<type id>/<identifier>``) in the remote workspace."""
+        if self.workspace is None:
+            raise ValueError(
+                f"{self!r} has no workspace: jobs need one on the host, e.g. "
+                f"SshConnector({self.host!r}, workspace='/scratch/me/xpm')")
+        return Path(str(self.workspace / str(relpath)))
+
+    def cpu_count(self) -> int:
+        """The host's number of CPUs (from the agent's greeting)."""
+        self.agent.start()
+        return int(self.agent.hello.get("cpus") or 1)
+
+    def stage_code(self) -> Optional[str]:
+        """Stage the user's Python files (see ``code``) into the remote workspace and return the
+        jobs' ``PYTHONPATH`` there (None with ``code=None``). Only files the host lacks are sent;
+        an unchanged snapshot costs one scan and no round trip after the first time."""
+        if self.code is None:
+            return None
+        if self.workspace is None:
+            self.job_folder("")  # the error that says to give a workspace
+        if self.code == "auto":
+            from .pythonpath import user_python_path
+
+            folders: Sequence[PathLike] = [p for p in user_python_path().split(os.pathsep) if p]
+        else:
+            folders = list(self.code)  # type: ignore[arg-type]
+        snapshot = take_snapshot(folders, self.code_exclude, self.code_limit)
+        with self._stage_lock:
+            staged = self._staged.get(snapshot.digest)
+            if staged is None:
+                with self.stage_streams(str(self.workspace)) as (to_remote, from_remote):
+                    staged = stage(snapshot, to_remote, from_remote).pythonpath_value()
+                self._staged[snapshot.digest] = staged
+            return staged
+
+    def fetch_job(self, remote_folder: PathLike, local_folder: Path) -> None:
+        """Copy a job folder from the host into ``local_folder`` (incrementally, as one tar
+        stream; ``sync_exclude`` stays remote) and record where the remote copy lives
+        (``.remote.json``): ``jobs list``, ``jobs path`` and ``jobs sync`` work from it later."""
+        record = RemoteCopy(host=self.host, path=str(remote_folder), python=self.python,
+                            exclude=self.sync_exclude)
+        local_folder = Path(local_folder)
+        local_folder.mkdir(parents=True, exist_ok=True)
+        write_remote_record(local_folder, record)
+        pull_job(local_folder, self)
 
     # --- files ---
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import abc
 import importlib
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
 
 from ..connectors.process import PidRecord
 from .jobfiles import FailureRecord, JobFiles
@@ -61,6 +62,38 @@ class Launcher(abc.ABC):
     timeout_retries: int = 0
     #: How many times a preempted job is submitted again.
     preempt_retries: int = 0
+
+    #: Where the jobs run: None or a local connector for this machine; a remote connector
+    #: (``SshConnector``) runs them on its host, with the same launcher there.
+    connector: Any = None
+
+    @property
+    def remote(self) -> bool:
+        """Whether jobs run on another host (their folders are reached through the connector)."""
+        return bool(getattr(self.connector, "remote", False))
+
+    def spec(self) -> dict[str, Any]:
+        """The options that rebuild this launcher on a remote host (``from_spec`` in its module):
+        JSON values only. Launchers that cannot run remotely raise."""
+        raise NotImplementedError(f"{self.describe()} cannot run jobs on a remote host")
+
+    def job_files(self, workspace: Path, relpath: Path, name: str) -> JobFiles:
+        """The folder of a job this launcher runs: ``workspace/relpath`` here, or the same place in
+        the remote connector's workspace."""
+        if self.remote:
+            from .remote import RemoteJobFiles
+
+            return RemoteJobFiles(self.connector, self.connector.job_folder(relpath), name)
+        return JobFiles(workspace / relpath, name)
+
+    def reattach(self, files: JobFiles, record: PidRecord) -> Optional[Launched]:
+        """Watch again a job of a remote folder that was started earlier (None: it no longer runs).
+        Local jobs are found again by the scheduler (their process, or :func:`attach_record`)."""
+        if not self.remote:
+            return None
+        from . import remote
+
+        return remote.reattach(self, files, record)
 
     @abc.abstractmethod
     def launch(self, files: JobFiles) -> Launched:

@@ -7,32 +7,16 @@ import shlex
 import socket
 import sys
 import time
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 from ..connectors.base import Connector
 from ..connectors.local import LocalConnector
 from ..connectors.files import atomic_write
 from ..connectors.process import PidRecord
+from ..connectors.pythonpath import user_python_path
 from .jobfiles import JobFiles
 from . import forkserver
 from .base import Launched, Launcher
-
-
-def user_python_path() -> str:
-    """PYTHONPATH for jobs: the controller's own import folders (the script's folder, the
-    project), so that the job imports the same modules; the interpreter's folders are implied."""
-    system = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
-    entries: list[str] = []
-    for entry in sys.path:
-        path = os.path.realpath(entry or os.getcwd())
-        if not os.path.isdir(path) or any(path.startswith(s + os.sep) or path == s for s in system):
-            continue
-        if path not in entries:
-            entries.append(path)
-    existing = os.environ.get("PYTHONPATH")
-    if existing:
-        entries.extend(p for p in existing.split(os.pathsep) if p and p not in entries)
-    return os.pathsep.join(entries)
 
 
 class DirectLauncher(Launcher):
@@ -46,17 +30,21 @@ class DirectLauncher(Launcher):
 
     def __init__(
         self,
-        connector_or_max_jobs: Union[LocalConnector, int, None] = None,
+        connector_or_max_jobs: Union[Connector, int, None] = None,
         /,
         *,
         max_jobs: Optional[int] = None,
         python: Optional[str] = None,
-        connector: Optional[LocalConnector] = None,
+        connector: Optional[Connector] = None,
         fork: bool = True,
     ) -> None:
         """The first positional argument is either the connector (as experimaestro 2.x writes
         it: ``DirectLauncher(LocalConnector.instance())``) or ``max_jobs`` (``DirectLauncher(8)``);
-        both also go by keyword."""
+        both also go by keyword.
+
+        With a remote connector (``DirectLauncher(connector=SshConnector(...))``), jobs run on its
+        host, started there by the same launcher (``launchers/remote.py``); ``max_jobs`` defaults
+        to the host's CPUs and ``python`` to the connector's."""
         first = connector_or_max_jobs
         if isinstance(first, Connector):
             if connector is not None:
@@ -71,16 +59,20 @@ class DirectLauncher(Launcher):
                 f"DirectLauncher({first!r}): the first argument is a connector "
                 f"(LocalConnector.instance()) or the number of jobs run at once (an int)"
             )
-        if connector is not None and not isinstance(connector, LocalConnector):
+        if connector is not None and not isinstance(connector, Connector):
             raise TypeError(
-                f"DirectLauncher runs jobs on this machine: give LocalConnector.instance(), "
-                f"not {connector!r}"
+                f"DirectLauncher(connector={connector!r}): give LocalConnector.instance() or a "
+                f"remote connector (SshConnector(...))"
             )
         if max_jobs is not None and max_jobs < 1:
             raise ValueError(f"DirectLauncher(max_jobs={max_jobs}): give at least 1")
-        self.max_jobs = max_jobs or os.cpu_count() or 1
-        self.python = python or sys.executable
         self.connector = connector or LocalConnector.instance()
+        if self.remote:
+            self.max_jobs = max_jobs or self.connector.cpu_count()
+            self.python = python or self.connector.python
+        else:
+            self.max_jobs = max_jobs or os.cpu_count() or 1
+            self.python = python or sys.executable
         self._pythonpath: Optional[str] = None
         #: Start jobs from the fork server (False: a new interpreter for each job).
         self.fork = fork
@@ -100,7 +92,10 @@ class DirectLauncher(Launcher):
 
     def _env(self) -> dict[str, str]:
         if self._pythonpath is None:
-            self._pythonpath = user_python_path()
+            if self.remote:  # the user's code, staged on the host (or what is installed there)
+                self._pythonpath = self.connector.stage_code() or ""
+            else:
+                self._pythonpath = user_python_path()
         return {"PYTHONPATH": self._pythonpath}
 
     def _job_env(self) -> dict[str, str]:
@@ -108,7 +103,30 @@ class DirectLauncher(Launcher):
         env.update(self._env())
         return env
 
+    def spec(self) -> dict:
+        """Rebuilds this launcher on a remote host (see ``launchers/remote.py``), with the staged
+        code on ``PYTHONPATH`` there."""
+        return {"type": "direct", "python": self.python, "fork": self.fork,
+                "pythonpath": self._env()["PYTHONPATH"]}
+
+    def check(self) -> None:
+        """A remote host: connected, with a workspace, and the user's code staged there (an
+        error at the ``submit()`` line otherwise)."""
+        if self.remote:
+            self.connector.job_folder("")
+            self._env()
+
+    def launch_many(self, files: Sequence[JobFiles], after: Sequence[Launched] = ()
+                    ) -> list[Launched]:
+        if self.remote:
+            from . import remote
+
+            return remote.launch(self, files, after)
+        return super().launch_many(files, after)
+
     def launch(self, files: JobFiles) -> Launched:
+        if self.remote:
+            return self.launch_many([files])[0]
         script = files.path / f"{files.name}.sh"
         atomic_write(script, self.script(files))
         os.chmod(script, 0o755)
@@ -135,7 +153,18 @@ class DirectLauncher(Launcher):
         return Launched(record=process.record, wait=process.popen.wait)
 
     def describe(self) -> str:
+        if self.remote:
+            return f"direct on {self.connector.host} (at most {self.max_jobs} at once)"
         return f"local (at most {self.max_jobs} at once)"
+
+
+def from_spec(spec: dict) -> DirectLauncher:
+    """The launcher of :meth:`DirectLauncher.spec`, on this host (the SSH agent's side); it has
+    no limit of its own (the controller counts the jobs)."""
+    launcher = DirectLauncher(max_jobs=1 << 30, python=spec.get("python") or sys.executable,
+                              fork=bool(spec.get("fork", True)))
+    launcher._pythonpath = spec.get("pythonpath") or ""
+    return launcher
 
 
 _default: Optional[DirectLauncher] = None

@@ -240,3 +240,63 @@ class JobFiles:
 
     def write_done(self) -> None:
         atomic_write(self.done, "", durable=True)
+
+    # -- what a controller does to the folder (RemoteJobFiles does each through its connector) --
+
+    #: Whether the folder is on this machine (file events and local processes apply to it).
+    local = True
+
+    def exists(self) -> bool:
+        """Whether the job folder exists."""
+        return self.path.is_dir()
+
+    def make(self) -> bool:
+        """Create the folder (and its parents if missing): True if this call made it (one
+        ``mkdir`` when the type folder exists already, instead of a stat and a mkdir)."""
+        try:
+            os.mkdir(self.path)
+        except FileExistsError:
+            return False
+        except FileNotFoundError:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return self.make()
+        return True
+
+    def remove_tree(self) -> None:
+        """Remove the whole folder (a folder made for a launch that failed)."""
+        import shutil
+
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def launch_lock(self) -> Any:
+        """The job's launch lock (``.launch.lock``), not taken yet: a context manager."""
+        from ..connectors.flock import FdLock
+
+        return FdLock(self.path / ".launch.lock")
+
+    def is_done(self) -> bool:
+        return self.done.exists()
+
+    def mtime_ns(self, which: str) -> Optional[int]:
+        """The modification time of ``params`` or ``done`` (None when missing)."""
+        try:
+            return os.stat(self.params if which == "params" else self.done).st_mtime_ns
+        except OSError:
+            return None
+
+    def read_params(self) -> str:
+        return self.params.read_text(encoding="utf-8")
+
+    def write_params(self, text: str) -> None:
+        atomic_write(self.params, text)
+
+    def write_pid(self, record: PidRecord) -> None:
+        atomic_write(self.pidfile, record.to_json())
+
+    def remove(self, which: str) -> None:
+        """Remove ``pid``, ``failed`` or ``submit_intent`` if it is there."""
+        path = {"pid": self.pidfile, "failed": self.failed, "submit_intent": self.submit_intent}[which]
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass

@@ -72,9 +72,30 @@ class Job:
 
     @property
     def files(self) -> JobFiles:
+        """The job's folder where it runs: this one (``path``), or on a remote host for a launcher
+        with a remote connector, each operation then going through the connector."""
         if self._files is None:
-            self._files = JobFiles(self.path, self.name)
+            job_files = getattr(self.launcher, "job_files", None)
+            if job_files is None or self.workspace is None:
+                self._files = JobFiles(self.path, self.name)
+            else:
+                self._files = job_files(self.workspace, self.relpath, self.name)
         return self._files
+
+    def set_launcher(self, launcher: Any) -> None:
+        """Run the job with another launcher (a failed job submitted again)."""
+        self.launcher = launcher
+        self._files = None
+
+    def reused_copy(self) -> bool:
+        """Whether the job ran on a remote host and its local copy was synchronised after it
+        was done: it is reused from that copy, without asking the host."""
+        if self.files.local or self.workspace is None:
+            return False
+        from ..connectors.remote_record import RECORD_NAME
+
+        local = JobFiles(self.path, self.name)
+        return local.done.exists() and (self.path / RECORD_NAME).exists()
 
     @property
     def stdout(self) -> Path:

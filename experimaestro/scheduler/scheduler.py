@@ -21,13 +21,12 @@ import json
 import logging
 import os
 import queue
-import shutil
 import signal
 import threading
 import time
 from collections import Counter, deque
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 
 from ..core.config import (
@@ -40,8 +39,6 @@ from ..core.serialization import ParamsFormatError, dumps, parse_document
 from ..core.types import ValidationError
 from .dependency_errors import dependency_problem
 from .job import Job
-from ..connectors.files import atomic_write
-from ..connectors.flock import FdLock
 from ..launchers.base import Ending, Launched, attach_record, record_alive
 from ..launchers.jobfiles import EXIT_DISK_FULL, EXIT_LOCKED, FailureRecord, JobState
 from .partials import partial_tokens
@@ -53,26 +50,6 @@ logger = logging.getLogger("experimaestro.scheduler")
 
 def _disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
-
-
-def _make_folder(path: Path) -> bool:
-    """Create a job folder (and its parents if missing): True if this call made it (one
-    ``mkdir`` when the type folder exists already, instead of a stat and a mkdir)."""
-    try:
-        os.mkdir(path)
-    except FileExistsError:
-        return False
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return _make_folder(path)
-    return True
-
-
-def _unlink(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def _params_problem(text: str, identifier: str) -> Optional[str]:
@@ -172,11 +149,10 @@ class Scheduler:
             if existing is not None:
                 return self._submit_again(existing, job, callbacks, run_mode)
         resolve_generated_paths(task, job.path)
-        try:
-            done_at: Optional[int] = os.stat(job.files.done).st_mtime_ns
-        except OSError:
-            done_at = None
-        done = done_at is not None
+        # A remote job's folder is read by the scheduler thread, many jobs in one round trip
+        # (its local copy, when synchronised after the job was done, answers at once).
+        done_at = job.files.mtime_ns("done") if job.files.local else None
+        done = done_at is not None or job.reused_copy()
         if done:
             self._repair_params(job, done_at)
         else:
@@ -214,15 +190,15 @@ class Scheduler:
         mtime of ``.done`` in ns, when the caller has it).
         """
         files = job.files
+        if not files.local:
+            return  # the local copy of a remote job is what the job wrote there
+        if done_at is None:
+            done_at = files.mtime_ns("done")
+        params_at = files.mtime_ns("params")
+        if done_at is not None and params_at is not None and params_at < done_at:
+            return
         try:
-            if done_at is None:
-                done_at = os.stat(files.done).st_mtime_ns
-            if os.stat(files.params).st_mtime_ns < done_at:
-                return
-        except OSError:
-            pass  # missing: said below
-        try:
-            text = files.params.read_text(encoding="utf-8")
+            text = files.read_params()
         except FileNotFoundError:
             problem = "its params.json is missing"
         except (OSError, UnicodeDecodeError) as exc:
@@ -235,8 +211,8 @@ class Scheduler:
             "%s is done but %s: writing it again from the submitted configuration", job, problem
         )
         try:
-            atomic_write(files.params, dumps(job.task, job=job.path, workspace=job.workspace,
-                                              environ=job.environ))
+            files.write_params(dumps(job.task, job=job.path, workspace=job.workspace,
+                                     environ=job.environ))
         except OSError as exc:
             logger.warning("cannot write %s: %s", files.params, exc)
 
@@ -253,7 +229,7 @@ class Scheduler:
             existing.state is not JobState.DONE
         ):
             existing.reset()
-            existing.launcher = job.launcher
+            existing.set_launcher(job.launcher)
             existing.environ = job.environ
             if existing.params is None:
                 existing.params = dumps(existing.task, job=existing.path,
@@ -341,28 +317,25 @@ class Scheduler:
 
     # -- steps -------------------------------------------------------------------------------------
 
-    def _schedule(self, job: Job) -> None:
+    def _schedule(self, job: Job, known: Optional[JobState] = None) -> None:
         try:
-            self._schedule_job(job)
+            self._schedule_job(job, known)
         except Exception as exc:  # e.g. an unreadable job folder: end the job, never hang
             logger.exception("cannot schedule %s", job)
             self._finish(job, JobState.ERROR, FailureRecord(1, "error", f"{type(exc).__name__}: {exc}"))
 
-    def _schedule_job(self, job: Job) -> None:
+    def _schedule_job(self, job: Job, known: Optional[JobState] = None) -> None:
+        """``known``: the state of the job's folder when the caller has just read it (a batch of
+        remote folders read in one round trip): UNSCHEDULED skips reading it again."""
         if job.finished:
             return
         files = job.files
-        if job.path.is_dir():
+        if known is not JobState.UNSCHEDULED and (known is not None or files.exists()):
             record = files.read_pid()
             if record is not None and files.marker_state() is None:
-                if files.process_alive(record):
-                    self._attach(job)
+                if self._found_running(job, record):
                     return
-                launched = attach_record(record, files, job.launcher)
-                if launched is not None:  # e.g. a Slurm job: its launcher watches it
-                    self._attach_launched(job, launched)
-                    return
-            if files.done.exists():
+            if files.is_done():
                 self._finish(job, JobState.DONE)
                 return
         pending = 0
@@ -463,7 +436,7 @@ class Scheduler:
         assert job.workspace is not None
         stores = [TokenStore.open(job.workspace, dep.token) for dep in job.tokens]
         holder = self._holder(job)
-        job.path.mkdir(parents=True, exist_ok=True)
+        job.files.make()
         try:
             acquired = acquire_all([(s, d.count) for s, d in zip(stores, job.tokens)], holder)
         except Exception:
@@ -495,9 +468,9 @@ class Scheduler:
             self._dirty = True
 
     def _write_job_directory(self, job: Job) -> None:
-        job.path.mkdir(parents=True, exist_ok=True)
+        job.files.make()
         assert job.params is not None
-        atomic_write(job.files.params, job.params)
+        job.files.write_params(job.params)
 
     def _launch(self, job: Job) -> None:
         try:
@@ -512,7 +485,7 @@ class Scheduler:
         reason = "disk-full" if _disk_full(exc) else "launch"
         failure = FailureRecord(1, reason, f"{type(exc).__name__}: {exc}")
         if fresh:
-            shutil.rmtree(job.path, ignore_errors=True)
+            job.files.remove_tree()
         else:
             failure = self._write_failure(job, failure)
         self._finish(job, JobState.ERROR, failure)
@@ -522,7 +495,7 @@ class Scheduler:
         the job from ending: the failure is then known to this controller only (and a rerun
         runs the job again); a full disk becomes the reason."""
         try:
-            job.path.mkdir(parents=True, exist_ok=True)
+            job.files.make()
             job.files.write_failure(failure.code, failure.reason, failure.message)
         except OSError as exc:
             logger.error("cannot write the failure marker of %s: %s", job, exc)
@@ -537,7 +510,7 @@ class Scheduler:
         """Launch jobs of one batching launcher together: jobs with the same upstream jobs go as
         one submission (a Slurm array), each under its own launch lock."""
         launcher = jobs[0].launcher
-        locks: list[FdLock] = []
+        locks: list[Any] = []
         groups: dict[tuple[int, ...], tuple[list[Launched], list[Job]]] = {}
         fresh: set[Job] = set()
         candidates: list[tuple[Job, list[Launched]]] = []
@@ -552,9 +525,9 @@ class Scheduler:
                         self._schedule_job(job)
                         continue
                     files = job.files
-                    if _make_folder(files.path):
+                    if files.make():
                         fresh.add(job)
-                    locks.append(FdLock(files.path / ".launch.lock").acquire())
+                    locks.append(files.launch_lock().acquire())
                     if not self._started_elsewhere(job):
                         candidates.append((job, after))
                 except Exception as exc:
@@ -571,14 +544,14 @@ class Scheduler:
                 try:
                     files = job.files
                     if launched is not None:
-                        atomic_write(files.pidfile, launched.record.to_json())
-                        _unlink(files.submit_intent)
+                        files.write_pid(launched.record)
+                        files.remove("submit_intent")
                         self._release_tokens(job)
                         self._attach_launched(job, launched)
                         continue
-                    _unlink(files.failed)
+                    files.remove("failed")
                     assert job.params is not None
-                    atomic_write(files.params, job.params)
+                    files.write_params(job.params)
                     key = tuple(sorted(id(a) for a in after))
                     groups.setdefault(key, (after, []))[1].append(job)
                 except Exception as exc:
@@ -592,8 +565,8 @@ class Scheduler:
                     continue
                 for job, one in zip(group, launched):
                     try:
-                        atomic_write(job.files.pidfile, one.record.to_json())
-                        _unlink(job.files.submit_intent)  # the .pid says it now
+                        job.files.write_pid(one.record)
+                        job.files.remove("submit_intent")  # the .pid says it now
                     except OSError as exc:
                         logger.error("cannot write %s: %s", job.files.pidfile, exc)
                     self._started(job, launcher, one)
@@ -607,33 +580,46 @@ class Scheduler:
         # Order matters: a dead process has written its marker before it died.
         record = files.read_pid()
         if record is not None and files.marker_state() is None:
-            if files.process_alive(record):
-                self._release_tokens(job)
-                self._attach(job)
+            if self._found_running(job, record, release=True):
                 return True
-            launched = attach_record(record, files, job.launcher)
-            if launched is not None:
-                self._release_tokens(job)
-                self._attach_launched(job, launched)
-                return True
-        if files.done.exists():
+        if files.is_done():
             self._release_tokens(job)
             self._finish(job, JobState.DONE)
             return True
         return False
 
+    def _found_running(self, job: Job, record: Any, release: bool = False) -> bool:
+        """A folder with a ``.pid`` record and no marker: watch the job if it still runs (True),
+        releasing the tokens taken for a launch that is not needed with ``release``."""
+        files = job.files
+        if not files.local:
+            # On another host: its launcher there finds it again and tells when it ends.
+            launched = job.launcher.reattach(files, record)
+            local_process = False
+        else:
+            local_process = files.process_alive(record)
+            launched = None if local_process else attach_record(record, files, job.launcher)
+        if not local_process and launched is None:
+            return False
+        if release:
+            self._release_tokens(job)
+        if local_process:
+            self._attach(job)
+        else:
+            self._attach_launched(job, launched)
+        return True
+
     def _start(self, job: Job) -> None:
         files = job.files
-        files.path.mkdir(parents=True, exist_ok=True)
-        with FdLock(files.path / ".launch.lock"):
+        files.make()
+        with files.launch_lock():
             if self._started_elsewhere(job):
                 return
-            if files.failed.exists():
-                files.failed.unlink()
+            files.remove("failed")
             self._write_job_directory(job)
             launcher = job.launcher
             launched = launcher.launch(files)
-            atomic_write(files.pidfile, launched.record.to_json())
+            files.write_pid(launched.record)
         self._started(job, launcher, launched)
 
     def _started(self, job: Job, launcher: object, launched: Launched) -> None:
@@ -699,9 +685,9 @@ class Scheduler:
         if ending.lost and launcher is None and state is None:
             # Found through an old record that its launcher no longer knows: it never ran, or
             # ended long ago without a marker. It may run (again), under the launch lock.
-            with FdLock(files.path / ".launch.lock"):
+            with files.launch_lock():
                 if launched is not None and files.read_pid() == launched.record:
-                    files.pidfile.unlink()
+                    files.remove("pid")
             logger.info("%s: its recorded job is unknown to its launcher; running it again", job)
             job.set_state(JobState.UNSCHEDULED)
             self._schedule(job)
@@ -768,7 +754,7 @@ class Scheduler:
                 continue
             self._withdraw(dependent)
             try:
-                dependent.files.pidfile.unlink()
+                dependent.files.remove("pid")
             except OSError:
                 pass
             dependent.pending_dependencies = sum(
@@ -783,6 +769,10 @@ class Scheduler:
         logger.info("%s was submitted earlier: waiting on it", job)
         job.launched = launched
         attempt = job.attempt
+        if not job.files.local and job not in self._running:
+            # It runs on a remote host's launcher: it takes a slot there until it ends.
+            self._slots[(job, attempt)] = job.launcher
+            self._load[id(job.launcher)] += 1
         self._running.add(job)
         job.set_state(JobState.RUNNING)
         self._notify()
@@ -930,6 +920,8 @@ class Scheduler:
                 self._load[id(job.launcher)] -= 1
         if self._watched_jobs.pop(job.path, None) is not None:
             self._watcher.unwatch(job.path)
+        if not job.files.local:
+            self._sync_back(job)
         job.set_state(state, failure)
         if state is JobState.DONE:
             self._call(job, job.callbacks)
@@ -951,6 +943,19 @@ class Scheduler:
         job.dependents = {}
         self._dirty = True
         self._notify()
+
+    def _sync_back(self, job: Job) -> None:
+        """Copy an ended remote job's folder into its local folder (``job.path``), before anyone
+        is told that it ended: ``out.jobpath`` holds its files then. A copy that fails is said
+        (``experimaestro jobs sync`` fetches it later); the job's state does not change."""
+        try:
+            job.files.fetch(job.path)
+        except FileNotFoundError:
+            pass  # never made on the remote (its launch failed there)
+        except Exception as exc:
+            logger.warning("%s ended, but its folder could not be copied back from %s: %s "
+                           "(run `experimaestro jobs sync %s` later)", job, job.files.location,
+                           exc, job.identifier)
 
     def _call(self, job: Job, callbacks: list[Callable[[], object]]) -> None:
         """Run ``on_completed`` callbacks: one that raises is reported and changes nothing else."""

@@ -1,0 +1,376 @@
+"""Jobs on another host: their folders and their launcher, through a remote connector's agent.
+
+A launcher given a remote connector (``DirectLauncher(connector=host)``,
+``SlurmLauncher(connector=host)``) keeps its options here and runs the **same** launcher on the
+host: the agent (``experimaestro/agent.py``) builds it from its :meth:`Launcher.spec`, starts the
+jobs with it (the fork server there, or ``sbatch`` on the login node), watches them as it does
+locally, and pushes a ``job_ended`` event when each one ends. The controller never polls.
+
+* :class:`RemoteJobFiles` is the job-folder protocol of ``jobfiles.py`` with each operation done by
+  the agent on the host (one round trip each; the controller's scheduler calls the same methods on
+  local folders).
+* :func:`launch` and :func:`reattach` start and find again jobs; :class:`JobEvents` routes the
+  agent's ``job_ended`` events to the scheduler, and after a lost connection asks the new agent to
+  find every job again (one that ended meanwhile is reported at once).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from ..connectors.process import PidRecord
+from .base import Ending, Launched, Launcher
+from .jobfiles import FailureRecord, JobFiles, JobState
+
+logger = logging.getLogger("experimaestro.launchers.remote")
+
+
+class RemoteJobFiles(JobFiles):
+    """A job folder on the host of ``connector``: every operation is one request to its agent."""
+
+    __slots__ = ("connector",)
+    local = False
+
+    def __init__(self, connector: Any, path: Path, name: str) -> None:
+        super().__init__(path, name)
+        self.connector = connector
+
+    @property
+    def location(self) -> str:
+        """``host:path``, as ``scp`` writes it."""
+        return f"{self.connector.host}:{self.path}"
+
+    def _op(self, method: str, **args: Any) -> Any:
+        return self.connector.call("job_files", folder=str(self.path), name=self.name,
+                                   method=method, args=args)
+
+    def exists(self) -> bool:
+        return self._op("exists")
+
+    def make(self) -> bool:
+        return self._op("make")
+
+    def remove_tree(self) -> None:
+        self._op("remove_tree")
+
+    def launch_lock(self) -> Any:
+        return self.connector.lock(str(self.path / ".launch.lock"))
+
+    def is_done(self) -> bool:
+        return self._op("is_done")
+
+    def mtime_ns(self, which: str) -> Optional[int]:
+        return self._op("mtime_ns", which=which)
+
+    def read_params(self) -> str:
+        return self._op("read_params")
+
+    def write_params(self, text: str) -> None:
+        self._op("write_params", text=text)
+
+    def read_pid(self) -> Optional[PidRecord]:
+        data = self._op("read_pid")
+        return None if data is None else PidRecord.from_dict(data)
+
+    def write_pid(self, record: PidRecord) -> None:
+        self._op("write_pid", record=record.to_dict())
+
+    def remove(self, which: str) -> None:
+        self._op("remove", which=which)
+
+    def read_failure(self) -> Optional[FailureRecord]:
+        data = self._op("read_failure")
+        return None if data is None else FailureRecord.parse(data)
+
+    def write_failure(self, code: int, reason: str, message: str = "") -> None:
+        self._op("write_failure", code=code, reason=reason, message=message)
+
+    def marker_state(self) -> Optional[JobState]:
+        value = self._op("marker_state")
+        return None if value is None else JobState(value)
+
+    def disk_state(self) -> JobState:
+        return JobState(self._op("disk_state"))
+
+    def process_alive(self, record: PidRecord) -> bool:
+        return self._op("process_alive", record=record.to_dict())
+
+    def runner_alive(self) -> bool:
+        return self._op("runner_alive")
+
+    def fetch(self, local_path: Path) -> None:
+        """Copy this folder into ``local_path`` (see ``SshConnector.fetch_job``)."""
+        self.connector.fetch_job(self.path, local_path)
+
+
+def serve_job_files(folder: str, name: str, method: str, args: Dict[str, Any]) -> Any:
+    """The host's side of :class:`RemoteJobFiles`: the same method on the local folder, its
+    result as JSON (the agent's ``job_files`` operation)."""
+    files = JobFiles(Path(folder), name)
+    if method in ("exists", "make", "is_done", "runner_alive"):
+        return getattr(files, method)()
+    if method == "remove_tree":
+        return files.remove_tree()
+    if method == "mtime_ns":
+        return files.mtime_ns(args["which"])
+    if method == "read_params":
+        return files.read_params()
+    if method == "write_params":
+        return files.write_params(args["text"])
+    if method == "read_pid":
+        record = files.read_pid()
+        return None if record is None else record.to_dict()
+    if method == "write_pid":
+        return files.write_pid(PidRecord.from_dict(args["record"]))
+    if method == "remove":
+        return files.remove(args["which"])
+    if method == "read_failure":
+        failure = files.read_failure()
+        return None if failure is None else failure.to_json()
+    if method == "write_failure":
+        return files.write_failure(int(args["code"]), str(args["reason"]), str(args.get("message", "")))
+    if method == "marker_state":
+        state = files.marker_state()
+        return None if state is None else state.value
+    if method == "disk_state":
+        return files.disk_state().value
+    if method == "process_alive":
+        return files.process_alive(PidRecord.from_dict(args["record"]))
+    raise ValueError(f"job_files: unknown method {method!r}")
+
+
+# -- launching through the agent --------------------------------------------------------------
+
+
+def ending_to_json(ending: Ending) -> Dict[str, Any]:
+    return {"code": ending.code, "overrides": ending.overrides, "lost": ending.lost,
+            "failure": None if ending.failure is None else ending.failure.to_json()}
+
+
+def ending_from_json(data: Dict[str, Any]) -> Ending:
+    failure = data.get("failure")
+    return Ending(code=data.get("code"), overrides=bool(data.get("overrides")),
+                  lost=bool(data.get("lost")),
+                  failure=None if failure is None else FailureRecord.parse(failure))
+
+
+_Key = Tuple[str, str]  # (folder, the record as JSON)
+
+
+class JobEvents:
+    """The jobs one connector's agent watches for this controller: ``job_ended`` events go to the
+    callback of their job; after a reconnection the new agent is asked to find each job again."""
+
+    def __init__(self, connector: Any) -> None:
+        self.connector = connector
+        self._lock = threading.Lock()
+        #: key -> (callback, the launcher's spec, the job's name)
+        self._followed: Dict[_Key, Tuple[Callable[[Ending], None], Dict[str, Any], str]] = {}
+        #: endings that arrived before their job was followed (a job that ended at once)
+        self._early: Dict[_Key, Ending] = {}
+        connector.subscribe(self._event)
+
+    @staticmethod
+    def key(folder: Any, record: Dict[str, Any]) -> _Key:
+        return str(folder), PidRecord.from_dict(record).to_json()
+
+    def follow(self, key: _Key, spec: Dict[str, Any], name: str,
+               callback: Callable[[Ending], None]) -> None:
+        with self._lock:
+            early = self._early.pop(key, None)
+            if early is None:
+                self._followed[key] = (callback, spec, name)
+        if early is not None:
+            callback(early)
+
+    def forget(self, key: _Key) -> None:
+        with self._lock:
+            self._followed.pop(key, None)
+
+    def _event(self, event: Dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "job_ended":
+            key = self.key(event["folder"], event["record"])
+            ending = ending_from_json(event.get("ending") or {})
+            with self._lock:
+                entry = self._followed.pop(key, None)
+                if entry is None:
+                    self._early[key] = ending
+            if entry is not None:
+                entry[0](ending)
+        elif kind == "resync":
+            threading.Thread(target=self._resync, daemon=True, name="xpm-remote-resync").start()
+
+    def _resync(self) -> None:
+        """The agent was restarted (the connection dropped): the new one watches nothing yet."""
+        with self._lock:
+            followed = list(self._followed.items())
+        for (folder, record), (_, spec, name) in followed:
+            try:
+                self.connector.call("reattach", spec=spec, folder=folder, name=name,
+                                    record=PidRecord.from_json(record).to_dict())
+            except Exception as exc:  # the next resync tries again
+                logger.warning("cannot watch %s again on %s: %s", folder, self.connector.host, exc)
+
+
+_events: Dict[int, JobEvents] = {}
+_events_lock = threading.Lock()
+
+
+def job_events(connector: Any) -> JobEvents:
+    """The :class:`JobEvents` of a connector (one per connector object)."""
+    with _events_lock:
+        events = _events.get(id(connector))
+        if events is None or events.connector is not connector:
+            events = _events[id(connector)] = JobEvents(connector)
+        return events
+
+
+def _launched(launcher: Launcher, files: JobFiles, record: Dict[str, Any]) -> Launched:
+    connector = launcher.connector
+    spec = launcher.spec()
+    key = JobEvents.key(files.path, record)
+
+    def subscribe(callback: Callable[[Ending], None]) -> None:
+        job_events(connector).follow(key, spec, files.name, callback)
+
+    def cancel() -> None:
+        connector.call("cancel_job", spec=spec, folder=str(files.path), name=files.name,
+                       record=record)
+
+    return Launched(record=PidRecord.from_dict(record), subscribe=subscribe, cancel=cancel)
+
+
+def launch(launcher: Launcher, files: Sequence[JobFiles], after: Sequence[Launched] = ()
+           ) -> List[Launched]:
+    """Start jobs on the launcher's host with the same launcher there (one round trip)."""
+    job_events(launcher.connector)  # listening before anything can end
+    records = launcher.connector.call(
+        "launch", spec=launcher.spec(), jobs=[[str(f.path), f.name] for f in files],
+        after=[a.record.to_dict() for a in after])
+    return [_launched(launcher, f, r) for f, r in zip(files, records)]
+
+
+def reattach(launcher: Launcher, files: JobFiles, record: PidRecord) -> Optional[Launched]:
+    """Watch again a job started earlier on the host (None: it no longer runs there)."""
+    job_events(launcher.connector)
+    found = launcher.connector.call("reattach", spec=launcher.spec(), folder=str(files.path),
+                                    name=files.name, record=record.to_dict())
+    return _launched(launcher, files, record.to_dict()) if found else None
+
+
+# -- the host's side (the agent) ----------------------------------------------------------------
+
+
+def launcher_from_spec(spec: Dict[str, Any]) -> Launcher:
+    """The launcher a :meth:`Launcher.spec` describes, on this host (the module
+    ``experimaestro.launchers.<type>`` builds it with its ``from_spec``)."""
+    module = importlib.import_module(f"{__package__}.{spec['type']}")
+    return module.from_spec(spec)
+
+
+class HostLaunchers:
+    """The agent's launchers, one per spec, and what they started: each job's end is pushed with
+    ``send({"event": "job_ended", "folder", "record", "ending"})``."""
+
+    def __init__(self, send: Callable[[Dict[str, Any]], None]) -> None:
+        self._send = send
+        self._launchers: Dict[str, Launcher] = {}
+        self._lock = threading.Lock()
+
+    def get(self, spec: Dict[str, Any]) -> Launcher:
+        import json
+
+        key = json.dumps(spec, sort_keys=True)
+        with self._lock:
+            launcher = self._launchers.get(key)
+            if launcher is None:
+                launcher = self._launchers[key] = launcher_from_spec(spec)
+            return launcher
+
+    def _ended(self, files: JobFiles, record: PidRecord, ending: Ending) -> None:
+        self._send({"event": "job_ended", "folder": str(files.path), "record": record.to_dict(),
+                    "ending": ending_to_json(ending)})
+
+    def _watch(self, files: JobFiles, launched: Launched) -> None:
+        record = launched.record
+        if launched.subscribe is not None:
+            launched.subscribe(lambda ending: self._ended(files, record, ending))
+            return
+        wait = launched.wait
+
+        def reap() -> None:
+            code = wait() if wait is not None else _wait_gone(record)
+            self._ended(files, record, Ending(code=code))
+
+        threading.Thread(target=reap, daemon=True, name=f"xpm-agent-job-{files.path.name[:8]}").start()
+
+    def launch(self, spec: Dict[str, Any], jobs: List[List[str]], after: List[Dict[str, Any]]
+               ) -> List[Dict[str, Any]]:
+        launcher = self.get(spec)
+        files = [JobFiles(Path(folder), name) for folder, name in jobs]
+        upstream = [Launched(record=PidRecord.from_dict(r)) for r in after]
+        launched = launcher.launch_many(files, upstream) if (after or len(files) > 1) else (
+            [launcher.launch(files[0])] if files else [])
+        for f, one in zip(files, launched):
+            self._watch(f, one)
+        return [one.record.to_dict() for one in launched]
+
+    def reattach(self, spec: Dict[str, Any], folder: str, name: str, record: Dict[str, Any]) -> bool:
+        """Watch a job again; False when it no longer runs (and has not ended since: its folder
+        says how it ended). A job that ended is reported at once."""
+        from .base import attach_record
+
+        files = JobFiles(Path(folder), name)
+        pid = PidRecord.from_dict(record)
+        if files.marker_state() is not None:
+            self._ended(files, pid, Ending())
+            return True
+        if pid.type == "local":
+            if not files.process_alive(pid):
+                return False
+            self._watch(files, Launched(record=pid))
+            return True
+        launched = attach_record(pid, files, self.get(spec))
+        if launched is None:
+            return False
+        self._watch(files, launched)
+        return True
+
+    def cancel(self, spec: Dict[str, Any], folder: str, name: str, record: Dict[str, Any]) -> None:
+        from .base import attach_record
+
+        pid = PidRecord.from_dict(record)
+        files = JobFiles(Path(folder), name)
+        if pid.type == "local":
+            import os
+            import signal
+
+            if files.process_alive(pid):
+                os.killpg(pid.pid, signal.SIGTERM)
+            return
+        launched = attach_record(pid, files, self.get(spec))
+        if launched is not None and launched.cancel is not None:
+            launched.cancel()
+
+
+def _wait_gone(record: PidRecord) -> Optional[int]:
+    """Block until a process that is not our child ends (a pidfd becomes readable); its exit code
+    is unknown (None): its marker says how it ended."""
+    import os
+    import select
+
+    try:
+        fd = os.pidfd_open(record.pid)
+    except OSError:
+        return None
+    try:
+        if record.is_alive():
+            select.select([fd], [], [])
+    finally:
+        os.close(fd)
+    return None

@@ -1,0 +1,60 @@
+"""Tasks run on the SSH test host (tests/test_ssh_experiment.py): staged there with the user's code,
+so this module imports experimaestro only."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+from experimaestro import Meta, Param, PathGenerator, Task, field
+
+
+class Add(Task):
+    """Writes ``x + y`` and the host it ran on into ``result.json`` in its job folder."""
+
+    x: Param[int]
+    y: Param[int] = 0
+    result: Meta[Path] = field(default_factory=PathGenerator("result.json"))
+
+    def execute(self) -> None:
+        self.result.write_text(json.dumps({"sum": self.x + self.y, "host": socket.gethostname(),
+                                           "cwd": os.getcwd()}))
+
+
+class Total(Task):
+    """Reads the results of upstream ``Add`` jobs (their folders on the same host)."""
+
+    parts: Param[list[Add]]
+    result: Meta[Path] = field(default_factory=PathGenerator("total.json"))
+
+    def execute(self) -> None:
+        total = sum(json.loads(p.result.read_text())["sum"] for p in self.parts)
+        self.result.write_text(json.dumps({"total": total}))
+
+
+class Fails(Task):
+    """Exits with an error."""
+
+    code: Param[int] = 3
+
+    def execute(self) -> None:
+        raise SystemExit(self.code)
+
+
+class WaitsForFile(Task):
+    """Runs until ``path`` exists on its host (a test creates it there), then writes ``out.txt``."""
+
+    path: Param[str]
+    tag: Param[str] = ""
+    out: Meta[Path] = field(default_factory=PathGenerator("out.txt"))
+
+    def execute(self) -> None:
+        deadline = time.monotonic() + 120
+        while not Path(self.path).exists():
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{self.path} never appeared")
+            time.sleep(0.05)  # simulated work: the test releases it by creating the file
+        self.out.write_text("released")
