@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from remote_host import RemoteHost
-from remote_tasks import Add, Fails, Total
+from remote_tasks import Add, Fails, ReadsData, Total
 
-from experimaestro import experiment
+from experimaestro import ValidationError, experiment
 from experimaestro.scheduler.experiment import FailedExperiment
 from experimaestro.connectors.remote_record import read_remote_record
 from experimaestro.connectors.ssh import SshConnector
@@ -81,3 +81,20 @@ def test_done_remote_jobs_are_reused(host: SshConnector, tmp_path: Path) -> None
         job = Add.C(x=5).submit().__xpm__.job
     assert job.state.value == "done"
     assert host.agent.requests - requests <= 2, "reused from the local copy, without asking the host"
+
+
+def test_a_data_path_missing_on_the_host_is_refused_at_submit(
+        host: SshConnector, remote_host: RemoteHost, tmp_path: Path, remote_workspace: str) -> None:
+    here_only = tmp_path / "corpus.txt"  # exists here, not on the host
+    here_only.write_text("local data")
+    there = f"{remote_host.home}/corpus-{time.monotonic_ns()}.txt"
+    remote_host.run(f"echo remote data > {shlex.quote(there)}")
+    launcher = DirectLauncher(connector=host)
+    with experiment(tmp_path / "ws", "remote", launcher=launcher):
+        with pytest.raises(ValidationError, match=r"do not exist on .*corpus.txt.*Copy the data there"):
+            ReadsData.C(data=here_only).submit()
+        job = ReadsData.C(data=Path(there)).submit().__xpm__.job
+    assert "remote data" in (job.path / f"{job.name}.out").read_text()
+    # Nothing was written for the refused job, here or there
+    assert not (tmp_path / "ws" / "jobs" / "remote_tasks.readsdata").exists() or len(
+        list((tmp_path / "ws" / "jobs" / "remote_tasks.readsdata").iterdir())) == 1

@@ -107,6 +107,7 @@ class SshConnector(Connector):
         self.code_limit = code_limit
         self.sync_exclude = tuple(sync_exclude)
         self._staged: Dict[str, str] = {}
+        self._existing: set = set()
         self._stage_lock = threading.Lock()
         self.connection: SshConnection = connection_for(
             host, user=user, port=port, connect_timeout=connect_timeout, config_file=ssh_config
@@ -204,6 +205,20 @@ class SshConnector(Connector):
     def exists_many(self, paths: Sequence[PathLike]) -> List[bool]:
         """Which of the paths exist, in one round trip (e.g. the ``.done`` markers of 10,000 jobs)."""
         return self._call("exists_many", paths=[str(p) for p in paths])
+
+    def missing_paths(self, paths: Sequence[PathLike]) -> List[str]:
+        """Those of ``paths`` that do not exist on the host, in one round trip (paths found once
+        are remembered: the data many jobs share is asked about once)."""
+        asked = [str(p) for p in paths if str(p) not in self._existing]
+        if not asked:
+            return []
+        missing = []
+        for path, exists in zip(asked, self.exists_many(asked)):
+            if exists:
+                self._existing.add(path)
+            else:
+                missing.append(path)
+        return missing
 
     def job_states(self, jobs: Sequence[Tuple[PathLike, str]]) -> List[str]:
         """The state of each job folder (``done``, ``error``, ``running``, ``unscheduled``) as

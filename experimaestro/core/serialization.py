@@ -507,6 +507,23 @@ def build_objects(
     return objects
 
 
+def absolute_paths(text: str) -> list[str]:
+    """The absolute paths a params.json text names outside its job folder and workspace (the data
+    a job reads where it runs: checked on a remote host at submit)."""
+    found: list[str] = []
+    stack: list[Any] = [json.loads(text)]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            if "$path" in value and value.get("base") is None and str(value["$path"]).startswith("/"):
+                found.append(str(value["$path"]))
+            else:
+                stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return sorted(set(found))
+
+
 def parse_document(text: str, *, source: str = "params.json") -> ParamsDocument:
     """Parse and check the format version of a params document."""
     try:

@@ -246,6 +246,11 @@ class JobFiles:
     #: Whether the folder is on this machine (file events and local processes apply to it).
     local = True
 
+    def missing_paths(self, paths: list[str]) -> list[str]:
+        """Those of the data paths a job names that its host lacks: a remote host is asked
+        (RemoteJobFiles); here, the job reads what the user's script sees, unchecked."""
+        return []
+
     def exists(self) -> bool:
         """Whether the job folder exists."""
         return self.path.is_dir()

@@ -48,6 +48,9 @@ class RemoteJobFiles(JobFiles):
         return self.connector.call("job_files", folder=str(self.path), name=self.name,
                                    method=method, args=args)
 
+    def missing_paths(self, paths: list[str]) -> list[str]:
+        return self.connector.missing_paths(paths) if paths else []
+
     def exists(self) -> bool:
         return self._op("exists")
 

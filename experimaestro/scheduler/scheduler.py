@@ -35,7 +35,7 @@ from ..core.config import (
     resource_dependencies,
     task_dependencies,
 )
-from ..core.serialization import ParamsFormatError, dumps, parse_document
+from ..core.serialization import ParamsFormatError, absolute_paths, dumps, parse_document
 from ..core.types import ValidationError
 from .dependency_errors import dependency_problem
 from .job import Job
@@ -158,6 +158,8 @@ class Scheduler:
         else:
             # Written now so that a value params.json cannot hold fails at the submit() line.
             job.params = dumps(task, job=job.path, workspace=job.workspace, environ=job.environ)
+            if run_mode is RunMode.NORMAL and not job.files.local:
+                self._check_remote_paths(job)
         job.dependencies = dependencies
         job.tokens = tokens
         job.callbacks = callbacks
@@ -178,6 +180,19 @@ class Scheduler:
         else:
             self.post(lambda: self._schedule(job))
         return job
+
+    def _check_remote_paths(self, job: Job) -> None:
+        """A job that runs on another host reads its data there: absolute paths it names must
+        exist there, or it would fail an hour into the run (one round trip for all of them)."""
+        assert job.params is not None
+        missing = job.files.missing_paths(absolute_paths(job.params))
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise ValidationError(
+                f"{type(job.task).__qualname__}: {len(missing)} path(s) given as parameters do not "
+                f"exist on {job.files.location.split(':', 1)[0]}, where the job runs: {shown}. Copy the "
+                f"data there (or give paths of the host), or run the job with a local launcher"
+            )
 
     def _repair_params(self, job: Job, done_at: Optional[int] = None) -> None:
         """A done job is reused as it is, but its params.json must stay true (``jobs list`` reads

@@ -58,3 +58,12 @@ class WaitsForFile(Task):
                 raise SystemExit(f"{self.path} never appeared")
             time.sleep(0.05)  # simulated work: the test releases it by creating the file
         self.out.write_text("released")
+
+
+class ReadsData(Task):
+    """Reads a data file given by its absolute path (it must exist where the job runs)."""
+
+    data: Param[Path]
+
+    def execute(self) -> None:
+        print(self.data.read_text())
