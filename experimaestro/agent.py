@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import os
-import select
 import socket
 import sys
 import threading
@@ -26,7 +25,7 @@ from typing import Any, BinaryIO, Callable, Dict, List, Optional
 
 from .connectors.agentprotocol import OPERATIONS, PROTOCOL, decode, encode, error_payload
 from .connectors.local import LocalConnector
-from .connectors.process import process_alive
+from .connectors.process import process_alive, wait_gone
 from .version import __version__
 
 #: Threads serving the short requests.
@@ -198,17 +197,8 @@ class Agent:
                              name=f"xpm-agent-pid-{pid}").start()
 
     def _wait_gone(self, pid: int, create_time: float) -> None:
-        """Block until the process ends (a pidfd becomes readable then), then push the event."""
-        try:
-            fd = os.pidfd_open(pid)
-        except (ProcessLookupError, OSError):
-            fd = None
-        if fd is not None:
-            try:
-                if process_alive(pid, create_time):  # the pid may already name another process
-                    select.select([fd], [], [])
-            finally:
-                os.close(fd)
+        """Block until the process ends, then push the event."""
+        wait_gone(pid, create_time)
         self.send({"event": "process_gone", "pid": pid, "create_time": create_time, "code": None})
 
     def op_lock(self, path: str, timeout: Optional[float] = None) -> Optional[int]:

@@ -637,12 +637,20 @@ def cached_venv(venv: Path, build) -> Path:
     return venv
 
 
+#: A venv used less than this long ago may serve a test session still running: never pruned.
+PRUNE_AFTER = 3600.0
+
+
 def prune_python_cache(cache: Path, keep: int) -> None:
-    """Remove all but the ``keep`` most recently used venvs of each kind (skipping those in use)."""
+    """Remove all but the ``keep`` most recently used venvs of each kind, except those being built
+    and those used within PRUNE_AFTER seconds (sessions of other checkouts may still run on them)."""
     built = sorted((p for p in cache.iterdir() if (p / ".complete").exists()),
                    key=lambda p: (p / ".complete").stat().st_mtime, reverse=True)
+    recent = time.time() - PRUNE_AFTER
     for kind in (True, False):
         for old in [p for p in built if p.name.startswith("base-") == kind][keep:]:
+            if (old / ".complete").stat().st_mtime > recent:
+                continue
             with open(cache / f"{old.name}.lock", "a") as handle:
                 try:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

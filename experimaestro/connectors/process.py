@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any, Callable, Dict, Optional
 
@@ -109,3 +110,20 @@ def process_alive(
         return p.status() != psutil.STATUS_ZOMBIE
     except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
         return False
+
+
+def wait_gone(pid: int, create_time: float) -> None:
+    """Block until the process ``pid`` created at ``create_time`` has ended, without polling (a
+    pidfd becomes readable then); at once if it is gone already. For processes that are not our
+    children (``waitpid`` cannot wait for them)."""
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return
+    try:
+        if process_alive(pid, create_time):  # the pid may already name another process
+            select.select([fd], [], [])
+    finally:
+        os.close(fd)

@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from ..connectors.process import PidRecord
+from ..connectors.process import PidRecord, wait_gone
 from .base import Ending, Launched, Launcher
 from .jobfiles import FailureRecord, JobFiles, JobState
 
@@ -362,18 +362,7 @@ class HostLaunchers:
 
 
 def _wait_gone(record: PidRecord) -> Optional[int]:
-    """Block until a process that is not our child ends (a pidfd becomes readable); its exit code
-    is unknown (None): its marker says how it ended."""
-    import os
-    import select
-
-    try:
-        fd = os.pidfd_open(record.pid)
-    except OSError:
-        return None
-    try:
-        if record.is_alive():
-            select.select([fd], [], [])
-    finally:
-        os.close(fd)
+    """Block until a job process that is not our child ends; its exit code is unknown (None):
+    its marker says how it ended."""
+    wait_gone(record.pid, record.create_time)
     return None
