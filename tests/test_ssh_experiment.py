@@ -98,3 +98,16 @@ def test_a_data_path_missing_on_the_host_is_refused_at_submit(
     # Nothing was written for the refused job, here or there
     assert not (tmp_path / "ws" / "jobs" / "remote_tasks.readsdata").exists() or len(
         list((tmp_path / "ws" / "jobs" / "remote_tasks.readsdata").iterdir())) == 1
+
+
+def test_code_none_runs_what_is_installed_on_the_host(
+        remote_host: RemoteHost, ssh_home: Path, tmp_path: Path, remote_workspace: str) -> None:
+    """Without staging, the host must have the user's classes installed: here it does not, and the
+    job's failure says the module cannot be imported (no Python file of ours was sent)."""
+    host = SshConnector(remote_host.alias, workspace=remote_workspace, python=remote_host.python,
+                        code=None)
+    with pytest.raises(FailedExperiment):
+        with experiment(tmp_path / "ws", "remote", launcher=DirectLauncher(connector=host)):
+            job = Add.C(x=1).submit().__xpm__.job
+    assert "remote_tasks" in (job.path / f"{job.name}.err").read_text()
+    assert not remote_exists(remote_host, f"{remote_workspace}/.experimaestro/code")
