@@ -12,6 +12,7 @@ round trip. Two connectors for the same host share the connection, and for the s
 from __future__ import annotations
 
 import base64
+import json
 import contextlib
 import os
 import subprocess
@@ -28,7 +29,7 @@ from .process import PidRecord
 from .remote_record import RemoteCopy, write_remote_record
 from .sshconnection import DEFAULT_CONNECT_TIMEOUT, SshConnection, connection_for
 from .streams import command_streams
-from .staging import DEFAULT_LIMIT, stage, take_snapshot
+from .staging import DEFAULT_LIMIT, STAGED_CODE_VARIABLE, stage, take_snapshot
 from .sync import pull, pull_job, serve_send
 
 #: The job-folder markers whose writing the agent pushes by default (launchers/jobfiles.py names).
@@ -108,6 +109,7 @@ class SshConnector(Connector):
         self.sync_exclude = tuple(sync_exclude)
         self._staged: Dict[str, str] = {}
         self._existing: set = set()
+        self._roots: Dict[str, List[Tuple[str, str]]] = {}
         self._stage_lock = threading.Lock()
         self.connection: SshConnection = connection_for(
             host, user=user, port=port, connect_timeout=connect_timeout, config_file=ssh_config
@@ -148,6 +150,16 @@ class SshConnector(Connector):
         self.agent.start()
         return int(self.agent.hello.get("cpus") or 1)
 
+    def code_environment(self) -> Dict[str, str]:
+        """The environment a job on the host needs to import the user's code: ``PYTHONPATH`` (the
+        staged folders) and ``XPM_STAGED_CODE`` (each local import folder and its staged copy, so
+        that classes of a script run as ``__main__`` are found in the copy); empty with
+        ``code=None``."""
+        pythonpath = self.stage_code()
+        if pythonpath is None:
+            return {}
+        return {"PYTHONPATH": pythonpath, STAGED_CODE_VARIABLE: json.dumps(self._roots[pythonpath])}
+
     def stage_code(self) -> Optional[str]:
         """Stage the user's Python files (see ``code``) into the remote workspace and return the
         jobs' ``PYTHONPATH`` there (None with ``code=None``). Only files the host lacks are sent;
@@ -167,8 +179,10 @@ class SshConnector(Connector):
             staged = self._staged.get(snapshot.digest)
             if staged is None:
                 with self.stage_streams(str(self.workspace)) as (to_remote, from_remote):
-                    staged = stage(snapshot, to_remote, from_remote).pythonpath_value()
+                    result = stage(snapshot, to_remote, from_remote)
+                staged = result.pythonpath_value()
                 self._staged[snapshot.digest] = staged
+                self._roots[staged] = list(zip(snapshot.folders, result.pythonpath))
             return staged
 
     def fetch_job(self, remote_folder: PathLike, local_folder: Path) -> None:

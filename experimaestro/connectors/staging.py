@@ -41,6 +41,10 @@ from typing import IO, Iterator, Optional, Sequence, Union
 
 #: Default size limit of a snapshot, in bytes (Python files only).
 DEFAULT_LIMIT = 20 * 2**20
+#: The job's environment variable that maps each local import folder to its staged copy (JSON list
+#: of ``[local folder, staged folder]``): read where a job loads the script that defined its
+#: classes (``core/serialization.py``).
+STAGED_CODE_VARIABLE = "XPM_STAGED_CODE"
 #: Folder names never walked: caches, virtual environments and installed packages.
 SKIPPED_NAMES = ("__pycache__", "site-packages", "dist-packages", "node_modules")
 _HASH = re.compile(r"[0-9a-f]{64}")

@@ -18,6 +18,7 @@ import enum
 import importlib
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path, PurePath
 from typing import Any, Callable, Optional
@@ -348,8 +349,30 @@ def _find_class(record: ObjectRecord) -> type:
     return obj
 
 
+#: The environment variable naming the staged copies of the controller's import folders (set for
+#: jobs on a remote host: connectors/staging.py STAGED_CODE_VARIABLE).
+_STAGED_CODE = "XPM_STAGED_CODE"
+
+
+def _staged_copy(file: str) -> Optional[str]:
+    """Where the script ``file`` of the controller's machine is on this host, when the job's code
+    was staged here (None: not staged, or not under a staged folder)."""
+    try:
+        roots = json.loads(os.environ.get(_STAGED_CODE) or "[]")
+    except ValueError:
+        return None
+    for local, staged in roots:
+        local = str(local).rstrip("/")
+        if file.startswith(local + "/"):
+            return str(staged) + file[len(local):]
+    return None
+
+
 def _load_script(file: Optional[str]) -> Any:
-    """Load the experiment script that defined ``__main__`` classes, without running its main block."""
+    """Load the experiment script that defined ``__main__`` classes, without running its main block
+    (from its staged copy when the job runs on another host)."""
+    if file is not None and not Path(file).exists():
+        file = _staged_copy(file) or file
     if file is None or not Path(file).exists():
         raise ParamsFormatError(
             f"the classes were defined in a script run as __main__, and that script ({file}) "

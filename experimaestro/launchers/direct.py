@@ -73,7 +73,7 @@ class DirectLauncher(Launcher):
         else:
             self.max_jobs = max_jobs or os.cpu_count() or 1
             self.python = python or sys.executable
-        self._pythonpath: Optional[str] = None
+        self._code_env: Optional[dict[str, str]] = None
         #: Start jobs from the fork server (False: a new interpreter for each job).
         self.fork = fork
 
@@ -82,7 +82,7 @@ class DirectLauncher(Launcher):
 
     def script(self, files: JobFiles) -> str:
         """The launch script, written for people (to rerun a job by hand); every value quoted."""
-        env = f"PYTHONPATH={shlex.quote(self._env()['PYTHONPATH'])} "
+        env = "".join(f"{name}={shlex.quote(value)} " for name, value in self._env().items())
         return (
             "#!/bin/sh\n"
             "# experimaestro launch script (direct launcher)\n"
@@ -91,12 +91,14 @@ class DirectLauncher(Launcher):
         )
 
     def _env(self) -> dict[str, str]:
-        if self._pythonpath is None:
+        """What jobs need to import the user's code: ``PYTHONPATH`` (and, on a remote host, where
+        the staged copy of each local import folder is)."""
+        if self._code_env is None:
             if self.remote:  # the user's code, staged on the host (or what is installed there)
-                self._pythonpath = self.connector.stage_code() or ""
+                self._code_env = self.connector.code_environment()
             else:
-                self._pythonpath = user_python_path()
-        return {"PYTHONPATH": self._pythonpath}
+                self._code_env = {"PYTHONPATH": user_python_path()}
+        return self._code_env
 
     def _job_env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -106,8 +108,7 @@ class DirectLauncher(Launcher):
     def spec(self) -> dict:
         """Rebuilds this launcher on a remote host (see ``launchers/remote.py``), with the staged
         code on ``PYTHONPATH`` there."""
-        return {"type": "direct", "python": self.python, "fork": self.fork,
-                "pythonpath": self._env()["PYTHONPATH"]}
+        return {"type": "direct", "python": self.python, "fork": self.fork, "env": self._env()}
 
     def check(self) -> None:
         """A remote host: connected, with a workspace, and the user's code staged there (an
@@ -163,7 +164,7 @@ def from_spec(spec: dict) -> DirectLauncher:
     no limit of its own (the controller counts the jobs)."""
     launcher = DirectLauncher(max_jobs=1 << 30, python=spec.get("python") or sys.executable,
                               fork=bool(spec.get("fork", True)))
-    launcher._pythonpath = spec.get("pythonpath") or ""
+    launcher._code_env = dict(spec.get("env") or {})
     return launcher
 
 
