@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import socket
 import time
 from typing import Any, Callable, Dict, Optional
+
+
+@functools.lru_cache(maxsize=1)
+def this_host() -> str:
+    """This machine's host name, as pid records write it (``socket.gethostname()``)."""
+    return socket.gethostname()
 
 
 class PidRecord:
@@ -33,6 +41,13 @@ class PidRecord:
 
     def __repr__(self) -> str:
         return f"PidRecord(pid={self.pid}, create_time={self.create_time}, host={self.host!r})"
+
+    @property
+    def elsewhere(self) -> bool:
+        """Whether the record names a process of another host (a job run over SSH, or by a
+        controller of another machine): its pid means nothing here. A record without a host
+        (experimaestro 2.x) counts as this host's."""
+        return bool(self.host) and self.host != this_host()
 
     def to_dict(self) -> Dict[str, Any]:
         """The record as a JSON-ready dict (the ``.pid`` file's content, and the SSH agent's)."""
@@ -71,14 +86,12 @@ class PidRecord:
     @staticmethod
     def of_process(pid: int) -> "PidRecord":
         """The record for a live local process."""
-        import socket
-
         import psutil
 
         return PidRecord(
             pid=pid,
             create_time=psutil.Process(pid).create_time(),
-            host=socket.gethostname(),
+            host=this_host(),
             started=time.time(),
         )
 

@@ -189,12 +189,15 @@ class SshConnector(Connector):
         """Copy a job folder from the host into ``local_folder`` (incrementally, as one tar
         stream; ``sync_exclude`` stays remote) and record where the remote copy lives
         (``.remote.json``): ``jobs list``, ``jobs path`` and ``jobs sync`` work from it later."""
-        record = RemoteCopy(host=self.host, path=str(remote_folder), python=self.python,
-                            exclude=self.sync_exclude)
         local_folder = Path(local_folder)
         local_folder.mkdir(parents=True, exist_ok=True)
-        write_remote_record(local_folder, record)
+        write_remote_record(local_folder, self.remote_copy(remote_folder))
         pull_job(local_folder, self)
+
+    def remote_copy(self, remote_folder: PathLike) -> RemoteCopy:
+        """The ``.remote.json`` record of a job folder on this host (not synchronised yet)."""
+        return RemoteCopy(host=self.host, path=str(remote_folder), python=self.python,
+                          exclude=self.sync_exclude)
 
     # --- files ---
 

@@ -188,11 +188,19 @@ class JobFiles:
         if marker is not None:
             return marker
         record = self.read_pid()
-        if record is not None and (record.type != "local" or self.process_alive(record)):
-            # A job of a cluster without a marker: submitted, so queued or running as far as the
-            # files tell (its launcher knows better: ``experimaestro jobs list`` asks it).
+        if record is not None and self.record_runs(record):
             return JobState.RUNNING
         return JobState.UNSCHEDULED
+
+    def record_runs(self, record: PidRecord) -> bool:
+        """Whether the job of ``record`` runs, as the files tell (its folder has no marker).
+
+        A local process of this host is checked. A job of a cluster (submitted, so queued or
+        running) or a process of another host (a job run over SSH, whose local folder holds a copy
+        of its record until it ends and is synchronised) runs as far as the files tell: its
+        launcher there knows better (``experimaestro jobs list`` asks Slurm).
+        """
+        return record.type != "local" or record.elsewhere or self.process_alive(record)
 
     def process_alive(self, record: PidRecord) -> bool:
         """Whether the local process of ``record`` is alive and is this job's.
@@ -297,6 +305,11 @@ class JobFiles:
 
     def write_pid(self, record: PidRecord) -> None:
         atomic_write(self.pidfile, record.to_json())
+
+    def start_local_copy(self, local_path: Path, record: PidRecord, params: Optional[str]) -> None:
+        """Make the folder ``local_path`` show the job while it runs (launched or found again
+        with ``record``). Nothing to do here: this folder is the local one. A remote folder's
+        (``RemoteJobFiles``) writes its params, ``.remote.json`` and a copy of ``record`` there."""
 
     def remove(self, which: str) -> None:
         """Remove ``pid``, ``failed`` or ``submit_intent`` if it is there."""

@@ -105,6 +105,28 @@ class RemoteJobFiles(JobFiles):
     def runner_alive(self) -> bool:
         return self._op("runner_alive")
 
+    def start_local_copy(self, local_path: Path, record: PidRecord, params: Optional[str]) -> None:
+        """Write into ``local_path`` (the job's folder in the local workspace) what shows the job
+        while it runs on the host, without a connection: its params.json (``params``, else read
+        on the host), ``.remote.json`` (not synchronised yet) and a copy of its pid ``record``
+        (a record of another host: ``JobFiles.disk_state`` reads it as running). Markers and
+        progress of an earlier run, copied back then, are removed: they are not this run's.
+        The job runs whatever happens here: a failure is logged, and the copy at its end
+        (:meth:`fetch`) writes the folder anyway."""
+        from ..connectors.remote_record import write_remote_record
+
+        local = JobFiles(local_path, self.name)
+        try:
+            local.make()
+            for stale in (local.done, local.failed, local.progress):
+                stale.unlink(missing_ok=True)
+            local.write_params(params if params is not None else self.read_params())
+            write_remote_record(local_path, self.connector.remote_copy(self.path))
+            local.write_pid(record)  # last: a reader that sees it finds everything else
+        except Exception as exc:
+            logger.warning("%s runs on %s, but its local folder %s could not be written: %s",
+                           self.path.name, self.connector.host, local_path, exc)
+
     def fetch(self, local_path: Path) -> None:
         """Copy this folder into ``local_path`` (see ``SshConnector.fetch_job``)."""
         self.connector.fetch_job(self.path, local_path)

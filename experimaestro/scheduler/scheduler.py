@@ -641,6 +641,7 @@ class Scheduler:
         """A job was launched: count its slot, and watch it."""
         job.attempt += 1
         job.launched = launched
+        job.files.start_local_copy(job.path, launched.record, job.params)
         if launched.subscribe is not None:
             attempt = job.attempt
             self._slots[(job, attempt)] = launcher
@@ -783,6 +784,7 @@ class Scheduler:
         """Watch a job that its launcher found again from its record (started earlier)."""
         logger.info("%s was submitted earlier: waiting on it", job)
         job.launched = launched
+        job.files.start_local_copy(job.path, launched.record, job.params)
         attempt = job.attempt
         if not job.files.local and job not in self._running:
             # It runs on a remote host's launcher: it takes a slot there until it ends.

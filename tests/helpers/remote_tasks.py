@@ -52,6 +52,7 @@ class WaitsForFile(Task):
     out: Meta[Path] = field(default_factory=PathGenerator("out.txt"))
 
     def execute(self) -> None:
+        print(f"waiting for {self.path}", flush=True)
         deadline = time.monotonic() + 120
         while not Path(self.path).exists():
             if time.monotonic() > deadline:

@@ -1,0 +1,83 @@
+"""A job that runs on the SSH test host is visible on the laptop while it runs: its local job folder
+holds its params.json, ``.remote.json`` and a copy of its pid record from the moment it is launched,
+so ``experimaestro jobs list`` (run without any connection), ``jobs path`` and the tag filters show
+it; when it ends, its folder is copied back and it shows done."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import wait_until
+from remote_host import RemoteHost
+from remote_tasks import WaitsForFile
+
+from experimaestro import experiment, tag
+from experimaestro.connectors.remote_record import read_remote_record
+from experimaestro.connectors.ssh import SshConnector
+from experimaestro.launchers.direct import DirectLauncher
+from test_ssh_connector import fresh_connections  # noqa: F401 (autouse: no shared connection left)
+
+
+@pytest.fixture
+def remote_workspace(remote_host: RemoteHost) -> str:
+    """A fresh workspace in the remote user's HOME (only there)."""
+    path = f"{remote_host.home}/xpm-{time.monotonic_ns()}"
+    yield path
+    remote_host.run(f"rm -rf {shlex.quote(path)} {shlex.quote(path)}-go", check=False)
+
+
+@pytest.fixture
+def host(remote_host: RemoteHost, ssh_home: Path, remote_workspace: str) -> SshConnector:
+    return SshConnector(remote_host.alias, workspace=remote_workspace, python=remote_host.python)
+
+
+def xpm(*args: object) -> str:
+    """The real command (a process of its own, which opens no connection); its output."""
+    done = subprocess.run([sys.executable, "-m", "experimaestro", *map(str, args)], capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def listing(workspace: Path, *args: object) -> list[dict[str, Any]]:
+    return json.loads(xpm("jobs", "list", "--workdir", workspace, "--json", *args))
+
+
+def test_a_running_remote_job_is_listed_on_the_laptop(host: SshConnector, remote_host: RemoteHost,
+                                                      remote_workspace: str, tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    flag = f"{remote_workspace}-go"
+    with experiment(workspace, "remote", launcher=DirectLauncher(connector=host)):
+        job = WaitsForFile.C(path=flag, tag=tag("slow")).submit().__xpm__.job
+        pidfile = job.path / f"{job.name}.pid"
+        wait_until(pidfile.exists, timeout=60, what="the local copy of the job's pid record")
+        remote_record = read_remote_record(job.path)
+        assert remote_record is not None and remote_record.synced_at is None
+        assert remote_record.path == f"{remote_workspace}/{job.relpath}"
+        assert json.loads(pidfile.read_text())["host"] == json.loads(
+            remote_host.run(f"cat {shlex.quote(remote_record.path)}/{job.name}.pid").stdout)["host"]
+        assert (job.path / "params.json").read_text() == host.read_text(f"{remote_record.path}/params.json")
+        # Without a connection, from the local folder alone
+        [entry] = listing(workspace)
+        assert (entry["identifier"], entry["state"]) == (job.identifier, "running")
+        assert entry["remote"] == {"host": remote_host.alias, "path": remote_record.path, "synced_at": None}
+        assert [e["identifier"] for e in listing(workspace, "--tags", "tag=slow")] == [job.identifier]
+        assert [e["identifier"] for e in listing(workspace, "--state", "running")] == [job.identifier]
+        assert listing(workspace, "--tags", "tag=other") == []
+        assert xpm("jobs", "path", "--workdir", workspace, job.identifier[:12]).strip() == str(job.path)
+        assert xpm("jobs", "path", "--workdir", workspace, "--remote", job.identifier[:12]).strip() == \
+            f"{remote_host.alias}:{remote_record.path}"
+        table = xpm("jobs", "list", "--workdir", workspace)
+        assert "running" in table and job.identifier[:12] in table
+        remote_host.run(f"touch {shlex.quote(flag)}")
+    assert job.state.value == "done"
+    [entry] = listing(workspace)
+    assert entry["state"] == "done" and entry["remote"]["synced_at"] is not None
+    assert (job.path / "out.txt").read_text() == "released"
