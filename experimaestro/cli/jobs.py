@@ -25,7 +25,7 @@ from ..connectors.remote_record import RemoteRecordError, read_remote_record
 from ..core.serialization import ParamsDocument, ParamsFormatError, parse_document
 from ..launchers.jobfiles import STATE_NAMES, FailureRecord, JobFiles, JobState
 from ..notifications import read_progress
-from .remote_jobs import follow_log, follows_remotely, sync_job
+from .remote_jobs import follow_log, follows_remotely, runs_elsewhere, sync_job
 from ..scheduler.workspace import Workspace
 
 #: The states a job can have on disk, i.e. without a controller's knowledge.
@@ -514,6 +514,8 @@ def job_kill(workspace: Workspace, job_id: str) -> None:
         click.echo(f"Job {entry.full_id} is not running ({entry.state_label()}): nothing to do.")
         return
     record = files.read_pid()
+    if record is not None and record.type == "local" and record.elsewhere:
+        raise click.ClickException(runs_elsewhere(entry.path, entry.full_id, record.host))
     if record is not None and record.type == "slurm":
         from ..launchers.slurm.commands import SlurmCommandError
         from ..launchers.slurm.launcher import cancel_records

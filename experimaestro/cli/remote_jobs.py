@@ -10,6 +10,7 @@ record (the job ran here), a damaged record, a host that cannot be reached, a re
 from __future__ import annotations
 
 import contextlib
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Optional
 
@@ -75,6 +76,24 @@ def sync_job(jobpath: Path, full_id: str, all_files: bool) -> str:
     deleted = f", removed {stats.deleted} the remote folder no longer has" if stats.deleted else ""
     return (f"Synced job {full_id} from {record.location()}: {stats.files} file(s) "
             f"({stats.bytes} bytes) fetched{deleted}.")
+
+
+def runs_elsewhere(jobpath: Path, full_id: str, hostname: str) -> str:
+    """Why job ``full_id`` cannot be stopped from here (its process runs on ``hostname``), and how
+    to stop it there."""
+    try:
+        record = read_remote_record(jobpath)
+    except RemoteRecordError:
+        record = None
+    if record is None:
+        return (f"job {full_id} runs on {hostname}, not on this machine: stop it there "
+                f"(`experimaestro jobs kill {full_id}` in its workspace), or stop its experiment")
+    workspace = str(Path(record.path).parents[2])
+    command = " ".join(shlex.quote(part) for part in (
+        record.python or "python3", "-m", "experimaestro", "jobs", "kill", "--workdir", workspace,
+        full_id))
+    return (f"job {full_id} runs on {record.host} (in {record.path}), not on this machine: stop it "
+            f"there with `ssh {shlex.quote(record.host)} {shlex.quote(command)}`, or stop its experiment")
 
 
 def follows_remotely(files: JobFiles, full_id: str) -> Optional[RemoteCopy]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from ..launchers.jobfiles import JobFiles, JobState
+from ..launchers.jobfiles import JobFiles
 from .records import read_pid_document
 
 
@@ -37,10 +37,15 @@ def kill_job(files: JobFiles) -> str:
     record = files.read_pid()
     if record is None:
         raise ActionError("the job has no process yet (not started, or starting): try again")
+    if record.elsewhere:  # its pid names nothing here (a job run over SSH)
+        from ..cli.remote_jobs import runs_elsewhere
+
+        key = f"{files.path.parent.name}/{files.path.name}"
+        raise ActionError(runs_elsewhere(files.path, key, record.host))
     try:
         # Bound to this very process: psutil refuses to signal a pid reused since.
         process = psutil.Process(record.pid)
-        if files.disk_state() is not JobState.RUNNING:
+        if files.marker_state() is not None or not files.process_alive(record):
             raise ActionError("the job is not running")
         process.terminate()
     except psutil.NoSuchProcess:

@@ -8,7 +8,7 @@
 | ``GET /api/timeline?experiment``        | one bar per job (submitted, started, ended, state)      |
 | ``GET /api/job/{type id}/{id}``         | a job: parameters tree, dependencies, dependents...     |
 | ``GET /api/job/{type id}/{id}/explain`` | the ``explain-id`` view                                 |
-| ``GET /api/job/{type id}/{id}/log/{stdout,stderr}?offset`` | a chunk (or the tail) of a log       |
+| ``GET /api/job/{type id}/{id}/log/{stdout,stderr}?offset&wait`` | a chunk (or the tail) of a log |
 | ``POST /api/job/{type id}/{id}/kill``   | stop a running job (needs the token header)             |
 | ``GET /api/events``                     | server-sent events: jobs that changed, logs that grew   |
 """
@@ -32,7 +32,7 @@ from starlette.staticfiles import StaticFiles
 from .actions import ActionError, kill_job
 from .auth import TokenGate
 from .index import JobIndex
-from .views import explain_text, job_details, job_page, parse_tag_filters, read_log, timeline
+from .views import explain_text, job_details, job_log, job_page, parse_tag_filters, timeline
 
 STATIC = Path(__file__).parent / "static"
 #: A comment line is sent on an idle stream this often (seconds), so that a closed page is noticed.
@@ -180,8 +180,8 @@ def create_app(
         if stream not in ("stdout", "stderr"):
             return JSONResponse({"error": "the log is stdout or stderr"}, status_code=404)
         offset = request.query_params.get("offset")
-        path = getattr(record.files, stream)
-        chunk = await run_in_threadpool(read_log, path, int(offset) if offset else None)
+        chunk = await run_in_threadpool(job_log, record, stream, int(offset) if offset else None,
+                                        bool(request.query_params.get("wait")))
         return JSONResponse(chunk)
 
     async def kill(request: Request) -> Response:

@@ -138,9 +138,11 @@ class JobRecord:
         else:
             files = self.files
             record = files.read_pid() if pidfile else None
+            # As ``jobs list``: a job of a cluster or of another host (run over SSH) without a
+            # marker runs as far as the files tell.
             disk = (
                 JobState.RUNNING
-                if record is not None and record.type == "local" and files.process_alive(record)
+                if record is not None and files.record_runs(record)
                 else JobState.UNSCHEDULED
             )
         state = STATE_NAMES[disk]

@@ -187,7 +187,21 @@ def job_details(index: JobIndex, key: str) -> Optional[dict[str, Any]]:
     details["logs"] = {
         name: _size(getattr(files, name)) for name in ("stdout", "stderr")
     }
+    details["remote"] = _remote(record.path)
     return details
+
+
+def _remote(path: Path) -> Optional[dict[str, Any]]:
+    """Where the job's folder is on the host it ran on (``.remote.json``), None for a local job."""
+    from ..connectors.remote_record import RemoteRecordError, read_remote_record
+
+    try:
+        record = read_remote_record(path)
+    except RemoteRecordError as exc:
+        return {"error": str(exc)}
+    if record is None:
+        return None
+    return {"location": record.location(), "synced_at": record.synced_at}
 
 
 def _size(path: Path) -> Optional[int]:
@@ -195,6 +209,18 @@ def _size(path: Path) -> Optional[int]:
         return os.stat(path).st_size
     except OSError:
         return None
+
+
+def job_log(record: JobRecord, stream: str, offset: Optional[int], wait: bool = False) -> dict[str, Any]:
+    """A chunk of a job's log (see :func:`read_log`); for a job running on another host, read
+    there (``remote_logs.remote_log``: ``wait`` waits there for more)."""
+    from .remote_logs import remote_log, running_remotely
+
+    files = record.files
+    remote = running_remotely(files)
+    if remote is not None:
+        return remote_log(files, remote, stream, record.key, offset, LOG_TAIL, wait)
+    return read_log(getattr(files, stream), offset)
 
 
 def read_log(path: Path, offset: Optional[int], limit: int = LOG_TAIL) -> dict[str, Any]:
@@ -216,4 +242,4 @@ def read_log(path: Path, offset: Optional[int], limit: int = LOG_TAIL) -> dict[s
     }
 
 
-__all__ = ["explain_text", "job_details", "job_page", "params_tree", "read_log", "timeline"]
+__all__ = ["explain_text", "job_details", "job_log", "job_page", "params_tree", "read_log", "timeline"]

@@ -327,27 +327,37 @@ function showJob(key) {
   const [typeid, id] = key.split("/");
   crumbs.replaceChildren(el("a", { href: "#/" }, "experiments"), " / ", el("span", {}, `${shortType(typeid)} ${id.slice(0, 12)}`));
   const logPre = el("pre", { id: "log" });
-  let stream = "stderr", next = null, fetching = false, pending = false;
+  // follow: the log is on the host the job runs on; the next request waits there for more.
+  // epoch: bumped when the log shown starts over (another stream, the page drawn again): a reply
+  // asked for before is dropped, and the log asked for again.
+  let stream = "stderr", next = null, fetching = false, pending = false, follow = false, epoch = 0;
   const logTabs = el("span", { class: "tabs" });
   function renderLogTabs() {
     logTabs.replaceChildren(...["stderr", "stdout"].map((s) => el("button", {
       class: s === stream ? "on" : "", id: `log-${s}`,
-      onclick: () => { stream = s; next = null; logPre.textContent = ""; renderLogTabs(); tail(); } }, s)));
+      onclick: () => { stream = s; next = null; follow = false; epoch++; logPre.textContent = ""; renderLogTabs(); tail(); } }, s)));
   }
   async function tail() {
     if (fetching) { pending = true; return; }
     fetching = true;
+    const asked = epoch;
     try {
-      const chunk = await api(`/api/job/${key}/log/${stream}${next === null ? "" : `?offset=${next}`}`);
-      const atBottom = logPre.scrollTop + logPre.clientHeight >= logPre.scrollHeight - 4;
-      if (next === null) logPre.textContent = chunk.size === null ? `(no ${stream} yet)` : chunk.text;
-      else logPre.append(chunk.text);
-      next = chunk.next;
-      if (atBottom || chunk.offset === 0) logPre.scrollTop = logPre.scrollHeight;
-      if (chunk.size !== null && chunk.next < chunk.size) pending = true; // more than one chunk
-    } catch (e) { toast(e.message); }
+      const query = next === null ? "" : `?offset=${next}${follow ? "&wait=1" : ""}`;
+      const chunk = await api(`/api/job/${key}/log/${stream}${query}`);
+      if (current !== controller) return; // the user went elsewhere meanwhile
+      if (asked !== epoch) pending = true;
+      else {
+        const atBottom = logPre.scrollTop + logPre.clientHeight >= logPre.scrollHeight - 4;
+        if (next === null) logPre.textContent = chunk.message || (chunk.size === null ? `(no ${stream} yet)` : chunk.text);
+        else logPre.append(chunk.text);
+        next = chunk.next;
+        follow = !!chunk.follow;
+        if (atBottom || chunk.offset === 0) logPre.scrollTop = logPre.scrollHeight;
+        if (chunk.size !== null && chunk.next < chunk.size) pending = true; // more than one chunk
+      }
+    } catch (e) { toast(e.message); follow = false; }
     fetching = false;
-    if (pending) { pending = false; tail(); }
+    if (pending || follow) { pending = false; tail(); }
   }
   const explainPre = el("pre", { id: "explain", hidden: true }, "");
   const explainButton = el("button", { id: "explain-button", onclick: async () => {
@@ -386,6 +396,8 @@ function showJob(key) {
         el("div", { class: "card" }, el("h3", {}, "Job"), el("dl", { class: "info" },
           el("dt", {}, "identifier"), el("dd", {}, job.identifier),
           el("dt", {}, "folder"), el("dd", {}, job.path),
+          ...(job.remote ? [el("dt", {}, "on the host"), el("dd", { id: "remote" }, job.remote.error || job.remote.location,
+            job.remote.synced_at ? el("span", { class: "muted" }, ` (copied here ${fmtTime(job.remote.synced_at)})`) : el("span", { class: "muted" }, " (copied here when it ends)"))] : []),
           el("dt", {}, "experiments"), el("dd", {}, job.experiments.map((n) => el("a", { href: `#/xp/${encodeURIComponent(n)}` }, n, " "))),
           el("dt", {}, "tags"), el("dd", {}, tagChips(job.tags)),
           el("dt", {}, "progress"), el("dd", {}, progressBar(job)),
@@ -402,6 +414,8 @@ function showJob(key) {
         el("div", { class: "card" }, el("h3", {}, "Why this identifier ", explainButton), explainPre)));
     renderLogTabs();
     next = null;
+    follow = false;
+    epoch++;
     tail();
   }
   let timer = null;
