@@ -328,22 +328,25 @@ function showJob(key) {
   crumbs.replaceChildren(el("a", { href: "#/" }, "experiments"), " / ", el("span", {}, `${shortType(typeid)} ${id.slice(0, 12)}`));
   const logPre = el("pre", { id: "log" });
   // follow: the log is on the host the job runs on; the next request waits there for more.
-  // epoch: bumped when the log shown starts over (another stream, the page drawn again): a reply
-  // asked for before is dropped, and the log asked for again.
+  // epoch: bumped when the log shown starts over (another stream, the page drawn again): the
+  // request out is aborted (a wait on the host), its reply dropped, and the log asked for again.
   let stream = "stderr", next = null, fetching = false, pending = false, follow = false, epoch = 0;
+  let inflight = null;
+  function restartLog() { next = null; follow = false; epoch++; if (inflight) inflight.abort(); }
   const logTabs = el("span", { class: "tabs" });
   function renderLogTabs() {
     logTabs.replaceChildren(...["stderr", "stdout"].map((s) => el("button", {
       class: s === stream ? "on" : "", id: `log-${s}`,
-      onclick: () => { stream = s; next = null; follow = false; epoch++; logPre.textContent = ""; renderLogTabs(); tail(); } }, s)));
+      onclick: () => { stream = s; restartLog(); logPre.textContent = ""; renderLogTabs(); tail(); } }, s)));
   }
   async function tail() {
     if (fetching) { pending = true; return; }
     fetching = true;
     const asked = epoch;
+    inflight = new AbortController();
     try {
       const query = next === null ? "" : `?offset=${next}${follow ? "&wait=1" : ""}`;
-      const chunk = await api(`/api/job/${key}/log/${stream}${query}`);
+      const chunk = await api(`/api/job/${key}/log/${stream}${query}`, { signal: inflight.signal });
       if (current !== controller) return; // the user went elsewhere meanwhile
       if (asked !== epoch) pending = true;
       else {
@@ -355,7 +358,11 @@ function showJob(key) {
         if (atBottom || chunk.offset === 0) logPre.scrollTop = logPre.scrollHeight;
         if (chunk.size !== null && chunk.next < chunk.size) pending = true; // more than one chunk
       }
-    } catch (e) { toast(e.message); follow = false; }
+    } catch (e) {
+      if (asked !== epoch) pending = true; // aborted: the log starts over
+      else { toast(e.message); follow = false; }
+    }
+    inflight = null;
     fetching = false;
     if (pending || follow) { pending = false; tail(); }
   }
@@ -413,9 +420,7 @@ function showJob(key) {
         el("div", { class: "card" }, el("h3", {}, "Parameters"), job.params ? tree(job.params) : el("p", {}, job.params_error)),
         el("div", { class: "card" }, el("h3", {}, "Why this identifier ", explainButton), explainPre)));
     renderLogTabs();
-    next = null;
-    follow = false;
-    epoch++;
+    restartLog();
     tail();
   }
   let timer = null;
