@@ -81,3 +81,57 @@ def test_a_running_remote_job_is_listed_on_the_laptop(host: SshConnector, remote
     [entry] = listing(workspace)
     assert entry["state"] == "done" and entry["remote"]["synced_at"] is not None
     assert (job.path / "out.txt").read_text() == "released"
+
+
+CONTROLLER = """
+import sys
+from experimaestro import experiment, tag
+from experimaestro.connectors.ssh import SshConnector
+from experimaestro.launchers.direct import DirectLauncher
+from remote_tasks import WaitsForFile
+
+workdir, alias, workspace, python, flag = sys.argv[1:]
+host = SshConnector(alias, workspace=workspace, python=python)
+with experiment(workdir, "remote", launcher=DirectLauncher(connector=host)):
+    WaitsForFile.C(path=flag, tag=tag("slow")).submit()
+"""
+
+
+def test_a_reattached_remote_job_gets_its_local_folder_again(
+        remote_host: RemoteHost, ssh_home: Path, remote_workspace: str, tmp_path: Path) -> None:
+    """The controller is killed while its remote job runs, and the job's local folder is lost; the
+    controller run again finds the job on the host (not launched again) and writes the folder."""
+    import shutil
+    import signal
+
+    from conftest import start_controller
+
+    workspace = tmp_path / "ws"
+    flag = f"{remote_workspace}-go"
+    script = CONTROLLER.replace("sys.argv[1:]", repr([str(workspace), remote_host.alias, remote_workspace,
+                                                     remote_host.python, flag]))
+
+    def running_entry() -> Any:
+        entries = listing(workspace) if (workspace / "jobs").is_dir() else []
+        return entries and entries[0]["state"] == "running" and entries[0]
+
+    first = start_controller(script, tmp_path, "first.py")
+    entry = wait_until(running_entry, timeout=60, what="the job running, from its local folder")
+    pid_text = (Path(entry["path"]) / "waitsforfile.pid").read_text()
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    shutil.rmtree(entry["path"])
+    second = start_controller(script, tmp_path, "second.py")
+    try:
+        again = wait_until(running_entry, timeout=60, what="the re-attached job's local folder")
+        assert again["path"] == entry["path"] and again["remote"]["synced_at"] is None
+        assert (Path(entry["path"]) / "waitsforfile.pid").read_text() == pid_text, "not launched again"
+        remote_host.run(f"touch {shlex.quote(flag)}")
+        assert second.wait(timeout=60) == 0, (tmp_path / "second.py.out").read_text()
+    finally:
+        remote_host.run(f"touch {shlex.quote(flag)}")
+        if second.poll() is None:
+            second.kill()
+    [done] = listing(workspace)
+    assert done["state"] == "done"
+    assert (Path(entry["path"]) / "out.txt").read_text() == "released"
