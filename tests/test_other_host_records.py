@@ -130,3 +130,19 @@ def test_the_monitor_shows_a_remote_job_running_and_where_its_log_is(tmp_path: P
             f"`experimaestro jobs log -f {key} --stdout`.")
     finally:
         server.stop()
+
+
+def test_a_remote_slurm_job_is_neither_asked_nor_cancelled_on_this_machine(tmp_path: Path) -> None:
+    """The local copy of a job submitted to the host's Slurm (over SSH): its job id is the host's
+    cluster's, so this machine's squeue is not asked about it, nor its scancel used."""
+    record = PidRecord.from_dict({"type": "slurm", "jobid": "4242", "host": "login1", "started": 1.0e9})
+    job_folder(tmp_path, record)
+    listed = CliRunner().invoke(main, ["jobs", "list", "--workdir", str(tmp_path)],
+                                env={"XPM_WORKDIR": None, "PATH": str(tmp_path / "no-slurm-here")})
+    assert listed.exit_code == 0, listed.output
+    assert "Cannot ask Slurm" not in listed.output
+    assert listed.output.splitlines()[1].split()[0] == "running"
+    killed = xpm("jobs", "kill", "--workdir", tmp_path, JOB_ID[:8])
+    assert killed.exit_code == 1 and "runs on cluster" in killed.output
+    with pytest.raises(ActionError, match="runs on cluster"):
+        kill_job(JobFiles(tmp_path / "jobs" / TYPE_ID / JOB_ID, "Learn"))

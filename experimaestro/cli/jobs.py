@@ -25,7 +25,7 @@ from ..connectors.remote_record import RemoteRecordError, read_remote_record
 from ..core.serialization import ParamsDocument, ParamsFormatError, parse_document
 from ..launchers.jobfiles import STATE_NAMES, FailureRecord, JobFiles, JobState
 from ..notifications import read_progress
-from .remote_jobs import follow_log, follows_remotely, runs_elsewhere, sync_job
+from .remote_jobs import follow_log, follows_remotely, is_remote_copy, runs_elsewhere, sync_job
 from ..scheduler.workspace import Workspace
 
 #: The states a job can have on disk, i.e. without a controller's knowledge.
@@ -213,7 +213,9 @@ def ask_clusters(entries: Sequence[JobEntry]) -> None:
     for all of them (a job that Slurm says ended, without a marker, is shown failed)."""
     submitted = [e for e in entries if e.state is JobState.RUNNING]
     records = [(e, e.files.read_pid()) for e in submitted]
-    slurm = [(e, r) for e, r in records if r is not None and r.type == "slurm"]
+    # (The local copy of a job run over SSH names a job of the host's cluster: not asked here.)
+    slurm = [(e, r) for e, r in records
+             if r is not None and r.type == "slurm" and not is_remote_copy(e.path, r)]
     if not slurm:
         return
     from ..launchers.slurm.commands import SlurmCommandError
@@ -514,8 +516,9 @@ def job_kill(workspace: Workspace, job_id: str) -> None:
         click.echo(f"Job {entry.full_id} is not running ({entry.state_label()}): nothing to do.")
         return
     record = files.read_pid()
-    if record is not None and record.type == "local" and record.elsewhere:
-        raise click.ClickException(runs_elsewhere(entry.path, entry.full_id, record.host))
+    elsewhere = runs_elsewhere(entry.path, entry.full_id, record) if record is not None else None
+    if elsewhere is not None:
+        raise click.ClickException(elsewhere)
     if record is not None and record.type == "slurm":
         from ..launchers.slurm.commands import SlurmCommandError
         from ..launchers.slurm.launcher import cancel_records

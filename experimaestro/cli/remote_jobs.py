@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Iterator, Optional
 import click
 
 from ..connectors.remote_record import RECORD_NAME, RemoteCopy, RemoteRecordError, read_remote_record
+from ..connectors.process import PidRecord
 from ..launchers.jobfiles import JobFiles
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -78,15 +79,30 @@ def sync_job(jobpath: Path, full_id: str, all_files: bool) -> str:
             f"({stats.bytes} bytes) fetched{deleted}.")
 
 
-def runs_elsewhere(jobpath: Path, full_id: str, hostname: str) -> str:
-    """Why job ``full_id`` cannot be stopped from here (its process runs on ``hostname``), and how
-    to stop it there."""
+def is_remote_copy(jobpath: Path, pid: PidRecord) -> bool:
+    """Whether ``jobpath`` is the local copy of a job run over SSH, ``pid`` being its record on the
+    host (its pid or Slurm job id names nothing of this machine)."""
+    return pid.elsewhere and (jobpath / RECORD_NAME).exists()
+
+
+def runs_elsewhere(jobpath: Path, full_id: str, pid: PidRecord) -> Optional[str]:
+    """Why job ``full_id``, recorded by ``pid`` and without a marker, cannot be stopped from this
+    machine, and how to stop it where it runs; None when it can be stopped here.
+
+    Its folder here is the copy of a job run over SSH (``.remote.json``: its pid, or its Slurm job,
+    is the host's), or its pid names a process of another host: signalling that pid here, or
+    cancelling that Slurm job id on this machine's cluster, would hit another process or job.
+    """
+    if not pid.elsewhere:
+        return None  # this host's process, or a job of its cluster
     try:
         record = read_remote_record(jobpath)
     except RemoteRecordError:
         record = None
+    if record is None and pid.type != "local":
+        return None  # a job of a cluster shared with this machine (submitted from another node)
     if record is None:
-        return (f"job {full_id} runs on {hostname}, not on this machine: stop it there "
+        return (f"job {full_id} runs on {pid.host}, not on this machine: stop it there "
                 f"(`experimaestro jobs kill {full_id}` in its workspace), or stop its experiment")
     workspace = str(Path(record.path).parents[2])
     command = " ".join(shlex.quote(part) for part in (

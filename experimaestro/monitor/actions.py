@@ -23,6 +23,13 @@ def kill_job(files: JobFiles) -> str:
 
     if files.marker_state() is not None:
         raise ActionError("the job has ended already")
+    record = files.read_pid()
+    if record is not None:  # run over SSH, or by another host: its pid or job id is not ours
+        from ..cli.remote_jobs import runs_elsewhere
+
+        elsewhere = runs_elsewhere(files.path, f"{files.path.parent.name}/{files.path.name}", record)
+        if elsewhere is not None:
+            raise ActionError(elsewhere)
     pid = read_pid_document(files.pidfile)
     if pid.get("type") == "slurm" and pid.get("jobid") is not None:
         scancel = shutil.which("scancel")
@@ -34,14 +41,8 @@ def kill_job(files: JobFiles) -> str:
         if result.returncode != 0:
             raise ActionError(f"scancel {pid['jobid']} failed: {result.stderr.strip()}")
         return f"cancelled Slurm job {pid['jobid']}"
-    record = files.read_pid()
     if record is None:
         raise ActionError("the job has no process yet (not started, or starting): try again")
-    if record.elsewhere:  # its pid names nothing here (a job run over SSH)
-        from ..cli.remote_jobs import runs_elsewhere
-
-        key = f"{files.path.parent.name}/{files.path.name}"
-        raise ActionError(runs_elsewhere(files.path, key, record.host))
     try:
         # Bound to this very process: psutil refuses to signal a pid reused since.
         process = psutil.Process(record.pid)
