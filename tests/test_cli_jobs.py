@@ -446,7 +446,8 @@ def test_kill_running_job(tmp_path: Path) -> None:
         # Kill once execute() runs: a SIGTERM during the runner's start-up ends as "killed".
         stdout = Path(entry["path"]) / "waiter.out"
         wait_until(
-            lambda: "waiting for" in stdout.read_text(), timeout=30, what="the task to start"
+            lambda: stdout.exists() and "waiting for" in stdout.read_text(), timeout=30,
+            what="the task to start"
         )
         killed = ok("jobs", "kill", "--workdir", workdir, job_id)
         assert "Sent SIGTERM to process" in killed and "it will end as failed" in killed

@@ -76,6 +76,15 @@ def test_another_hosts_record_runs_as_far_as_the_files_tell(tmp_path: Path) -> N
         assert files.disk_state() is JobState.UNSCHEDULED
 
 
+def test_jobs_log_of_a_remote_job_says_where_its_log_is(tmp_path: Path) -> None:
+    job_folder(tmp_path, PidRecord(dead_pid(), time.time(), "elsewhere", time.time()))
+    result = xpm("jobs", "log", "--workdir", tmp_path, JOB_ID[:8], "--stdout")
+    assert result.exit_code == 1
+    assert (f"job {TYPE_ID}/{JOB_ID} runs on cluster: its log is there ({REMOTE.path}/Learn.out) and "
+            f"is copied here when it ends; follow it with `experimaestro jobs log -f {TYPE_ID}/{JOB_ID} "
+            f"--stdout`") in " ".join(result.output.split())
+
+
 def test_jobs_kill_never_signals_a_local_process_for_another_hosts_record(
         tmp_path: Path, sleeper: subprocess.Popen) -> None:
     """The record's pid and create time name a live process here, but of another host's record:

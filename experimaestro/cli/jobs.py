@@ -461,6 +461,13 @@ def job_log(workspace: Workspace, job_id: str, stderr: bool, follow: bool) -> No
         follow_log(files, record, entry.full_id, stderr)
         return
     path = files.stderr if stderr else files.stdout
+    remote = follows_remotely(files, entry.full_id) if not path.exists() else None
+    if remote is not None:  # running on a remote host: its log is there
+        there = JobFiles(Path(remote.path), files.name)
+        raise click.ClickException(
+            f"job {entry.full_id} runs on {remote.host}: its log is there "
+            f"({there.stderr if stderr else there.stdout}) and is copied here when it ends; follow "
+            f"it with `experimaestro jobs log -f {entry.full_id}{'' if stderr else ' --stdout'}`")
     if not path.exists():
         raise click.ClickException(
             f"job {entry.full_id} has no {'stderr' if stderr else 'stdout'} log yet ({path})"
