@@ -9,11 +9,9 @@ import json
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from conftest import wait_until
 from remote_host import RemoteHost
 from remote_tasks import WaitsForFile
@@ -23,19 +21,7 @@ from experimaestro.connectors.remote_record import read_remote_record
 from experimaestro.connectors.ssh import SshConnector
 from experimaestro.launchers.direct import DirectLauncher
 from test_ssh_connector import fresh_connections  # noqa: F401 (autouse: no shared connection left)
-
-
-@pytest.fixture
-def remote_workspace(remote_host: RemoteHost) -> str:
-    """A fresh workspace in the remote user's HOME (only there)."""
-    path = f"{remote_host.home}/xpm-{time.monotonic_ns()}"
-    yield path
-    remote_host.run(f"rm -rf {shlex.quote(path)} {shlex.quote(path)}-go", check=False)
-
-
-@pytest.fixture
-def host(remote_host: RemoteHost, ssh_home: Path, remote_workspace: str) -> SshConnector:
-    return SshConnector(remote_host.alias, workspace=remote_workspace, python=remote_host.python)
+from test_ssh_experiment import host, remote_workspace  # noqa: F401 (fixtures)
 
 
 def xpm(*args: object) -> str:
@@ -50,10 +36,10 @@ def listing(workspace: Path, *args: object) -> list[dict[str, Any]]:
     return json.loads(xpm("jobs", "list", "--workdir", workspace, "--json", *args))
 
 
-def test_a_running_remote_job_is_listed_on_the_laptop(host: SshConnector, remote_host: RemoteHost,
-                                                      remote_workspace: str, tmp_path: Path) -> None:
+def test_a_running_remote_job_is_listed_on_the_laptop(host: SshConnector, remote_host: RemoteHost,  # noqa: F811
+                                                      remote_workspace: str, tmp_path: Path) -> None:  # noqa: F811
     workspace = tmp_path / "ws"
-    flag = f"{remote_workspace}-go"
+    flag = f"{remote_workspace}/go"
     with experiment(workspace, "remote", launcher=DirectLauncher(connector=host)):
         job = WaitsForFile.C(path=flag, tag=tag("slow")).submit().__xpm__.job
         pidfile = job.path / f"{job.name}.pid"
@@ -98,7 +84,8 @@ with experiment(workdir, "remote", launcher=DirectLauncher(connector=host)):
 
 
 def test_a_reattached_remote_job_gets_its_local_folder_again(
-        remote_host: RemoteHost, ssh_home: Path, remote_workspace: str, tmp_path: Path) -> None:
+        remote_host: RemoteHost, ssh_home: Path, remote_workspace: str,  # noqa: F811
+        tmp_path: Path) -> None:
     """The controller is killed while its remote job runs, and the job's local folder is lost; the
     controller run again finds the job on the host (not launched again) and writes the folder."""
     import shutil
@@ -107,7 +94,7 @@ def test_a_reattached_remote_job_gets_its_local_folder_again(
     from conftest import start_controller
 
     workspace = tmp_path / "ws"
-    flag = f"{remote_workspace}-go"
+    flag = f"{remote_workspace}/go"
     script = CONTROLLER.replace("sys.argv[1:]", repr([str(workspace), remote_host.alias, remote_workspace,
                                                      remote_host.python, flag]))
 

@@ -13,7 +13,7 @@ from remote_host import RemoteHost
 from remote_tasks import WaitsForFile
 from test_monitor_browser import browser, click, css, until  # noqa: F401 (the browser fixture)
 from test_ssh_connector import fresh_connections  # noqa: F401 (autouse: no shared connection left)
-from test_ssh_local_view import host, remote_workspace  # noqa: F401 (fixtures)
+from test_ssh_experiment import host, remote_workspace  # noqa: F401 (fixtures)
 
 from experimaestro import experiment, tag
 from experimaestro.connectors.ssh import SshConnector
@@ -35,7 +35,7 @@ def text_of(driver: Any, selector: str) -> str:
 def test_an_ssh_job_running_then_done_with_its_log_from_the_host(
         browser: Any, host: SshConnector, remote_host: RemoteHost, remote_workspace: str,  # noqa: F811
         tmp_path: Path) -> None:
-    flag = f"{remote_workspace}-go"
+    flag = f"{remote_workspace}/go"
     with experiment(tmp_path / "ws", "remote", launcher=DirectLauncher(connector=host), port=0) as xp:
         job = WaitsForFile.C(path=flag, tag=tag("slow")).submit().__xpm__.job
         key = f"{job.typeid}/{job.identifier}"
