@@ -344,7 +344,7 @@ def test_a_process_that_ends_is_pushed(remote_host: RemoteHost, ssh_home: Path) 
     assert started.popen is None and started.record.host == remote_host.alias
     assert host.pids_alive([started.record]) == [True]
     host.watch_processes([started.record])  # also through a pidfd, as for a process of another agent
-    wait_until(lambda: host.stat_many([f"{folder}/out"])[0].size > 0, timeout=10,
+    wait_until(lambda: (st := host.stat_many([f"{folder}/out"])[0]) is not None and st.size > 0, timeout=10,
                what="the process's first line")  # killed before its echo, it would write nothing
     host.run(["kill", str(started.record.pid)])
     wait_until(lambda: len([e for e in events if e["event"] == "process_gone"]) == 2, timeout=10,
