@@ -16,8 +16,9 @@ if str(HELPERS) not in sys.path:
     # Job processes inherit the controller's import folders (see launchers/direct.py).
     sys.path.insert(0, str(HELPERS))
 
-# The SSH tests' separate remote host (ssh-test/): remote_host, remote_slurm_host, ssh_home.
-from remote_host import remote_host, remote_slurm_host, ssh_home  # noqa: E402, F401
+# The SSH tests' separate remote host (ssh-test/): remote_host, remote_slurm_host, ssh_home,
+# remote_workspace.
+from remote_host import remote_host, remote_slurm_host, remote_workspace, ssh_home  # noqa: E402, F401
 
 # Real Slurm clusters (slurm-test/) as fixtures: slurm_plain, slurm_accounting, slurm_cluster, ...;
 # SlurmLaunchers of them: slurm_launcher, plain_slurm_launcher.

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import shlex
 import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -21,14 +20,6 @@ from experimaestro.connectors.remote_record import read_remote_record
 from experimaestro.connectors.ssh import SshConnector
 from experimaestro.launchers.direct import DirectLauncher
 from test_ssh_connector import fresh_connections  # noqa: F401 (autouse: no shared connection left)
-
-
-@pytest.fixture
-def remote_workspace(remote_host: RemoteHost) -> str:
-    """A fresh workspace in the remote user's HOME (only there)."""
-    path = f"{remote_host.home}/xpm-{time.monotonic_ns()}"
-    yield path
-    remote_host.run(f"rm -rf {shlex.quote(path)}", check=False)
 
 
 @pytest.fixture

@@ -26,7 +26,8 @@ import paramiko
 
 from ..version import __version__
 from .agentprotocol import OPERATIONS, PROTOCOL, decode, encode, raise_error
-from .sshconnection import ConnectionLost, HostKeyError, SshConnection, SshConnectError
+from .base import ConnectionLost, ReconnectTimeout  # noqa: F401 (re-exported)
+from .sshconnection import HostKeyError, SshConnection, SshConnectError
 
 logger = logging.getLogger("experimaestro.ssh")
 
@@ -39,10 +40,6 @@ _FROM_CHECKOUT = "or, from a copy of this checkout on the host, `pip install /pa
 
 class AgentStartError(SshConnectError):
     """The agent could not start on the host (no such Python, no experimaestro, another version)."""
-
-
-class ReconnectTimeout(ConnectionLost):
-    """The connection did not come back within ``reconnect_timeout`` (never retried)."""
 
 
 class _Pending:
@@ -175,16 +172,19 @@ class AgentClient:
     # --- requests ---
 
     def request(self, op: str, args: Optional[Dict[str, Any]] = None,
-                timeout: Optional[float] = None) -> Any:
+                timeout: Optional[float] = None, agent: Optional[int] = None) -> Any:
         """Send one request and wait for its answer (its error is raised here).
 
         An idempotent operation interrupted by a lost connection is sent again once the connection
-        is back; any other raises :class:`ConnectionLost`.
+        is back; any other raises :class:`ConnectionLost`. With ``agent`` (a value of
+        :attr:`starts`), the request goes to that agent only: :class:`ConnectionLost` at once when
+        it is no longer the running one (e.g. releasing a lock it held: its exit released it, and
+        the new agent's lock ids name other locks).
         """
         operation = OPERATIONS[op]
         while True:
             try:
-                return self._request_once(op, args or {}, timeout)
+                return self._request_once(op, args or {}, timeout, agent)
             except ReconnectTimeout:
                 raise
             except ConnectionLost:
@@ -193,12 +193,14 @@ class AgentClient:
                 logger.info("%s interrupted by a lost connection to %s: sending it again", op,
                             self.connection.spec)
 
-    def _request_once(self, op: str, args: Dict[str, Any], timeout: Optional[float]) -> Any:
-        self._wait_running()
+    def _request_once(self, op: str, args: Dict[str, Any], timeout: Optional[float],
+                      agent: Optional[int] = None) -> Any:
+        if agent is None:
+            self.wait_running()
         rid = next(self._ids)
         pending = _Pending()
         with self._cond:
-            if self._state != "running":
+            if self._state != "running" or (agent is not None and agent != self.starts):
                 raise ConnectionLost(f"the connection to {self.connection.spec} was lost")
             self._pending[rid] = pending
             self.requests += 1
@@ -218,8 +220,9 @@ class AgentClient:
             raise_error(message["error"], where=str(self.connection.spec))
         return message.get("result")
 
-    def _wait_running(self) -> None:
-        """Block until the agent runs (starting it, or waiting for a reconnection)."""
+    def wait_running(self) -> None:
+        """Block until the agent runs (starting it, or waiting for a reconnection up to
+        ``reconnect_timeout``: :class:`ReconnectTimeout` then)."""
         deadline = time.monotonic() + self.reconnect_timeout
         with self._cond:
             while self._state != "running":

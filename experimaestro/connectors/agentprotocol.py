@@ -69,9 +69,10 @@ OPERATIONS: Dict[str, Operation] = {
         Operation("launch", False,
                   "(spec, jobs: [[folder, name]], after: [record]) -> [record]: start jobs with the "
                   "launcher of spec on the host; a 'job_ended' event follows for each"),
-        Operation("reattach", False,
+        Operation("reattach", True,
                   "(spec, folder, name, record) -> bool: watch a job started earlier; False when "
-                  "it no longer runs; a 'job_ended' event follows"),
+                  "it no longer runs; a 'job_ended' event follows (sent again after a drop: the new "
+                  "agent watches it once)"),
         Operation("cancel_job", False, "(spec, folder, name, record) -> None: stop a job"),
         Operation("read_from", True,
                   "(path, offset, wait, limit, job: [folder, name] | null) -> {data: base64, offset, "

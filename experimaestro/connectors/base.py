@@ -27,6 +27,15 @@ if TYPE_CHECKING:  # pragma: no cover
 PathLike = Union[str, Path]
 
 
+class ConnectionLost(ConnectionError):
+    """The connection to a remote connector's host dropped while a request was pending (it is
+    being re-established): whether the request took effect there is unknown."""
+
+
+class ReconnectTimeout(ConnectionLost):
+    """The connection did not come back within the connector's ``reconnect_timeout``."""
+
+
 class Lock(Protocol):
     """A cross-process lock (``filelock.FileLock`` locally): usable as a context manager."""
 

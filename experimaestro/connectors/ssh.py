@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import contextlib
+import logging
 import os
 import subprocess
 import threading
@@ -24,7 +25,7 @@ from typing import IO, Any, ContextManager, Dict, List, Mapping, Optional, Seque
 import paramiko
 
 from .agentclient import AgentClient, EventCallback, agent_for
-from .base import Connector, FileStat, PathLike, StartedProcess
+from .base import ConnectionLost, Connector, FileStat, PathLike, StartedProcess
 from .process import PidRecord
 from .remote_record import RemoteCopy, write_remote_record
 from .sshconnection import DEFAULT_CONNECT_TIMEOUT, SshConnection, connection_for
@@ -32,9 +33,14 @@ from .streams import command_streams
 from .staging import DEFAULT_LIMIT, STAGED_CODE_VARIABLE, stage, take_snapshot
 from .sync import pull, pull_job, serve_send
 
+logger = logging.getLogger("experimaestro.ssh")
+
 #: The job-folder markers whose writing the agent pushes by default (launchers/jobfiles.py names).
 MARKER_SUFFIXES = (".done", ".failed")
 
+
+#: How many times :meth:`SshConnector.fetch_job` tries a sync cut by a lost connection.
+FETCH_ATTEMPTS = 3
 
 #: The most :meth:`SshConnector.read_from` returns at once (bytes).
 READ_LIMIT = 1 << 20
@@ -192,7 +198,22 @@ class SshConnector(Connector):
         local_folder = Path(local_folder)
         local_folder.mkdir(parents=True, exist_ok=True)
         write_remote_record(local_folder, self.remote_copy(remote_folder))
-        pull_job(local_folder, self)
+        for attempt in range(FETCH_ATTEMPTS):
+            generation = self.connection.generation
+            try:
+                pull_job(local_folder, self)
+                return
+            except Exception:
+                # A sync cut by a dropped connection (or started while it was down) is made again
+                # once the connection is back: files already copied are not sent twice. Any other
+                # error, or the connection not back within reconnect_timeout, is raised.
+                if attempt + 1 == FETCH_ATTEMPTS or (
+                    self.connection.is_active() and self.connection.generation == generation
+                ):
+                    raise
+            logger.warning("the copy of %s:%s was cut by a lost connection: copying it again once "
+                           "the connection is back", self.host, remote_folder)
+            self.agent.wait_running()
 
     def remote_copy(self, remote_folder: PathLike) -> RemoteCopy:
         """The ``.remote.json`` record of a job folder on this host (not synchronised yet)."""
@@ -457,12 +478,16 @@ class RemoteLock:
         return self
 
     def release(self) -> None:
+        """Release the lock. When the connection dropped since it was taken, there is nothing to
+        do: the agent that held it exited and the system released it (and the new agent's lock ids
+        name other locks: the request goes to the agent that took it, or nowhere)."""
         if self._id is None:
             return
         lock_id, self._id = self._id, None
-        if self._agent_start != self.connector.agent.starts:
-            return  # the agent that held it has exited: the system released it
-        self.connector._call("unlock", lock=lock_id)
+        try:
+            self.connector.agent.request("unlock", {"lock": lock_id}, agent=self._agent_start)
+        except ConnectionLost:
+            pass  # that agent is gone, and its locks with it
 
     @property
     def is_locked(self) -> bool:

@@ -23,6 +23,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import paramiko
 
+from .base import ConnectionLost  # noqa: F401 (raised by the agent's client; re-exported here)
+
 logger = logging.getLogger("experimaestro.ssh")
 
 #: Seconds allowed to open the TCP connection, read the banner and authenticate (each).
@@ -37,10 +39,6 @@ class SshConnectError(ConnectionError):
 
 class HostKeyError(SshConnectError):
     """The host's key is unknown or differs from the one in known_hosts."""
-
-
-class ConnectionLost(ConnectionError):
-    """The connection dropped while a request was pending (it is being re-established)."""
 
 
 @dataclass(frozen=True)

@@ -243,6 +243,21 @@ class JobFiles:
         finally:
             os.close(fd)
 
+    def wait_runner(self) -> None:
+        """Block until no runner holds ``<name>.lock`` (the lock is taken for an instant, then
+        released: a blocking wait, no polling)."""
+        import fcntl
+
+        try:
+            fd = os.open(self.lock, os.O_RDWR)
+        except FileNotFoundError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
     def write_failure(self, code: int, reason: str, message: str = "") -> None:
         atomic_write(self.failed, FailureRecord(code, reason, message).to_json(), durable=True)
 

@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..connectors.process import PidRecord, wait_gone
 from .base import Ending, Launched, Launcher
-from .jobfiles import FailureRecord, JobFiles, JobState
+from .jobfiles import EXIT_LOCKED, FailureRecord, JobFiles, JobState
 
 logger = logging.getLogger("experimaestro.launchers.remote")
 
@@ -197,6 +197,8 @@ class JobEvents:
         self._followed: Dict[_Key, Tuple[Callable[[Ending], None], Dict[str, Any], str]] = {}
         #: endings that arrived before their job was followed (a job that ended at once)
         self._early: Dict[_Key, Ending] = {}
+        #: How many times every followed job was found again after a reconnection.
+        self.resyncs = 0
         connector.subscribe(self._event)
 
     @staticmethod
@@ -231,15 +233,26 @@ class JobEvents:
             threading.Thread(target=self._resync, daemon=True, name="xpm-remote-resync").start()
 
     def _resync(self) -> None:
-        """The agent was restarted (the connection dropped): the new one watches nothing yet."""
+        """The agent was restarted (the connection dropped): the new one watches nothing yet, and
+        the endings of the jobs that ended meanwhile were not pushed. Each job is found again: one
+        that ended is reported by the agent (its marker), one whose process is gone without a
+        marker is reported here (its folder says it was lost), the others are watched again."""
         with self._lock:
             followed = list(self._followed.items())
-        for (folder, record), (_, spec, name) in followed:
+        for key, (_, spec, name) in followed:
+            folder, record = key
             try:
-                self.connector.call("reattach", spec=spec, folder=folder, name=name,
-                                    record=PidRecord.from_json(record).to_dict())
+                found = self.connector.call("reattach", spec=spec, folder=folder, name=name,
+                                            record=PidRecord.from_json(record).to_dict())
             except Exception as exc:  # the next resync tries again
                 logger.warning("cannot watch %s again on %s: %s", folder, self.connector.host, exc)
+                continue
+            if not found:
+                with self._lock:
+                    entry = self._followed.pop(key, None)
+                if entry is not None:
+                    entry[0](Ending())
+        self.resyncs += 1
 
 
 _events: Dict[int, JobEvents] = {}
@@ -330,6 +343,11 @@ class HostLaunchers:
 
         def reap() -> None:
             code = wait() if wait is not None else _wait_gone(record)
+            if code == EXIT_LOCKED and files.marker_state() is None:
+                # Another runner works on the job (started by a launch whose answer a dropped
+                # connection lost, or by another controller): this job ends when that one does.
+                files.wait_runner()
+                code = None  # its marker says how
             self._ended(files, record, Ending(code=code))
 
         threading.Thread(target=reap, daemon=True, name=f"xpm-agent-job-{files.path.name[:8]}").start()
@@ -356,15 +374,27 @@ class HostLaunchers:
             self._ended(files, pid, Ending())
             return True
         if pid.type == "local":
-            if not files.process_alive(pid):
-                return False
-            self._watch(files, Launched(record=pid))
-            return True
+            if files.process_alive(pid):
+                self._watch(files, Launched(record=pid))
+                return True
+            if files.runner_alive():  # the recorded process is gone, another runner works on it
+                self._watch_runner(files, pid)
+                return True
+            return False
         launched = attach_record(pid, files, self.get(spec))
         if launched is None:
             return False
         self._watch(files, launched)
         return True
+
+    def _watch_runner(self, files: JobFiles, record: PidRecord) -> None:
+        """Report the job's end when its runner (whatever its process) releases its lock."""
+
+        def wait() -> None:
+            files.wait_runner()
+            self._ended(files, record, Ending())
+
+        threading.Thread(target=wait, daemon=True, name=f"xpm-agent-runner-{files.path.name[:8]}").start()
 
     def cancel(self, spec: Dict[str, Any], folder: str, name: str, record: Dict[str, Any]) -> None:
         from .base import attach_record

@@ -37,6 +37,7 @@ from ..core.config import (
 )
 from ..core.serialization import ParamsFormatError, absolute_paths, dumps, parse_document
 from ..core.types import ValidationError
+from ..connectors.base import ConnectionLost, ReconnectTimeout
 from .dependency_errors import dependency_problem
 from .job import Job
 from ..launchers.base import Ending, Launched, attach_record, record_alive
@@ -496,6 +497,9 @@ class Scheduler:
     def _launch_failed(self, job: Job, exc: Exception, fresh: bool = False) -> None:
         """End a job that could not be launched. A folder made for this launch (``fresh``) is
         removed: no half-made job folder is left, and the error is in the failure summary."""
+        if isinstance(exc, ConnectionLost):
+            self._launch_cut(job, exc)
+            return
         logger.error("could not launch %s: %s", job, exc)
         reason = "disk-full" if _disk_full(exc) else "launch"
         failure = FailureRecord(1, reason, f"{type(exc).__name__}: {exc}")
@@ -504,6 +508,21 @@ class Scheduler:
         else:
             failure = self._write_failure(job, failure)
         self._finish(job, JobState.ERROR, failure)
+
+    def _launch_cut(self, job: Job, exc: ConnectionLost) -> None:
+        """The connection to the job's host dropped during its launch (docs/ssh.md): whether the
+        job started there is unknown, so nothing is written nor removed. Once the connection is
+        back its folder decides, as for a first launch: a job that started is found by its record
+        or its runner's lock (never run twice), the others are launched. A host away for longer
+        than the connector's ``reconnect_timeout`` ends the job here only: a rerun finds it."""
+        self._release_tokens(job)
+        if isinstance(exc, ReconnectTimeout):
+            logger.error("could not launch %s: %s", job, exc)
+            self._finish(job, JobState.ERROR, FailureRecord(
+                1, "connection", f"{exc}; rerun the experiment once the host is back"))
+            return
+        logger.warning("%s: %s; looking at its folder again once the connection is back", job, exc)
+        self._schedule(job)
 
     def _write_failure(self, job: Job, failure: FailureRecord) -> FailureRecord:
         """Write ``.failed`` for a job that ended without one. A write that fails never keeps

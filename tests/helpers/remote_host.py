@@ -17,6 +17,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
@@ -196,3 +197,11 @@ def ssh_home(remote_host: RemoteHost, tmp_path: Path, monkeypatch: pytest.Monkey
     )
     monkeypatch.setenv("HOME", str(home))
     return home
+
+
+@pytest.fixture
+def remote_workspace(remote_host: RemoteHost) -> Iterator[str]:
+    """A fresh experimaestro workspace in the remote user's HOME (only there), removed afterwards."""
+    path = f"{remote_host.home}/xpm-{time.monotonic_ns()}"
+    yield path
+    remote_host.run(f"rm -rf {shlex.quote(path)}", check=False)

@@ -68,3 +68,24 @@ class ReadsData(Task):
 
     def execute(self) -> None:
         print(self.data.read_text())
+
+
+class CountedWait(Task):
+    """Counts its runs and runs until released, in the folder ``marks`` of its host: each run
+    appends its pid to ``marks/runs``, waits for ``marks/go`` (a test creates it), then writes
+    ``out.txt``. A job run twice leaves two lines."""
+
+    marks: Param[str]
+    out: Meta[Path] = field(default_factory=PathGenerator("out.txt"))
+
+    def execute(self) -> None:
+        marks = Path(self.marks)
+        marks.mkdir(parents=True, exist_ok=True)
+        with open(marks / "runs", "a") as runs:
+            runs.write(f"{os.getpid()}\n")
+        deadline = time.monotonic() + 120
+        while not (marks / "go").exists():
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{marks}/go never appeared")
+            time.sleep(0.05)  # simulated work: the test releases it by creating the file
+        self.out.write_text(f"released {os.getpid()}")

@@ -1,0 +1,269 @@
+"""Faults of experiments whose jobs run on the SSH test host (a real sshd on a separate namespace
+host, tests/helpers/remote_host.py): the connection dropping while jobs run or while the scheduler
+launches one, no job lost nor run twice (each run of a CountedWait job leaves a line on the host)."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Iterator, List
+
+import pytest
+from remote_host import RemoteHost
+from remote_tasks import CountedWait
+
+from conftest import wait_until
+from experimaestro import experiment
+from experimaestro.connectors.ssh import SshConnector
+from experimaestro.launchers.direct import DirectLauncher
+from experimaestro.launchers.jobfiles import JobState
+from experimaestro.launchers import remote
+from experimaestro.launchers.base import Ending, Launched
+from experimaestro.launchers.remote import RemoteJobFiles, job_events
+from experimaestro.scheduler.experiment import FailedExperiment
+from test_ssh_connector import fresh_connections, set_host  # noqa: F401 (autouse: no shared connection left)
+
+
+class RevocableKey:
+    """A client key of this test only, in authorized_keys on the host until :meth:`revoke`: while
+    revoked, every reconnection attempt fails (the connector retries with backoff)."""
+
+    def __init__(self, remote_host: RemoteHost, ssh_home: Path, alias: str) -> None:
+        self.key = ssh_home / ".ssh" / f"id_{alias}"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)], check=True)
+        self.line = Path(f"{self.key}.pub").read_text()
+        self.authorized = remote_host.directory / "server" / "authorized_keys" / remote_host.user
+        set_host(ssh_home, alias, HostName=remote_host.address, User=remote_host.user,
+                 IdentityFile=self.key)
+        self.restore()
+
+    def revoke(self) -> None:
+        self.authorized.write_text(self.authorized.read_text().replace(self.line, ""))
+
+    def restore(self) -> None:
+        with open(self.authorized, "a") as f:
+            f.write(self.line)
+
+
+@pytest.fixture
+def flaky(remote_host: RemoteHost, ssh_home: Path) -> Iterator[RevocableKey]:
+    key = RevocableKey(remote_host, ssh_home, "flaky")
+    yield key
+    key.revoke()
+
+
+def runs(remote_host: RemoteHost, marks: str) -> List[str]:
+    """The pids of the runs of the CountedWait job whose folder on the host is ``marks``."""
+    done = remote_host.run(f"cat {shlex.quote(marks)}/runs", check=False)
+    return done.stdout.split()
+
+
+def release(remote_host: RemoteHost, marks: str) -> None:
+    remote_host.run(f"mkdir -p {shlex.quote(marks)} && touch {shlex.quote(marks)}/go")
+
+
+def remote_exists(remote_host: RemoteHost, path: str) -> bool:
+    return remote_host.run(f"test -e {shlex.quote(path)}", check=False).returncode == 0
+
+
+def drop(host: SshConnector, remote_host: RemoteHost) -> None:
+    """Kill the sshd process serving the connector's connection (the link fails)."""
+    port = host.connection.transport().sock.getsockname()[1]
+    assert remote_host.kill_sessions(client_port=port)
+
+
+def job_folder(workspace: str, cfg: object) -> str:
+    """The folder on the host of a configured task (before it is submitted)."""
+    info = cfg.__xpm__  # type: ignore[attr-defined]
+    return f"{workspace}/jobs/{info.xpmtype.typeid}/{info.identifier.hex()}"
+
+
+def test_a_drop_while_jobs_run_loses_none_and_runs_none_twice(
+        remote_host: RemoteHost, flaky: RevocableKey, remote_workspace: str, tmp_path: Path) -> None:
+    host = SshConnector("flaky", workspace=remote_workspace, python=remote_host.python,
+                        reconnect_timeout=60)
+    marks = f"{remote_workspace}/marks"
+    launcher = DirectLauncher(connector=host, max_jobs=4)
+    with pytest.raises(FailedExperiment):
+        with experiment(tmp_path / "ws", "drop", launcher=launcher):
+            stays = CountedWait.C(marks=f"{marks}/stays").submit().__xpm__.job
+            ends = CountedWait.C(marks=f"{marks}/ends").submit().__xpm__.job
+            killed = CountedWait.C(marks=f"{marks}/killed").submit().__xpm__.job
+            jobs = (stays, ends, killed)
+            wait_until(lambda: all(j.state is JobState.RUNNING for j in jobs), timeout=30,
+                       what="the three jobs to run")
+            wait_until(lambda: all(runs(remote_host, f"{marks}/{n}") for n in ("stays", "ends", "killed")),
+                       timeout=30, what="the three jobs' first lines")
+            # The link fails, and stays down (the key is refused) while one job ends and one dies.
+            flaky.revoke()
+            drop(host, remote_host)
+            release(remote_host, f"{marks}/ends")
+            wait_until(lambda: remote_exists(remote_host, f"{ends.files.path}/{ends.name}.done"),
+                       timeout=30, what="the job released meanwhile to end")
+            pid = runs(remote_host, f"{marks}/killed")[0]
+            remote_host.run(f"kill -KILL {pid}")
+            wait_until(lambda: remote_host.run(f"kill -0 {pid}", check=False).returncode != 0,
+                       timeout=10, what="the killed job to be gone")
+            assert host.agent.starts == 1, "not reconnected yet"
+            flaky.restore()
+            wait_until(lambda: host.agent.starts == 2, timeout=30, what="the reconnection")
+            # What ended meanwhile is concluded once the new agent finds each job again.
+            wait_until(lambda: ends.finished and killed.finished, timeout=30,
+                       what="the jobs that ended while disconnected to be concluded")
+            assert stays.state is JobState.RUNNING, "a running job is unaffected"
+            release(remote_host, f"{marks}/stays")
+    assert ends.state is JobState.DONE and stays.state is JobState.DONE
+    assert (ends.path / "out.txt").read_text().startswith("released")
+    assert (stays.path / "out.txt").read_text().startswith("released")
+    assert killed.state is JobState.ERROR and killed.failure is not None
+    assert killed.failure.reason == "lost", killed.failure
+    for name in ("stays", "ends", "killed"):
+        assert len(runs(remote_host, f"{marks}/{name}")) == 1, f"{name} ran once"
+
+
+def test_a_drop_while_waiting_for_the_launch_lock_launches_once(
+        remote_host: RemoteHost, flaky: RevocableKey, remote_workspace: str, tmp_path: Path) -> None:
+    host = SshConnector("flaky", workspace=remote_workspace, python=remote_host.python,
+                        reconnect_timeout=60)
+    marks = f"{remote_workspace}/marks"
+    task = CountedWait.C(marks=marks)
+    folder = job_folder(remote_workspace, task)
+    # Another controller holds the job's launch lock on the host (until `unlock` appears).
+    remote_host.run(f"mkdir -p {shlex.quote(folder)}")
+    holder = threading.Thread(target=remote_host.run, args=(
+        f"flock {shlex.quote(folder)}/.launch.lock sh -c "
+        f"'echo held > {shlex.quote(marks)}.held; while [ ! -e {shlex.quote(marks)}.unlock ]; "
+        f"do sleep 0.05; done'",), kwargs={"timeout": 120})
+    holder.start()
+    try:
+        wait_until(lambda: remote_exists(remote_host, f"{marks}.held"), timeout=10,
+                   what="the other holder of the launch lock")
+        with experiment(tmp_path / "ws", "lock", launcher=DirectLauncher(connector=host)):
+            job = task.submit().__xpm__.job
+            wait_until(lambda: job.state is JobState.READY and host.agent._pending, timeout=30,
+                       what="the scheduler to wait for the launch lock")
+            drop(host, remote_host)  # the lock request is lost with the agent that waited
+            wait_until(lambda: host.agent.starts == 2, timeout=30, what="the reconnection")
+            assert not job.finished, "a launch cut by a drop is not a failed job"
+            remote_host.run(f"touch {shlex.quote(marks)}.unlock")
+            wait_until(lambda: runs(remote_host, marks), timeout=30, what="the job to run")
+            release(remote_host, marks)
+    finally:
+        remote_host.run(f"touch {shlex.quote(marks)}.unlock")
+        holder.join(timeout=30)
+    assert job.state is JobState.DONE, job.failure
+    assert len(runs(remote_host, marks)) == 1
+    assert (job.path / "out.txt").exists()
+
+
+def test_a_launch_whose_answer_is_lost_runs_the_job_once(
+        remote_host: RemoteHost, flaky: RevocableKey, remote_workspace: str, tmp_path: Path) -> None:
+    host = SshConnector("flaky", workspace=remote_workspace, python=remote_host.python,
+                        reconnect_timeout=60)
+    marks = f"{remote_workspace}/marks"
+    launcher = DirectLauncher(connector=host, max_jobs=4)
+    with experiment(tmp_path / "ws", "lost-answer", launcher=launcher):
+        first = CountedWait.C(marks=f"{marks}/first").submit().__xpm__.job  # starts the fork server
+        wait_until(lambda: first.state is JobState.RUNNING, timeout=30, what="the first job")
+        agent = host.agent.hello["pid"]
+        server = remote_host.run(
+            f"pgrep -P {agent} -f 'experimaestro run --forkserver'").stdout.split()
+        assert len(server) == 1, server
+        # The fork server is held up (a loaded host): the agent waits for it to start the job...
+        remote_host.run(f"kill -STOP {server[0]}")
+        job = CountedWait.C(marks=f"{marks}/second").submit().__xpm__.job
+        wait_until(lambda: job.state is JobState.READY and host.agent._pending, timeout=30,
+                   what="the launch to be pending")
+        wait_until(lambda: remote_exists(remote_host, f"{job.files.path}/{job.name}.sh"),
+                   timeout=30, what="the launch script (the agent is launching)")
+        # ...when the link fails: the job starts on the host, its launch's answer is lost.
+        flaky.revoke()
+        drop(host, remote_host)
+        remote_host.run(f"kill -CONT {server[0]}")
+        wait_until(lambda: runs(remote_host, f"{marks}/second"), timeout=30,
+                   what="the job started by the lost launch")
+        flaky.restore()
+        wait_until(lambda: host.agent.starts == 2, timeout=30, what="the reconnection")
+        wait_until(lambda: job.state is JobState.RUNNING, timeout=30,
+                   what="the job to be found running")
+        # Its .pid names the second launch's runner, which found the first one at work and
+        # exited: after another drop, the new agent still finds the job by its runner's lock.
+        drop(host, remote_host)
+        wait_until(lambda: host.agent.starts == 3, timeout=30, what="the second reconnection")
+        wait_until(lambda: job_events(host).resyncs == 2, timeout=30,
+                   what="the jobs to be found again")
+        assert job.state is JobState.RUNNING, job.failure
+        release(remote_host, f"{marks}/second")
+        release(remote_host, f"{marks}/first")
+        ended = time.monotonic()
+        wait_until(lambda: job.finished, timeout=30, what="the job to end")
+        assert time.monotonic() - ended < 3, "its end was pushed (no waiting for the slow sweep)"
+    assert job.state is JobState.DONE, job.failure
+    assert len(runs(remote_host, f"{marks}/second")) == 1, "run once"
+    assert (job.path / "out.txt").exists()
+
+
+def test_finding_a_job_again_cut_by_a_drop_is_asked_again(
+        remote_host: RemoteHost, ssh_home: Path, remote_workspace: str) -> None:
+    host = SshConnector(remote_host.alias, workspace=remote_workspace, python=remote_host.python,
+                        reconnect_timeout=60)
+    launcher = DirectLauncher(connector=host, max_jobs=2)
+    folder = f"{remote_workspace}/job"
+    host.mkdir(folder)
+    process = host.start_detached(["sleep", "60"], folder, None, None)  # a job running there
+    files = RemoteJobFiles(host, Path(folder), "job")
+    agent = host.agent.hello["pid"]
+    remote_host.run(f"kill -STOP {agent}")  # the agent is held up: the request stays pending
+    found: List[object] = []
+
+    def reattach() -> None:
+        try:
+            found.append(remote.reattach(launcher, files, process.record))
+        except Exception as exc:
+            found.append(exc)
+
+    asking = threading.Thread(target=reattach)
+    asking.start()
+    try:
+        wait_until(lambda: host.agent._pending, timeout=10, what="the request to be pending")
+        drop(host, remote_host)
+    finally:
+        remote_host.run(f"kill -CONT {agent}")
+    asking.join(timeout=30)
+    assert len(found) == 1 and isinstance(found[0], Launched), found
+    endings: List[Ending] = []
+    found[0].subscribe(endings.append)
+    remote_host.run(f"kill {process.record.pid}")
+    wait_until(lambda: endings, timeout=10, what="the end pushed by the new agent")
+
+
+def test_a_sync_back_cut_by_a_drop_is_made_again(
+        remote_host: RemoteHost, flaky: RevocableKey, remote_workspace: str, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    host = SshConnector("flaky", workspace=remote_workspace, python=remote_host.python,
+                        reconnect_timeout=60)
+    folder = f"{remote_workspace}/jobs/t/x"
+    remote_host.run(f"mkdir -p {folder} && echo result > {folder}/result.txt")
+    flaky.revoke()
+    drop(host, remote_host)
+    errors: List[BaseException] = []
+
+    def fetch() -> None:
+        try:
+            host.fetch_job(folder, tmp_path / "local")
+        except BaseException as exc:
+            errors.append(exc)
+
+    fetching = threading.Thread(target=fetch)
+    fetching.start()
+    try:
+        wait_until(lambda: "copying it again once the connection is back" in caplog.text
+                   or not fetching.is_alive(), timeout=30, what="the copy to fail once")
+    finally:
+        flaky.restore()
+    fetching.join(timeout=60)
+    assert not errors, errors
+    assert (tmp_path / "local" / "result.txt").read_text() == "result\n"
