@@ -214,6 +214,11 @@ class JobEvents:
         if early is not None:
             callback(early)
 
+    def following(self) -> List[str]:
+        """The folders of the jobs whose end this host will push (diagnostics, tests)."""
+        with self._lock:
+            return [folder for folder, _ in self._followed]
+
     def forget(self, key: _Key) -> None:
         with self._lock:
             self._followed.pop(key, None)
