@@ -7,6 +7,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Iterator, List
 
@@ -14,9 +15,11 @@ import pytest
 from remote_host import RemoteHost
 from remote_tasks import CountedWait
 
-from conftest import wait_until
+from conftest import HELPERS, start_controller, wait_until
 from experimaestro import experiment
+from experimaestro.connectors.agentclient import AgentStartError
 from experimaestro.connectors.ssh import SshConnector
+from experimaestro.connectors.sshconnection import HostKeyError, SshConnectError
 from experimaestro.launchers.direct import DirectLauncher
 from experimaestro.launchers.jobfiles import JobState
 from experimaestro.launchers import remote
@@ -269,3 +272,157 @@ def test_a_sync_back_cut_by_a_drop_is_made_again(
     fetching.join(timeout=60)
     assert not errors, errors
     assert (tmp_path / "local" / "result.txt").read_text() == "result\n"
+
+
+# --- controllers killed, controllers side by side (each a script in a process of its own) ---
+
+CONTROLLER = """
+import sys
+from pathlib import Path
+from experimaestro import experiment
+from experimaestro.connectors.ssh import SshConnector
+from experimaestro.launchers.direct import DirectLauncher
+from remote_tasks import CountedWait
+
+host = SshConnector({alias!r}, workspace={workspace!r}, python={python!r}, code=[{helpers!r}])
+with experiment({local!r}, "xp", launcher=DirectLauncher(connector=host, max_jobs=4)):
+    jobs = [CountedWait.C(marks=f"{marks}/{{name}}").submit() for name in {names!r}]
+    Path({local!r}, "submitted").touch()
+for job in jobs:
+    print("result", (job.__xpm__.job.path / "out.txt").read_text())
+"""
+
+
+def controller(remote_host: RemoteHost, workspace: str, local: Path, names: List[str]) -> str:
+    return CONTROLLER.format(alias=remote_host.alias, workspace=workspace, python=remote_host.python,
+                             helpers=str(HELPERS), local=str(local), marks=f"{workspace}/marks",
+                             names=names)
+
+
+def test_a_killed_controller_rerun_reattaches_its_remote_jobs(
+        remote_host: RemoteHost, ssh_home: Path, remote_workspace: str, tmp_path: Path) -> None:
+    marks = f"{remote_workspace}/marks"
+    names = ["ends", "runs"]
+    folders = {n: job_folder(remote_workspace, CountedWait.C(marks=f"{marks}/{n}")) for n in names}
+    script = controller(remote_host, remote_workspace, tmp_path / "ws", names)
+    first = start_controller(script, tmp_path, "first.py")
+    wait_until(lambda: all(remote_exists(remote_host, f"{folders[n]}/countedwait.pid") for n in names)
+               and all(runs(remote_host, f"{marks}/{n}") for n in names), timeout=60,
+               what="both jobs to run on the host")
+    records = {n: remote_host.run(f"cat {folders[n]}/countedwait.pid").stdout for n in names}
+    first.kill()  # SIGKILL: nothing of the controller runs any more
+    first.wait(timeout=10)
+    release(remote_host, f"{marks}/ends")  # one job ends while no controller watches it
+    wait_until(lambda: remote_exists(remote_host, f"{folders['ends']}/countedwait.done"), timeout=30,
+               what="the job to end on its own")
+    rerun = start_controller(script, tmp_path, "rerun.py")
+    wait_until(lambda: (tmp_path / "ws" / "submitted").exists() or rerun.poll() is not None,
+               timeout=60, what="the rerun to submit its jobs")
+    release(remote_host, f"{marks}/runs")
+    assert rerun.wait(timeout=60) == 0, (tmp_path / "rerun.py.out").read_text()
+    output = (tmp_path / "rerun.py.out").read_text()
+    assert output.count("result released") == 2, output
+    for name in names:
+        assert len(runs(remote_host, f"{marks}/{name}")) == 1, f"{name} ran once"
+        assert remote_host.run(f"cat {folders[name]}/countedwait.pid").stdout == records[name], (
+            f"{name} was found again, not launched again")
+
+
+def test_two_laptops_on_one_remote_workspace_run_each_job_once(
+        remote_host: RemoteHost, ssh_home: Path, remote_workspace: str, tmp_path: Path) -> None:
+    marks = f"{remote_workspace}/marks"
+    names = ["a", "b", "c"]
+    laptops = []
+    for laptop in ("one", "two"):
+        (tmp_path / laptop).mkdir()
+        script = controller(remote_host, remote_workspace, tmp_path / laptop / "ws", names)
+        laptops.append(start_controller(script, tmp_path / laptop))
+    wait_until(lambda: all((tmp_path / laptop / "ws" / "submitted").exists() for laptop in ("one", "two"))
+               or any(p.poll() is not None for p in laptops), timeout=60,
+               what="both controllers to submit the jobs")
+    wait_until(lambda: all(runs(remote_host, f"{marks}/{n}") for n in names), timeout=60,
+               what="the jobs to run")
+    for name in names:
+        release(remote_host, f"{marks}/{name}")
+    for laptop, process in zip(("one", "two"), laptops):
+        output = (tmp_path / laptop / "controller.py.out")
+        assert process.wait(timeout=60) == 0, output.read_text()
+        assert output.read_text().count("result released") == 3, output.read_text()
+    for name in names:
+        assert len(runs(remote_host, f"{marks}/{name}")) == 1, f"{name} ran once"
+
+
+# --- clear errors at the user's line, nothing half written locally ---
+
+
+def raised_at(caught: pytest.ExceptionInfo, text: str) -> bool:
+    """Whether the last line of this file in the traceback is the statement holding ``text``."""
+    own = [entry for entry in caught.traceback if Path(str(entry.path)) == Path(__file__)]
+    return bool(own) and text in str(own[-1].statement)
+
+
+def no_job_folder(workspace: Path) -> bool:
+    return not any((workspace / "jobs").rglob("*")) if workspace.exists() else True
+
+
+@pytest.mark.parametrize("case", ["unreachable", "wrong user", "refused key", "unknown host key",
+                                  "no experimaestro", "no workspace"])
+def test_a_host_that_cannot_run_jobs_is_an_error_at_submit(
+        case: str, remote_host: RemoteHost, ssh_home: Path, remote_workspace: str, tmp_path: Path
+) -> None:
+    options = dict(workspace=remote_workspace, python=remote_host.python, connect_timeout=3,
+                   connect=False, code=[str(HELPERS)])
+    alias = remote_host.alias
+    if case == "unreachable":
+        import socket
+
+        with socket.socket() as probe:  # a port nobody listens on
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        set_host(ssh_home, alias := "closed", HostName="127.0.0.1", Port=port, User="me")
+        expected = (SshConnectError, "cannot reach closed .*HostName and Port")
+    elif case == "wrong user":
+        options["user"] = "nobody-here"
+        expected = (SshConnectError, "authentication as 'nobody-here' .*Check `User`")
+    elif case == "refused key":
+        key = ssh_home / ".ssh" / "id_other"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        set_host(ssh_home, alias := "otherkey", HostName=remote_host.address, User=remote_host.user,
+                 IdentityFile=key)
+        expected = (SshConnectError, f"authentication as '{remote_host.user}'.*{key}.*authorized_keys")
+    elif case == "unknown host key":
+        (ssh_home / ".ssh" / "known_hosts").write_text("")
+        expected = (HostKeyError, "not in known_hosts.*ssh-keyscan")
+    elif case == "no experimaestro":
+        options["python"] = "/usr/bin/python3"
+        expected = (AgentStartError, "not installed for /usr/bin/python3 .*pip install experimaestro==")
+    else:
+        del options["workspace"]
+        expected = (ValueError, r"has no workspace.*SshConnector\(.*workspace='/scratch/me/xpm'\)")
+    host = SshConnector(alias, **options)  # type: ignore[arg-type]
+    start = time.monotonic()
+    with pytest.raises(expected[0], match=expected[1]) as caught:
+        with experiment(tmp_path / "ws", "xp", launcher=DirectLauncher(connector=host, max_jobs=2)):
+            CountedWait.C(marks="/nowhere").submit()
+    assert time.monotonic() - start < 15, "within the connect timeout"
+    assert raised_at(caught, ".submit()"), caught.traceback
+    assert no_job_folder(tmp_path / "ws"), list((tmp_path / "ws").rglob("*"))
+    if case == "unknown host key":
+        assert (ssh_home / ".ssh" / "known_hosts").read_text() == "", "never accepted"
+
+
+def test_an_unreachable_host_is_an_error_at_the_connectors_line(ssh_home: Path, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    set_host(ssh_home, "closed", HostName="127.0.0.1", Port=port, User="me")
+    start = time.monotonic()
+    with pytest.raises(SshConnectError, match="cannot reach closed") as caught:
+        host = SshConnector("closed", workspace="/scratch/xpm", connect_timeout=2)
+        with experiment(tmp_path / "ws", "xp", launcher=DirectLauncher(connector=host)):
+            CountedWait.C(marks="/nowhere").submit()
+    assert time.monotonic() - start < 5
+    assert raised_at(caught, "SshConnector(")
+    assert not (tmp_path / "ws").exists(), "nothing written locally"

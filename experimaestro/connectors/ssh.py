@@ -122,7 +122,7 @@ class SshConnector(Connector):
         )
         self.agent: AgentClient = agent_for(self.connection, python, reconnect_timeout)
         if connect:
-            self.agent.start()
+            self.connect()
 
     @classmethod
     def of_record(cls, record: RemoteCopy, **options: Any) -> "SshConnector":
@@ -131,7 +131,13 @@ class SshConnector(Connector):
         return cls(record.host, python=record.python or "python3", **options)
 
     def __repr__(self) -> str:
-        return f"SshConnector({self.host!r}, workspace={str(self.workspace)!r}, python={self.python!r})"
+        workspace = None if self.workspace is None else str(self.workspace)
+        return f"SshConnector({self.host!r}, workspace={workspace!r}, python={self.python!r})"
+
+    def connect(self) -> None:
+        """Connect and start the agent now, if not done yet (its errors are raised here: an
+        unreachable host, a refused key or host key, no or another experimaestro on the host)."""
+        self.agent.start()
 
     def _call(self, op: str, **args: Any) -> Any:
         return self.agent.request(op, args)

@@ -111,10 +111,12 @@ class DirectLauncher(Launcher):
         return {"type": "direct", "python": self.python, "fork": self.fork, "env": self._env()}
 
     def check(self) -> None:
-        """A remote host: connected, with a workspace, and the user's code staged there (an
-        error at the ``submit()`` line otherwise)."""
+        """A remote host: with a workspace, reachable, running our experimaestro, and the user's
+        code staged there (an error at the ``submit()`` line otherwise, before any job folder
+        is made)."""
         if self.remote:
             self.connector.job_folder("")
+            self.connector.connect()
             self._env()
 
     def launch_many(self, files: Sequence[JobFiles], after: Sequence[Launched] = ()
