@@ -316,8 +316,9 @@ def test_a_killed_controller_rerun_reattaches_its_remote_jobs(
     wait_until(lambda: remote_exists(remote_host, f"{folders['ends']}/countedwait.done"), timeout=30,
                what="the job to end on its own")
     rerun = start_controller(script, tmp_path, "rerun.py")
-    wait_until(lambda: (tmp_path / "ws" / "submitted").exists() or rerun.poll() is not None,
-               timeout=60, what="the rerun to submit its jobs")
+    log = tmp_path / "ws" / "experiments" / "xp" / "experiment.log"
+    wait_until(lambda: "was submitted earlier: waiting on it" in log.read_text()
+               or rerun.poll() is not None, timeout=60, what="the rerun to find the running job")
     release(remote_host, f"{marks}/runs")
     assert rerun.wait(timeout=60) == 0, (tmp_path / "rerun.py.out").read_text()
     output = (tmp_path / "rerun.py.out").read_text()
