@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shlex
 import socket
+import time
 from pathlib import Path
 
 import pytest
