@@ -274,6 +274,44 @@ def test_a_sync_back_cut_by_a_drop_is_made_again(
     assert (tmp_path / "local" / "result.txt").read_text() == "result\n"
 
 
+def test_an_ending_unreadable_past_the_reconnect_timeout_ends_the_job(
+        remote_host: RemoteHost, flaky: RevocableKey, remote_workspace: str, tmp_path: Path) -> None:
+    host = SshConnector("flaky", workspace=remote_workspace, python=remote_host.python,
+                        reconnect_timeout=2)
+    marks = f"{remote_workspace}/marks"
+    blocked = CountedWait.C(marks=f"{marks}/blocked")
+    folder = job_folder(remote_workspace, blocked)
+    remote_host.run(f"mkdir -p {shlex.quote(folder)}")
+    holder = threading.Thread(target=remote_host.run, args=(
+        f"flock {shlex.quote(folder)}/.launch.lock sh -c "
+        f"'echo held > {shlex.quote(marks)}.held; while [ ! -e {shlex.quote(marks)}.unlock ]; "
+        f"do sleep 0.05; done'",), kwargs={"timeout": 120})
+    holder.start()
+    try:
+        wait_until(lambda: remote_exists(remote_host, f"{marks}.held"), timeout=10,
+                   what="the other holder of the launch lock")
+        with pytest.raises(FailedExperiment):
+            with experiment(tmp_path / "ws", "slow", launcher=DirectLauncher(connector=host, max_jobs=4)):
+                ends = CountedWait.C(marks=f"{marks}/ends").submit().__xpm__.job
+                wait_until(lambda: ends.state is JobState.RUNNING, timeout=30, what="a job to run")
+                # The scheduler waits for the other job's launch lock...
+                blocked.submit()
+                wait_until(lambda: host.agent._pending, timeout=30, what="the launch lock wait")
+                # ...when the first job ends: its end is pushed, and waits for the scheduler.
+                release(remote_host, f"{marks}/ends")
+                wait_until(lambda: str(ends.files.path) not in job_events(host).following(),
+                           timeout=30, what="the end to be pushed")
+                flaky.revoke()
+                drop(host, remote_host)  # and stays down past the reconnect timeout
+                wait_until(lambda: ends.finished, timeout=60,
+                           what="the job whose end cannot be read to end, not to hang")
+        assert ends.state is JobState.ERROR and "lost for more than 2" in str(ends.failure)
+    finally:
+        flaky.restore()
+        remote_host.run(f"touch {shlex.quote(marks)}.unlock")
+        holder.join(timeout=30)
+
+
 # --- controllers killed, controllers side by side (each a script in a process of its own) ---
 
 CONTROLLER = """

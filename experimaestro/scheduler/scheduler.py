@@ -337,8 +337,11 @@ class Scheduler:
         try:
             self._schedule_job(job, known)
         except Exception as exc:  # e.g. an unreadable job folder: end the job, never hang
-            logger.exception("cannot schedule %s", job)
-            self._finish(job, JobState.ERROR, FailureRecord(1, "error", f"{type(exc).__name__}: {exc}"))
+            self._end_on_error(job, "cannot schedule", exc)
+
+    def _end_on_error(self, job: Job, what: str, exc: Exception) -> None:
+        logger.exception("%s %s", what, job)
+        self._finish(job, JobState.ERROR, FailureRecord(1, "error", f"{type(exc).__name__}: {exc}"))
 
     def _schedule_job(self, job: Job, known: Optional[JobState] = None) -> None:
         """``known``: the state of the job's folder when the caller has just read it (a batch of
@@ -697,6 +700,12 @@ class Scheduler:
 
     def _launcher_ended(self, job: Job, attempt: int, ending: Ending) -> None:
         """A launcher told how a job it watches ended (``Launched.subscribe``)."""
+        try:
+            self._conclude_ending(job, attempt, ending)
+        except Exception as exc:  # e.g. its host away past reconnect_timeout: end it, never hang
+            self._end_on_error(job, "cannot conclude", exc)
+
+    def _conclude_ending(self, job: Job, attempt: int, ending: Ending) -> None:
         launcher = self._slots.pop((job, attempt), None)
         if launcher is not None:
             self._load[id(launcher)] -= 1
