@@ -17,7 +17,7 @@ from remote_tasks import CountedWait
 
 from conftest import HELPERS, start_controller, wait_until
 from experimaestro import experiment
-from experimaestro.connectors.agentclient import AgentStartError
+from experimaestro.connectors.agentclient import AgentStartError, ReconnectTimeout
 from experimaestro.connectors.ssh import SshConnector
 from experimaestro.connectors.sshconnection import HostKeyError, SshConnectError
 from experimaestro.launchers.direct import DirectLauncher
@@ -465,3 +465,21 @@ def test_an_unreachable_host_is_an_error_at_the_connectors_line(ssh_home: Path, 
     assert time.monotonic() - start < 5
     assert raised_at(caught, "SshConnector(")
     assert not (tmp_path / "ws").exists(), "nothing written locally"
+
+
+def test_requests_in_a_long_outage_fail_at_once_past_the_reconnect_timeout(
+        remote_host: RemoteHost, flaky: RevocableKey) -> None:
+    host = SshConnector("flaky", python=remote_host.python, reconnect_timeout=2)
+    flaky.revoke()
+    drop(host, remote_host)
+    start = time.monotonic()
+    with pytest.raises(ReconnectTimeout, match="lost for more than 2"):
+        host.resolve("~")
+    assert 1.5 < time.monotonic() - start < 10
+    start = time.monotonic()
+    with pytest.raises(ReconnectTimeout):  # e.g. the next job's launch: no second wait
+        host.resolve("~")
+    assert time.monotonic() - start < 1, "the outage is already longer than the timeout"
+    flaky.restore()
+    wait_until(lambda: host.agent.starts == 2, timeout=30, what="the reconnection")
+    assert str(host.resolve("~")) == remote_host.home

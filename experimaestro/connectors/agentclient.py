@@ -64,6 +64,8 @@ class AgentClient:
         self._pending: Dict[int, _Pending] = {}
         self._state = "stopped"  # stopped -> running -> reconnecting -> running ... | closed | failed
         self._failure: Optional[BaseException] = None
+        #: When the connection was last lost (time.monotonic()).
+        self._lost_at = 0.0
         self._cond = threading.Condition()
         self._send_lock = threading.Lock()
         self._subscribers: List[EventCallback] = []
@@ -221,10 +223,12 @@ class AgentClient:
         return message.get("result")
 
     def wait_running(self) -> None:
-        """Block until the agent runs (starting it, or waiting for a reconnection up to
-        ``reconnect_timeout``: :class:`ReconnectTimeout` then)."""
-        deadline = time.monotonic() + self.reconnect_timeout
+        """Block until the agent runs (starting it, or waiting for a reconnection until the
+        connection has been lost for ``reconnect_timeout``: :class:`ReconnectTimeout` then, at
+        once for the requests made later in the same outage)."""
         with self._cond:
+            deadline = (self._lost_at if self._state == "reconnecting" else time.monotonic()
+                        ) + self.reconnect_timeout
             while self._state != "running":
                 if self._state == "stopped":
                     self._start_locked()
@@ -335,6 +339,7 @@ class AgentClient:
             if channel is not self._channel or self._state != "running":
                 return
             self._state = "reconnecting"
+            self._lost_at = time.monotonic()
             self._channel = None
             for pending in self._pending.values():
                 pending.done.set()  # no message: ConnectionLost

@@ -37,7 +37,7 @@ from ..core.config import (
 )
 from ..core.serialization import ParamsFormatError, absolute_paths, dumps, parse_document
 from ..core.types import ValidationError
-from ..connectors.base import ConnectionLost, ReconnectTimeout
+from ..connectors.base import ConnectionLost
 from .dependency_errors import dependency_problem
 from .job import Job
 from ..launchers.base import Ending, Launched, attach_record, record_alive
@@ -517,13 +517,9 @@ class Scheduler:
         job started there is unknown, so nothing is written nor removed. Once the connection is
         back its folder decides, as for a first launch: a job that started is found by its record
         or its runner's lock (never run twice), the others are launched. A host away for longer
-        than the connector's ``reconnect_timeout`` ends the job here only: a rerun finds it."""
+        than the connector's ``reconnect_timeout`` ends the job here only (ReconnectTimeout,
+        at once for every request once the outage is that long): a rerun finds it."""
         self._release_tokens(job)
-        if isinstance(exc, ReconnectTimeout):
-            logger.error("could not launch %s: %s", job, exc)
-            self._finish(job, JobState.ERROR, FailureRecord(
-                1, "connection", f"{exc}; rerun the experiment once the host is back"))
-            return
         logger.warning("%s: %s; looking at its folder again once the connection is back", job, exc)
         self._schedule(job)
 
