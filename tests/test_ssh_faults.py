@@ -4,12 +4,13 @@ launches one, no job lost nor run twice (each run of a CountedWait job leaves a 
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, List
+from typing import Callable, Iterator, List
 
 import pytest
 from remote_host import RemoteHost
@@ -83,6 +84,30 @@ def job_folder(workspace: str, cfg: object) -> str:
     return f"{workspace}/jobs/{info.xpmtype.typeid}/{info.identifier.hex()}"
 
 
+@contextlib.contextmanager
+def launch_lock_held(remote_host: RemoteHost, folder: str) -> Iterator[Callable[[], None]]:
+    """Another process holds the launch lock of the job folder ``folder`` on the host (a controller
+    at work on the job) until the function given is called, or the block ends."""
+    held, flag = f"{folder}.held", f"{folder}.unlock"
+    remote_host.run(f"mkdir -p {shlex.quote(folder)}")
+    holder = threading.Thread(target=remote_host.run, args=(
+        f"flock {shlex.quote(folder)}/.launch.lock sh -c "
+        f"'echo held > {shlex.quote(held)}; while [ ! -e {shlex.quote(flag)} ]; do sleep 0.05; done'",),
+        kwargs={"timeout": 120})
+    holder.start()
+
+    def unlock() -> None:
+        remote_host.run(f"touch {shlex.quote(flag)}")
+
+    try:
+        wait_until(lambda: remote_exists(remote_host, held), timeout=10,
+                   what="the other holder of the launch lock")
+        yield unlock
+    finally:
+        unlock()
+        holder.join(timeout=30)
+
+
 def test_a_drop_while_jobs_run_loses_none_and_runs_none_twice(
         remote_host: RemoteHost, flaky: RevocableKey, remote_workspace: str, tmp_path: Path) -> None:
     host = SshConnector("flaky", workspace=remote_workspace, python=remote_host.python,
@@ -132,17 +157,8 @@ def test_a_drop_while_waiting_for_the_launch_lock_launches_once(
                         reconnect_timeout=60)
     marks = f"{remote_workspace}/marks"
     task = CountedWait.C(marks=marks)
-    folder = job_folder(remote_workspace, task)
-    # Another controller holds the job's launch lock on the host (until `unlock` appears).
-    remote_host.run(f"mkdir -p {shlex.quote(folder)}")
-    holder = threading.Thread(target=remote_host.run, args=(
-        f"flock {shlex.quote(folder)}/.launch.lock sh -c "
-        f"'echo held > {shlex.quote(marks)}.held; while [ ! -e {shlex.quote(marks)}.unlock ]; "
-        f"do sleep 0.05; done'",), kwargs={"timeout": 120})
-    holder.start()
-    try:
-        wait_until(lambda: remote_exists(remote_host, f"{marks}.held"), timeout=10,
-                   what="the other holder of the launch lock")
+    # Another controller holds the job's launch lock on the host.
+    with launch_lock_held(remote_host, job_folder(remote_workspace, task)) as unlock:
         with experiment(tmp_path / "ws", "lock", launcher=DirectLauncher(connector=host)):
             job = task.submit().__xpm__.job
             wait_until(lambda: job.state is JobState.READY and host.agent._pending, timeout=30,
@@ -150,12 +166,9 @@ def test_a_drop_while_waiting_for_the_launch_lock_launches_once(
             drop(host, remote_host)  # the lock request is lost with the agent that waited
             wait_until(lambda: host.agent.starts == 2, timeout=30, what="the reconnection")
             assert not job.finished, "a launch cut by a drop is not a failed job"
-            remote_host.run(f"touch {shlex.quote(marks)}.unlock")
+            unlock()
             wait_until(lambda: runs(remote_host, marks), timeout=30, what="the job to run")
             release(remote_host, marks)
-    finally:
-        remote_host.run(f"touch {shlex.quote(marks)}.unlock")
-        holder.join(timeout=30)
     assert job.state is JobState.DONE, job.failure
     assert len(runs(remote_host, marks)) == 1
     assert (job.path / "out.txt").exists()
@@ -280,36 +293,26 @@ def test_an_ending_unreadable_past_the_reconnect_timeout_ends_the_job(
                         reconnect_timeout=2)
     marks = f"{remote_workspace}/marks"
     blocked = CountedWait.C(marks=f"{marks}/blocked")
-    folder = job_folder(remote_workspace, blocked)
-    remote_host.run(f"mkdir -p {shlex.quote(folder)}")
-    holder = threading.Thread(target=remote_host.run, args=(
-        f"flock {shlex.quote(folder)}/.launch.lock sh -c "
-        f"'echo held > {shlex.quote(marks)}.held; while [ ! -e {shlex.quote(marks)}.unlock ]; "
-        f"do sleep 0.05; done'",), kwargs={"timeout": 120})
-    holder.start()
     try:
-        wait_until(lambda: remote_exists(remote_host, f"{marks}.held"), timeout=10,
-                   what="the other holder of the launch lock")
-        with pytest.raises(FailedExperiment):
-            with experiment(tmp_path / "ws", "slow", launcher=DirectLauncher(connector=host, max_jobs=4)):
-                ends = CountedWait.C(marks=f"{marks}/ends").submit().__xpm__.job
-                wait_until(lambda: ends.state is JobState.RUNNING, timeout=30, what="a job to run")
-                # The scheduler waits for the other job's launch lock...
-                blocked.submit()
-                wait_until(lambda: host.agent._pending, timeout=30, what="the launch lock wait")
-                # ...when the first job ends: its end is pushed, and waits for the scheduler.
-                release(remote_host, f"{marks}/ends")
-                wait_until(lambda: str(ends.files.path) not in job_events(host).following(),
-                           timeout=30, what="the end to be pushed")
-                flaky.revoke()
-                drop(host, remote_host)  # and stays down past the reconnect timeout
-                wait_until(lambda: ends.finished, timeout=60,
-                           what="the job whose end cannot be read to end, not to hang")
-        assert ends.state is JobState.ERROR and "lost for more than 2" in str(ends.failure)
+        with launch_lock_held(remote_host, job_folder(remote_workspace, blocked)):
+            with pytest.raises(FailedExperiment):
+                with experiment(tmp_path / "ws", "slow", launcher=DirectLauncher(connector=host, max_jobs=4)):
+                    ends = CountedWait.C(marks=f"{marks}/ends").submit().__xpm__.job
+                    wait_until(lambda: ends.state is JobState.RUNNING, timeout=30, what="a job to run")
+                    # The scheduler waits for the other job's launch lock...
+                    blocked.submit()
+                    wait_until(lambda: host.agent._pending, timeout=30, what="the launch lock wait")
+                    # ...when the first job ends: its end is pushed, and waits for the scheduler.
+                    release(remote_host, f"{marks}/ends")
+                    wait_until(lambda: str(ends.files.path) not in job_events(host).following(),
+                               timeout=30, what="the end to be pushed")
+                    flaky.revoke()
+                    drop(host, remote_host)  # and stays down past the reconnect timeout
+                    wait_until(lambda: ends.finished, timeout=60,
+                               what="the job whose end cannot be read to end, not to hang")
+            assert ends.state is JobState.ERROR and "lost for more than 2" in str(ends.failure)
     finally:
         flaky.restore()
-        remote_host.run(f"touch {shlex.quote(marks)}.unlock")
-        holder.join(timeout=30)
 
 
 # --- controllers killed, controllers side by side (each a script in a process of its own) ---
@@ -320,11 +323,14 @@ from pathlib import Path
 from experimaestro import experiment
 from experimaestro.connectors.ssh import SshConnector
 from experimaestro.launchers.direct import DirectLauncher
+from polling import poll
 from remote_tasks import CountedWait
 
 host = SshConnector({alias!r}, workspace={workspace!r}, python={python!r}, code=[{helpers!r}])
 with experiment({local!r}, "xp", launcher=DirectLauncher(connector=host, max_jobs=4)):
     jobs = [CountedWait.C(marks=f"{marks}/{{name}}").submit() for name in {names!r}]
+    # Scheduled: to be launched (or waiting for the launch lock), or found running.
+    poll(lambda: jobs[0].__xpm__.job.state.value in ("ready", "running"), 60)
     Path({local!r}, "submitted").touch()
 for job in jobs:
     print("result", (job.__xpm__.job.path / "out.txt").read_text())
@@ -371,14 +377,20 @@ def test_two_laptops_on_one_remote_workspace_run_each_job_once(
         remote_host: RemoteHost, ssh_home: Path, remote_workspace: str, tmp_path: Path) -> None:
     marks = f"{remote_workspace}/marks"
     names = ["a", "b", "c"]
+    folder = job_folder(remote_workspace, CountedWait.C(marks=f"{marks}/a"))
     laptops = []
-    for laptop in ("one", "two"):
-        (tmp_path / laptop).mkdir()
-        script = controller(remote_host, remote_workspace, tmp_path / laptop / "ws", names)
-        laptops.append(start_controller(script, tmp_path / laptop))
-    wait_until(lambda: all((tmp_path / laptop / "ws" / "submitted").exists() for laptop in ("one", "two"))
-               or any(p.poll() is not None for p in laptops), timeout=60,
-               what="both controllers to submit the jobs")
+    # Both controllers come to launch job a at the same time: the launch lock on the host makes
+    # them take turns, and the second finds the job started by the first.
+    with launch_lock_held(remote_host, folder) as unlock:
+        for laptop in ("one", "two"):
+            (tmp_path / laptop).mkdir()
+            script = controller(remote_host, remote_workspace, tmp_path / laptop / "ws", names)
+            laptops.append(start_controller(script, tmp_path / laptop))
+        wait_until(lambda: all((tmp_path / laptop / "ws" / "submitted").exists()
+                               for laptop in ("one", "two"))
+                   or any(p.poll() is not None for p in laptops), timeout=60,
+                   what="both controllers to come to launch job a")
+        unlock()
     wait_until(lambda: all(runs(remote_host, f"{marks}/{n}") for n in names), timeout=60,
                what="the jobs to run")
     for name in names:
