@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator, List
+from typing import Callable, Iterator, List, Optional
 
 import pytest
 from remote_host import RemoteHost
@@ -327,20 +327,26 @@ from polling import poll
 from remote_tasks import CountedWait
 
 host = SshConnector({alias!r}, workspace={workspace!r}, python={python!r}, code=[{helpers!r}])
+Path({local!r}).mkdir(parents=True, exist_ok=True)
+Path({local!r}, "connected").touch()
+poll(lambda: Path({go!r}).exists(), 60)  # the test starts controllers together
 with experiment({local!r}, "xp", launcher=DirectLauncher(connector=host, max_jobs=4)):
     jobs = [CountedWait.C(marks=f"{marks}/{{name}}").submit() for name in {names!r}]
     # Scheduled: to be launched (or waiting for the launch lock), or found running.
-    poll(lambda: jobs[0].__xpm__.job.state.value in ("ready", "running"), 60)
+    poll(lambda: jobs[0].__xpm__.job.state.value in ("ready", "running", "done"), 60)
     Path({local!r}, "submitted").touch()
 for job in jobs:
     print("result", (job.__xpm__.job.path / "out.txt").read_text())
 """
 
 
-def controller(remote_host: RemoteHost, workspace: str, local: Path, names: List[str]) -> str:
+def controller(remote_host: RemoteHost, workspace: str, local: Path, names: List[str],
+               go: Optional[Path] = None) -> str:
+    """A controller script: it connects, waits for the file ``go`` (none: goes on at once), runs
+    CountedWait jobs named ``names``, and prints their results."""
     return CONTROLLER.format(alias=remote_host.alias, workspace=workspace, python=remote_host.python,
                              helpers=str(HELPERS), local=str(local), marks=f"{workspace}/marks",
-                             names=names)
+                             names=names, go=str(go or local))
 
 
 def test_a_killed_controller_rerun_reattaches_its_remote_jobs(
@@ -377,20 +383,19 @@ def test_two_laptops_on_one_remote_workspace_run_each_job_once(
         remote_host: RemoteHost, ssh_home: Path, remote_workspace: str, tmp_path: Path) -> None:
     marks = f"{remote_workspace}/marks"
     names = ["a", "b", "c"]
-    folder = job_folder(remote_workspace, CountedWait.C(marks=f"{marks}/a"))
     laptops = []
-    # Both controllers come to launch job a at the same time: the launch lock on the host makes
-    # them take turns, and the second finds the job started by the first.
-    with launch_lock_held(remote_host, folder) as unlock:
-        for laptop in ("one", "two"):
-            (tmp_path / laptop).mkdir()
-            script = controller(remote_host, remote_workspace, tmp_path / laptop / "ws", names)
-            laptops.append(start_controller(script, tmp_path / laptop))
-        wait_until(lambda: all((tmp_path / laptop / "ws" / "submitted").exists()
-                               for laptop in ("one", "two"))
-                   or any(p.poll() is not None for p in laptops), timeout=60,
-                   what="both controllers to come to launch job a")
-        unlock()
+    # Both controllers connect, then submit the same jobs at the same moment: for each job, the
+    # launch lock on the host makes them take turns (the second finds the job started by the
+    # first), and the runner's own lock stops any second run.
+    go = tmp_path / "go"
+    for laptop in ("one", "two"):
+        (tmp_path / laptop).mkdir()
+        script = controller(remote_host, remote_workspace, tmp_path / laptop / "ws", names, go)
+        laptops.append(start_controller(script, tmp_path / laptop))
+    wait_until(lambda: all((tmp_path / laptop / "ws" / "connected").exists() for laptop in ("one", "two"))
+               or any(p.poll() is not None for p in laptops), timeout=60,
+               what="both controllers to connect")
+    go.touch()
     wait_until(lambda: all(runs(remote_host, f"{marks}/{n}") for n in names), timeout=60,
                what="the jobs to run")
     for name in names:
