@@ -58,6 +58,13 @@ def flaky(remote_host: RemoteHost, ssh_home: Path) -> Iterator[RevocableKey]:
     key.revoke()
 
 
+def flaky_host(remote_host: RemoteHost, workspace: Optional[str], reconnect_timeout: float = 60
+               ) -> SshConnector:
+    """The connector to the host through the ``flaky`` fixture's key."""
+    return SshConnector("flaky", workspace=workspace, python=remote_host.python,
+                        reconnect_timeout=reconnect_timeout)
+
+
 def runs(remote_host: RemoteHost, marks: str) -> List[str]:
     """The pids of the runs of the CountedWait job whose folder on the host is ``marks``."""
     done = remote_host.run(f"cat {shlex.quote(marks)}/runs", check=False)
@@ -110,8 +117,7 @@ def launch_lock_held(remote_host: RemoteHost, folder: str) -> Iterator[Callable[
 
 def test_a_drop_while_jobs_run_loses_none_and_runs_none_twice(
         remote_host: RemoteHost, flaky: RevocableKey, remote_workspace: str, tmp_path: Path) -> None:
-    host = SshConnector("flaky", workspace=remote_workspace, python=remote_host.python,
-                        reconnect_timeout=60)
+    host = flaky_host(remote_host, remote_workspace)
     marks = f"{remote_workspace}/marks"
     launcher = DirectLauncher(connector=host, max_jobs=4)
     with pytest.raises(FailedExperiment):
@@ -153,8 +159,7 @@ def test_a_drop_while_jobs_run_loses_none_and_runs_none_twice(
 
 def test_a_drop_while_waiting_for_the_launch_lock_launches_once(
         remote_host: RemoteHost, flaky: RevocableKey, remote_workspace: str, tmp_path: Path) -> None:
-    host = SshConnector("flaky", workspace=remote_workspace, python=remote_host.python,
-                        reconnect_timeout=60)
+    host = flaky_host(remote_host, remote_workspace)
     marks = f"{remote_workspace}/marks"
     task = CountedWait.C(marks=marks)
     # Another controller holds the job's launch lock on the host.
@@ -176,8 +181,7 @@ def test_a_drop_while_waiting_for_the_launch_lock_launches_once(
 
 def test_a_launch_whose_answer_is_lost_runs_the_job_once(
         remote_host: RemoteHost, flaky: RevocableKey, remote_workspace: str, tmp_path: Path) -> None:
-    host = SshConnector("flaky", workspace=remote_workspace, python=remote_host.python,
-                        reconnect_timeout=60)
+    host = flaky_host(remote_host, remote_workspace)
     marks = f"{remote_workspace}/marks"
     launcher = DirectLauncher(connector=host, max_jobs=4)
     with experiment(tmp_path / "ws", "lost-answer", launcher=launcher):
@@ -261,8 +265,7 @@ def test_finding_a_job_again_cut_by_a_drop_is_asked_again(
 def test_a_sync_back_cut_by_a_drop_is_made_again(
         remote_host: RemoteHost, flaky: RevocableKey, remote_workspace: str, tmp_path: Path,
         caplog: pytest.LogCaptureFixture) -> None:
-    host = SshConnector("flaky", workspace=remote_workspace, python=remote_host.python,
-                        reconnect_timeout=60)
+    host = flaky_host(remote_host, remote_workspace)
     folder = f"{remote_workspace}/jobs/t/x"
     remote_host.run(f"mkdir -p {folder} && echo result > {folder}/result.txt")
     flaky.revoke()
@@ -289,8 +292,7 @@ def test_a_sync_back_cut_by_a_drop_is_made_again(
 
 def test_an_ending_unreadable_past_the_reconnect_timeout_ends_the_job(
         remote_host: RemoteHost, flaky: RevocableKey, remote_workspace: str, tmp_path: Path) -> None:
-    host = SshConnector("flaky", workspace=remote_workspace, python=remote_host.python,
-                        reconnect_timeout=2)
+    host = flaky_host(remote_host, remote_workspace, reconnect_timeout=2)
     marks = f"{remote_workspace}/marks"
     blocked = CountedWait.C(marks=f"{marks}/blocked")
     try:
@@ -486,7 +488,7 @@ def test_an_unreachable_host_is_an_error_at_the_connectors_line(ssh_home: Path, 
 
 def test_requests_in_a_long_outage_fail_at_once_past_the_reconnect_timeout(
         remote_host: RemoteHost, flaky: RevocableKey) -> None:
-    host = SshConnector("flaky", python=remote_host.python, reconnect_timeout=2)
+    host = flaky_host(remote_host, None, reconnect_timeout=2)
     flaky.revoke()
     drop(host, remote_host)
     start = time.monotonic()
