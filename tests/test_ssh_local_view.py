@@ -21,7 +21,7 @@ from experimaestro.connectors.remote_record import read_remote_record
 from experimaestro.connectors.ssh import SshConnector
 from experimaestro.launchers.direct import DirectLauncher
 from test_ssh_connector import fresh_connections  # noqa: F401 (autouse: no shared connection left)
-from test_ssh_experiment import host, remote_workspace  # noqa: F401 (fixtures)
+from test_ssh_experiment import host  # noqa: F401 (fixture; remote_workspace comes from conftest)
 
 
 def xpm(*args: object) -> str:

@@ -13,7 +13,7 @@ from remote_host import RemoteHost
 from remote_tasks import WaitsForFile
 from test_monitor_browser import browser, click, css, until  # noqa: F401 (the browser fixture)
 from test_ssh_connector import fresh_connections  # noqa: F401 (autouse: no shared connection left)
-from test_ssh_experiment import host, remote_workspace  # noqa: F401 (fixtures)
+from test_ssh_experiment import host  # noqa: F401 (fixture; remote_workspace comes from conftest)
 
 from experimaestro import experiment, tag
 from experimaestro.connectors.ssh import SshConnector
