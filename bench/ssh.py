@@ -41,11 +41,14 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from collections import Counter
+from typing import Callable, Optional
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT / "tests" / "helpers"))
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
 
 from remote_host import RemoteHost  # noqa: E402
 from ssh_streams import ExecStreams  # noqa: E402
@@ -64,6 +67,8 @@ class Bench:
     small_files: int
     large_mb: int
     folders: int = 10_000
+    jobs: int = 100
+    rounds: int = 2
 
     def remote_python(self, code: str) -> str:
         return self.host.run(f"{shlex.quote(self.host.python)} -c {shlex.quote(code)}", timeout=600).stdout
@@ -184,12 +189,93 @@ def measure_connector(bench: Bench) -> dict:
             "exec_command_ms_median": round(statistics.median(execs), 1)}
 
 
+def _run_jobs(workdir: Path, launcher: object, n: int, offset: int) -> dict:
+    """One experiment of ``n`` trivial jobs with ``launcher``: from the first ``submit()`` to the
+    end of the ``with`` block (every job ended, a remote job's folder copied back)."""
+    from benchtasks import Trivial
+
+    from experimaestro import experiment
+
+    start = time.perf_counter()
+    with experiment(workdir, "jobs", launcher=launcher):
+        tasks = [Trivial.C(i=offset + i).submit() for i in range(n)]
+        submitted = time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    jobs = [t.__xpm__.job for t in tasks]
+    done = [j for j in jobs if j.state.value == "done"]
+    copied = sum((j.path / "out.txt").exists() for j in done)
+    return {"s": seconds, "submit_s": submitted, "done": len(done), "copied": copied}
+
+
+class _OpCounter:
+    """Counts the agent's requests by operation (``job_files`` by method) while installed."""
+
+    def __init__(self, agent: object) -> None:
+        self.agent, self.counts = agent, Counter()
+        self._request = agent.request
+
+        def request(op: str, args: Optional[dict] = None, *rest, **kw):
+            key = op if op != "job_files" else f"job_files.{(args or {}).get('method')}"
+            self.counts[key] += 1
+            return self._request(op, args, *rest, **kw)
+
+        agent.request = request
+
+    def take(self) -> dict:
+        counts, self.counts = dict(self.counts), Counter()
+        return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def _remote_connector(bench: Bench, workspace: str):
+    from experimaestro.connectors.ssh import SshConnector
+
+    return SshConnector(bench.host.alias, workspace=workspace, python=bench.host.python,
+                        ssh_config=str(bench.host.ssh_config), code=[str(BENCH)])
+
+
+def measure_jobs(bench: Bench) -> dict:
+    """``jobs`` trivial jobs end to end on the local launcher and on the remote host (the same
+    launcher through the SSH connector: jobs run there, each folder copied back when it ends),
+    alternated, in this process (one scheduler), each round in fresh workspaces."""
+    from experimaestro.connectors.agentclient import close_agents
+    from experimaestro.connectors.sshconnection import close_all
+    from experimaestro.launchers.direct import DirectLauncher
+
+    n, rounds = bench.jobs, bench.rounds
+    local_launcher = DirectLauncher()
+    connector = _remote_connector(bench, bench.remote_folder("jobs"))
+    counter = _OpCounter(connector.agent)
+    remote_launcher = DirectLauncher(connector=connector)
+    assert local_launcher.max_jobs == remote_launcher.max_jobs, "the same number of jobs at once"
+    figures: dict = {"jobs": n, "max_jobs": local_launcher.max_jobs, "local_s": [], "remote_s": []}
+    try:
+        # Warm up both (fork servers, staging): not what is measured.
+        _run_jobs(bench.local / "warm-local", local_launcher, 2, -10)
+        _run_jobs(bench.local / "warm-remote", remote_launcher, 2, -10)
+        counter.take()
+        for r in range(rounds):
+            for side, launcher in (("local", local_launcher), ("remote", remote_launcher)):
+                result = _run_jobs(bench.local / f"{side}-{r}", launcher, n, r * n)
+                assert result["done"] == n and result["copied"] == n, (side, result)
+                figures[f"{side}_s"].append(round(result["s"], 3))
+            figures["remote_requests"] = counter.take()
+    finally:
+        close_agents()
+        close_all()
+    local, remote = statistics.median(figures["local_s"]), statistics.median(figures["remote_s"])
+    figures.update({f"jobs_{n}_local_s": local, f"jobs_{n}_remote_s": remote,
+                    "remote_over_local": round(remote / local, 2),
+                    "remote_requests_per_job": round(sum(figures["remote_requests"].values()) / n, 1)})
+    return figures
+
+
 #: name -> measurement (each independent: its own remote and local folders).
 MEASUREMENTS: dict[str, Callable[[Bench], dict]] = {
     "sync_small": measure_sync_small,
     "sync_large": measure_sync_large,
     "stage": measure_stage,
     "connector": measure_connector,
+    "jobs": measure_jobs,
 }
 
 
@@ -232,7 +318,8 @@ def main() -> None:
         with host.connect() as client:
             bench = Bench(host, ExecStreams(client, python), local,
                           small_files=20 if args.tiny else 1000, large_mb=2 if args.tiny else 100,
-                          folders=200 if args.tiny else 10_000)
+                          folders=200 if args.tiny else 10_000,
+                          jobs=4 if args.tiny else 100, rounds=1 if args.tiny else 2)
             for name in only:
                 out.update(MEASUREMENTS[name](bench))
             host.run(f"rm -rf {shlex.quote(host.home)}/bench")

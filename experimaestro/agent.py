@@ -32,7 +32,7 @@ from .version import __version__
 WORKERS = 8
 #: Requests that may wait for long (a lock held by someone else, a command): each gets a thread of
 #: its own, so that any number of them never holds up the short ones.
-LONG = frozenset({"lock", "run", "read_from", "launch", "reattach", "cancel_job"})
+LONG = frozenset({"lock", "run", "read_from", "launch", "start_job", "reattach", "cancel_job"})
 #: The longest ``read_from`` waits, whatever is asked (the controller asks again).
 MAX_WAIT = 60.0
 
@@ -153,6 +153,10 @@ class Agent:
                   ) -> List[Dict[str, Any]]:
         return self._host_launchers().launch(spec, jobs, after or [])
 
+    def op_start_job(self, spec: Dict[str, Any], folder: str, name: str, params: str
+                     ) -> Dict[str, Any]:
+        return self._host_launchers().start(spec, folder, name, params)
+
     def op_reattach(self, spec: Dict[str, Any], folder: str, name: str, record: Dict[str, Any]
                     ) -> bool:
         return self._host_launchers().reattach(spec, folder, name, record)
@@ -160,6 +164,15 @@ class Agent:
     def op_cancel_job(self, spec: Dict[str, Any], folder: str, name: str, record: Dict[str, Any]
                       ) -> None:
         self._host_launchers().cancel(spec, folder, name, record)
+
+    def op_sync_send(self, folders: List[List[str]], limit: int) -> List[Optional[str]]:
+        from .connectors.sync import SyncRequest, send_bounded
+
+        answers = []
+        for root, line in folders:
+            data = send_bounded(root, SyncRequest.from_line(line.encode("utf-8")), int(limit))
+            answers.append(None if data is None else base64.b64encode(data).decode("ascii"))
+        return answers
 
     def op_listdir(self, path: str) -> List[str]:
         return self._local.listdir(path)

@@ -46,6 +46,10 @@ OPERATIONS: Dict[str, Operation] = {
         Operation("job_states", True,
                   "(jobs: [[folder, name]]) -> [state]: each job's state from its folder "
                   "(launchers.jobfiles.JobFiles.disk_state: done, error, running, unscheduled)"),
+        Operation("sync_send", True,
+                  "(folders: [[root, sync request line]], limit) -> [base64 | null]: for each folder "
+                  "the zlib-compressed tar stream answering the request (connectors/sync.py "
+                  "send_bounded), null when it exceeds limit bytes (sent over a channel instead)"),
         Operation("listdir", True, "(path) -> [name] sorted"),
         Operation("mkdir", True, "(path, parents, exist_ok) -> None"),
         Operation("run", False, "(cmd, cwd, env, timeout) -> {returncode, stdout, stderr}"),
@@ -69,6 +73,10 @@ OPERATIONS: Dict[str, Operation] = {
         Operation("launch", False,
                   "(spec, jobs: [[folder, name]], after: [record]) -> [record]: start jobs with the "
                   "launcher of spec on the host; a 'job_ended' event follows for each"),
+        Operation("start_job", False,
+                  "(spec, folder, name, params) -> {outcome: launched | attached | done, record}: "
+                  "make the job's folder and, under its launch lock, find the job running (watched "
+                  "again) or done, or write params.json and launch it; 'job_ended' follows"),
         Operation("reattach", True,
                   "(spec, folder, name, record) -> bool: watch a job started earlier; False when "
                   "it no longer runs; a 'job_ended' event follows (sent again after a drop: the new "

@@ -25,13 +25,14 @@ from typing import IO, Any, ContextManager, Dict, List, Mapping, Optional, Seque
 import paramiko
 
 from .agentclient import AgentClient, EventCallback, agent_for
+from .agentprotocol import RemoteError
 from .base import ConnectionLost, Connector, FileStat, PathLike, StartedProcess
 from .process import PidRecord
 from .remote_record import RemoteCopy, write_remote_record
 from .sshconnection import DEFAULT_CONNECT_TIMEOUT, SshConnection, connection_for
 from .streams import command_streams
 from .staging import DEFAULT_LIMIT, STAGED_CODE_VARIABLE, stage, take_snapshot
-from .sync import pull, pull_job, serve_send
+from .sync import SyncError, SyncRequest, pull, pull_jobs, serve_send
 
 logger = logging.getLogger("experimaestro.ssh")
 
@@ -41,6 +42,12 @@ MARKER_SUFFIXES = (".done", ".failed")
 
 #: How many times :meth:`SshConnector.fetch_job` tries a sync cut by a lost connection.
 FETCH_ATTEMPTS = 3
+
+#: A job folder whose sync-back answer (compressed) is at most this size comes in the agent's
+#: answer to one request; a bigger one through ``sync-send`` on a channel of its own.
+SYNC_INLINE_LIMIT = 4 << 20
+#: How many small folders one ``sync_send`` request asks for at most.
+SYNC_BATCH = 256
 
 #: The most :meth:`SshConnector.read_from` returns at once (bytes).
 READ_LIMIT = 1 << 20
@@ -201,25 +208,50 @@ class SshConnector(Connector):
         """Copy a job folder from the host into ``local_folder`` (incrementally, as one tar
         stream; ``sync_exclude`` stays remote) and record where the remote copy lives
         (``.remote.json``): ``jobs list``, ``jobs path`` and ``jobs sync`` work from it later."""
-        local_folder = Path(local_folder)
-        local_folder.mkdir(parents=True, exist_ok=True)
-        write_remote_record(local_folder, self.remote_copy(remote_folder))
+        self.fetch_jobs([(remote_folder, local_folder)])
+
+    def fetch_jobs(self, folders: Sequence[Tuple[PathLike, Path]]) -> None:
+        """:meth:`fetch_job` for many ``(remote folder, local folder)`` pairs: small folders come
+        many in one round trip to the agent (:meth:`sync_bounded`), big ones each as a tar
+        stream over a channel of its own. A copy cut by a dropped connection (or started while
+        it was down) is made again once the connection is back: files already copied are not
+        sent twice. Any other error, or the connection not back within reconnect_timeout, is
+        raised."""
+        for remote_folder, local_folder in folders:
+            local_folder = Path(local_folder)
+            local_folder.mkdir(parents=True, exist_ok=True)
+            write_remote_record(local_folder, self.remote_copy(remote_folder))
         for attempt in range(FETCH_ATTEMPTS):
             generation = self.connection.generation
             try:
-                pull_job(local_folder, self)
+                pull_jobs([local for _, local in folders], self)
                 return
             except Exception:
-                # A sync cut by a dropped connection (or started while it was down) is made again
-                # once the connection is back: files already copied are not sent twice. Any other
-                # error, or the connection not back within reconnect_timeout, is raised.
                 if attempt + 1 == FETCH_ATTEMPTS or (
                     self.connection.is_active() and self.connection.generation == generation
                 ):
                     raise
-            logger.warning("the copy of %s:%s was cut by a lost connection: copying it again once "
-                           "the connection is back", self.host, remote_folder)
+            logger.warning("the copy of %d folder(s) from %s was cut by a lost connection: copying "
+                           "again once the connection is back", len(folders), self.host)
             self.agent.wait_running()
+
+    def sync_bounded(self, requests: Sequence[Tuple[str, SyncRequest]]) -> List[Optional[bytes]]:
+        """The sync answers (:func:`.sync.send_bounded`) of many remote folders, made by the agent
+        (no process started on the host), :data:`SYNC_BATCH` folders per round trip; None for a
+        folder whose answer exceeds :data:`SYNC_INLINE_LIMIT`."""
+        answers: List[Optional[bytes]] = []
+        for start in range(0, len(requests), SYNC_BATCH):
+            chunk = requests[start:start + SYNC_BATCH]
+            try:
+                encoded = self._call("sync_send", limit=SYNC_INLINE_LIMIT, folders=[
+                    [str(root), request.to_line().decode("ascii").rstrip("\n")]
+                    for root, request in chunk])
+            except RemoteError as exc:
+                if exc.type_name == "SyncError":  # e.g. the remote folder was removed
+                    raise SyncError(f"{exc.message} (on {self.host})") from None
+                raise
+            answers.extend(None if a is None else base64.b64decode(a) for a in encoded)
+        return answers
 
     def remote_copy(self, remote_folder: PathLike) -> RemoteCopy:
         """The ``.remote.json`` record of a job folder on this host (not synchronised yet)."""

@@ -40,6 +40,7 @@ import os
 import shutil
 import stat
 import tarfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, ContextManager, Iterator, Optional, Protocol, Sequence, Union
@@ -291,6 +292,55 @@ def serve_send(root: PathLike, instream: IO[bytes], out: IO[bytes]) -> SyncStats
     return send(root, SyncRequest.from_line(line), out)
 
 
+class TooBig(Exception):
+    """A bounded answer (:func:`send_bounded`) would exceed its limit."""
+
+
+class _Bounded(io.RawIOBase):
+    """Collects the compressed stream in memory, up to ``limit`` bytes (then TooBig)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.parts, self.size = limit, [], 0
+        self.compress = zlib.compressobj(1)
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:  # type: ignore[override]
+        part = self.compress.compress(bytes(data))
+        self.size += len(part)
+        if self.size > self.limit:
+            raise TooBig(self.size)
+        self.parts.append(part)
+        return len(data)
+
+    def value(self) -> bytes:
+        self.parts.append(self.compress.flush())
+        return b"".join(self.parts)
+
+
+def send_bounded(root: PathLike, request: SyncRequest, limit: int) -> Optional[bytes]:
+    """The answer to ``request`` for ``root`` as bytes (the tar stream, zlib-compressed), or None
+    when it would take more than ``limit`` bytes: a small job folder then travels inside one
+    request to the remote agent, without starting a sender process; a big one goes through
+    :func:`serve_send` on a channel of its own."""
+    out = _Bounded(limit)
+    try:
+        send(root, request, out)  # type: ignore[arg-type]
+    except TooBig:
+        return None
+    return out.value()
+
+
+def receive_bytes(root: PathLike, data: bytes, request: SyncRequest, delete: bool = True) -> SyncStats:
+    """:func:`receive` of an answer made by :func:`send_bounded`."""
+    try:
+        stream = io.BytesIO(zlib.decompress(data))
+    except zlib.error as exc:
+        raise SyncError(f"a damaged sync answer for {root} ({exc}): sync again") from None
+    return receive(root, stream, request, delete=delete)
+
+
 # --- The receiver -------------------------------------------------------------------------------
 
 
@@ -480,7 +530,9 @@ def sync_folders(source: PathLike, destination: PathLike, exclude: Sequence[str]
 
 class SyncChannel(Protocol):
     """What a connector offers to synchronise a folder it holds (the SSH connector: the stdin and
-    stdout of ``python -m experimaestro sync-send REMOTE_ROOT`` on one channel)."""
+    stdout of ``python -m experimaestro sync-send REMOTE_ROOT`` on one channel; it may also offer
+    ``sync_bounded(requests) -> [bytes | None]``, the answers of :func:`send_bounded` for many
+    ``(remote root, SyncRequest)`` at once, None for a folder too big for it)."""
 
     def sync_streams(self, remote_root: str) -> ContextManager[tuple[IO[bytes], IO[bytes]]]:
         """Start the sender for ``remote_root``: ``(to the sender, from the sender)``; leaving the
@@ -493,12 +545,37 @@ def pull_job(jobpath: PathLike, channel: SyncChannel, exclude: Optional[Sequence
     """Synchronise a local job folder from its remote copy (named by its ``.remote.json``), then
     record the time (what ``experimaestro jobs sync ID`` does). ``exclude`` defaults to the patterns
     of the record; ``include_excluded`` fetches the excluded files too."""
-    jobpath = Path(jobpath)
-    record = read_remote_record(jobpath)
-    if record is None:
-        raise SyncError(f"{jobpath} has no {RECORD_NAME}: the job did not run on a remote host")
-    patterns = record.exclude if exclude is None else exclude
-    with channel.sync_streams(record.path) as (to_sender, from_sender):
-        stats = pull(jobpath, to_sender, from_sender, patterns, include_excluded)
-    write_remote_record(jobpath, record.synced())
+    return pull_jobs([jobpath], channel, exclude, include_excluded)[0]
+
+
+def pull_jobs(jobpaths: Sequence[PathLike], channel: SyncChannel,
+              exclude: Optional[Sequence[str]] = None, include_excluded: bool = False) -> list[SyncStats]:
+    """:func:`pull_job` for many job folders of one host. With a channel that offers
+    ``sync_bounded``, the small folders come in one exchange (no sender process started); the
+    others each through :meth:`SyncChannel.sync_streams`."""
+    paths = [Path(p) for p in jobpaths]
+    records = []
+    for jobpath in paths:
+        record = read_remote_record(jobpath)
+        if record is None:
+            raise SyncError(f"{jobpath} has no {RECORD_NAME}: the job did not run on a remote host")
+        records.append(record)
+    requests = []
+    for jobpath, record in zip(paths, records):
+        request = scan(jobpath, record.exclude if exclude is None else exclude)
+        request.include_excluded = include_excluded
+        requests.append(request)
+    bounded = getattr(channel, "sync_bounded", None)
+    answers = (bounded([(r.path, q) for r, q in zip(records, requests)]) if bounded is not None
+               else [None] * len(paths))
+    stats = []
+    for jobpath, record, request, answer in zip(paths, records, requests, answers):
+        if answer is not None:
+            stats.append(receive_bytes(jobpath, answer, request))
+        else:
+            with channel.sync_streams(record.path) as (to_sender, from_sender):
+                to_sender.write(request.to_line())
+                to_sender.flush()
+                stats.append(receive(jobpath, from_sender, request))
+        write_remote_record(jobpath, record.synced())
     return stats

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from ..connectors.process import PidRecord
-from .jobfiles import FailureRecord, JobFiles
+from .jobfiles import FailureRecord, JobFiles, JobState
 
 
 @dataclass
@@ -27,6 +27,23 @@ class Ending:
     failure: Optional[FailureRecord] = None
     overrides: bool = False
     lost: bool = False
+    #: The job's markers as its launcher read them once the job had ended (a remote host's
+    #: launcher sends them with the ending, so reading them costs no round trip); None: not read.
+    markers: Optional["Markers"] = None
+
+
+@dataclass(frozen=True)
+class Markers:
+    """What a job's folder said when it ended: ``JobFiles.marker_state()`` and, with ERROR,
+    ``JobFiles.read_failure()``."""
+
+    state: Optional[JobState]
+    failure: Optional[FailureRecord] = None
+
+    @staticmethod
+    def read(files: JobFiles) -> "Markers":
+        state = files.marker_state()
+        return Markers(state, files.read_failure() if state is JobState.ERROR else None)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..connectors.process import PidRecord, wait_gone
-from .base import Ending, Launched, Launcher
+from .base import Ending, Launched, Launcher, Markers
 from .jobfiles import EXIT_LOCKED, FailureRecord, JobFiles, JobState
 
 logger = logging.getLogger("experimaestro.launchers.remote")
@@ -132,6 +132,35 @@ class RemoteJobFiles(JobFiles):
         self.connector.fetch_job(self.path, local_path)
 
 
+def _by_connector(files: Sequence[Any]) -> Dict[int, List[int]]:
+    """The indices of ``files`` (remote job folders), grouped by connector."""
+    groups: Dict[int, List[int]] = {}
+    for i, f in enumerate(files):
+        groups.setdefault(id(f.connector), []).append(i)
+    return groups
+
+
+def read_states(files: Sequence[Any]) -> List[JobState]:
+    """The state of each remote job folder (:class:`RemoteJobFiles`: ``JobFiles.disk_state`` read
+    on its host), in one round trip per host."""
+    states: List[JobState] = [JobState.UNSCHEDULED] * len(files)
+    for indices in _by_connector(files).values():
+        connector = files[indices[0]].connector
+        values = connector.job_states([(files[i].path, files[i].name) for i in indices])
+        for i, value in zip(indices, values):
+            states[i] = JobState(value)
+    return states
+
+
+def fetch_folders(folders: Sequence[Tuple[Any, Path]]) -> None:
+    """Copy remote job folders into local ones (``RemoteJobFiles.fetch`` for many: small folders
+    many per round trip, see ``SshConnector.fetch_jobs``)."""
+    files = [f for f, _ in folders]
+    for indices in _by_connector(files).values():
+        connector = files[indices[0]].connector
+        connector.fetch_jobs([(files[i].path, folders[i][1]) for i in indices])
+
+
 def serve_job_files(folder: str, name: str, method: str, args: Dict[str, Any]) -> Any:
     """The host's side of :class:`RemoteJobFiles`: the same method on the local folder, its
     result as JSON (the agent's ``job_files`` operation)."""
@@ -172,15 +201,24 @@ def serve_job_files(folder: str, name: str, method: str, args: Dict[str, Any]) -
 
 
 def ending_to_json(ending: Ending) -> Dict[str, Any]:
-    return {"code": ending.code, "overrides": ending.overrides, "lost": ending.lost,
-            "failure": None if ending.failure is None else ending.failure.to_json()}
+    data: Dict[str, Any] = {"code": ending.code, "overrides": ending.overrides, "lost": ending.lost,
+                            "failure": None if ending.failure is None else ending.failure.to_json()}
+    markers = ending.markers
+    if markers is not None:
+        data["markers"] = {"state": None if markers.state is None else markers.state.value,
+                           "failure": None if markers.failure is None else markers.failure.to_json()}
+    return data
 
 
 def ending_from_json(data: Dict[str, Any]) -> Ending:
     failure = data.get("failure")
+    markers = data.get("markers")
     return Ending(code=data.get("code"), overrides=bool(data.get("overrides")),
                   lost=bool(data.get("lost")),
-                  failure=None if failure is None else FailureRecord.parse(failure))
+                  failure=None if failure is None else FailureRecord.parse(failure),
+                  markers=None if markers is None else Markers(
+                      None if markers.get("state") is None else JobState(markers["state"]),
+                      None if markers.get("failure") is None else FailureRecord.parse(markers["failure"])))
 
 
 _Key = Tuple[str, str]  # (folder, the record as JSON)
@@ -298,6 +336,18 @@ def launch(launcher: Launcher, files: Sequence[JobFiles], after: Sequence[Launch
     return [_launched(launcher, f, r) for f, r in zip(files, records)]
 
 
+def start(launcher: Launcher, files: JobFiles, params: str) -> Tuple[str, Optional[Launched]]:
+    """The scheduler's launch of one job on the launcher's host, in one round trip: the host
+    makes the job's folder and, under its launch lock, finds the job running (``"attached"``:
+    watched again) or done (``"done"``), or writes its params.json and launches it
+    (``"launched"``), as the scheduler does for a local folder (``Scheduler._start``)."""
+    job_events(launcher.connector)  # listening before anything can end
+    outcome = launcher.connector.call("start_job", spec=launcher.spec(), folder=str(files.path),
+                                      name=files.name, params=params)
+    kind, record = outcome["outcome"], outcome.get("record")
+    return kind, None if record is None else _launched(launcher, files, record)
+
+
 def reattach(launcher: Launcher, files: JobFiles, record: PidRecord) -> Optional[Launched]:
     """Watch again a job started earlier on the host (None: it no longer runs there)."""
     job_events(launcher.connector)
@@ -336,6 +386,9 @@ class HostLaunchers:
             return launcher
 
     def _ended(self, files: JobFiles, record: PidRecord, ending: Ending) -> None:
+        if ending.markers is None:  # read here once: the controller needs them at once
+            ending = Ending(ending.code, ending.failure, ending.overrides, ending.lost,
+                            Markers.read(files))
         self._send({"event": "job_ended", "folder": str(files.path), "record": record.to_dict(),
                     "ending": ending_to_json(ending)})
 
@@ -367,6 +420,25 @@ class HostLaunchers:
         for f, one in zip(files, launched):
             self._watch(f, one)
         return [one.record.to_dict() for one in launched]
+
+    def start(self, spec: Dict[str, Any], folder: str, name: str, params: str) -> Dict[str, Any]:
+        """The host's side of :func:`start`: ``{"outcome": "launched" | "attached" | "done",
+        "record": pid record (not with "done")}``."""
+        files = JobFiles(Path(folder), name)
+        files.make()
+        with files.launch_lock():
+            # Order matters: a dead process has written its marker before it died.
+            record = files.read_pid()
+            if record is not None and files.marker_state() is None and self.reattach(
+                    spec, folder, name, record.to_dict()):
+                return {"outcome": "attached", "record": record.to_dict()}
+            if files.is_done():
+                return {"outcome": "done"}
+            files.remove("failed")
+            files.write_params(params)
+            launched = self.launch(spec, [[folder, name]], [])[0]
+            files.write_pid(PidRecord.from_dict(launched))
+        return {"outcome": "launched", "record": launched}
 
     def reattach(self, spec: Dict[str, Any], folder: str, name: str, record: Dict[str, Any]) -> bool:
         """Watch a job again; False when it no longer runs (and has not ended since: its folder

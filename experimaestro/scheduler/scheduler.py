@@ -40,7 +40,7 @@ from ..core.types import ValidationError
 from ..connectors.base import ConnectionLost
 from .dependency_errors import dependency_problem
 from .job import Job
-from ..launchers.base import Ending, Launched, attach_record, record_alive
+from ..launchers.base import Ending, Launched, Markers, attach_record, record_alive
 from ..launchers.jobfiles import EXIT_DISK_FULL, EXIT_LOCKED, FailureRecord, JobState
 from .partials import partial_tokens
 from .tokens import HolderInfo, TokenDependency, TokenStore, acquire_all, release_all
@@ -106,6 +106,8 @@ class Scheduler:
         self._dirty = False
         self._watcher = FolderWatcher(self._on_file_event)
         self._watched_jobs: dict[Path, Job] = {}
+        #: Remote jobs submitted whose folders are read together (see _read_remote_later).
+        self._remote_reads: list[Job] = []
         #: Notified on every job state change (progress displays, ``Experiment.wait``).
         self.changed = threading.Condition()
         self.sweep_interval = _sweep_interval()
@@ -175,9 +177,11 @@ class Scheduler:
             job.set_state(JobState.UNSCHEDULED)
             job._finished.set()
             return job
-        # Fast path (no thread hop): a done job is reused at once.
+        # Fast path (no thread hop): a done job is reused at once (a remote one from its copy).
         if done:
-            self.post(lambda: self._finish(job, JobState.DONE))
+            self.post(lambda: self._finish(job, JobState.DONE, copied=True))
+        elif not job.files.local:
+            self._read_remote_later(job)
         else:
             self.post(lambda: self._schedule(job))
         return job
@@ -194,6 +198,44 @@ class Scheduler:
                 f"exist on {job.files.location.split(':', 1)[0]}, where the job runs: {shown}. Copy the "
                 f"data there (or give paths of the host), or run the job with a local launcher"
             )
+
+    def _read_remote_later(self, job: Job) -> None:
+        """(Caller's thread.) Schedule a remote job once its folder is read: the folders of the
+        jobs submitted meanwhile are read together, in one round trip per host."""
+        with self._jobs_lock:
+            self._remote_reads.append(job)
+            first = len(self._remote_reads) == 1
+        if first:
+            self.post(self._read_remote_folders)
+
+    def _read_remote_folders(self) -> None:
+        """Schedule the remote jobs submitted since the last call, knowing the state of their
+        folders (one ``job_states`` round trip per host); the done ones are reused, their folders
+        copied back together (small ones many per round trip)."""
+        from ..launchers.remote import fetch_folders, read_states
+
+        with self._jobs_lock:
+            jobs, self._remote_reads = self._remote_reads, []
+        try:
+            states = read_states([job.files for job in jobs])
+        except Exception as exc:  # each job reads its folder on its own (and fails alone)
+            logger.warning("cannot read %d remote job folders at once: %s", len(jobs), exc)
+            for job in jobs:
+                self._schedule(job)
+            return
+        done = [job for job, state in zip(jobs, states) if state is JobState.DONE]
+        if done:
+            try:
+                fetch_folders([(job.files, job.path) for job in done])
+            except Exception as exc:
+                logger.warning("%d done remote jobs are reused, but their folders could not be "
+                               "copied back: %s (run `experimaestro jobs sync ID` later)",
+                               len(done), exc)
+        for job, state in zip(jobs, states):
+            if state is JobState.DONE:
+                self._finish(job, JobState.DONE, copied=True)
+            else:
+                self._schedule(job, known=state)
 
     def _repair_params(self, job: Job, done_at: Optional[int] = None) -> None:
         """A done job is reused as it is, but its params.json must stay true (``jobs list`` reads
@@ -644,6 +686,9 @@ class Scheduler:
 
     def _start(self, job: Job) -> None:
         files = job.files
+        if not files.local:
+            self._start_remote(job)
+            return
         files.make()
         with files.launch_lock():
             if self._started_elsewhere(job):
@@ -654,6 +699,24 @@ class Scheduler:
             launched = launcher.launch(files)
             files.write_pid(launched.record)
         self._started(job, launcher, launched)
+
+    def _start_remote(self, job: Job) -> None:
+        """:meth:`_start` on a remote host, in one round trip: the host does the same steps
+        under the job's launch lock (``launchers/remote.py``: ``start``)."""
+        from ..launchers import remote
+
+        assert job.params is not None
+        outcome, launched = remote.start(job.launcher, job.files, job.params)
+        if outcome == "done":
+            self._release_tokens(job)
+            self._finish(job, JobState.DONE)
+        elif outcome == "attached":
+            assert launched is not None
+            self._release_tokens(job)
+            self._attach_launched(job, launched)
+        else:
+            assert launched is not None
+            self._started(job, job.launcher, launched)
 
     def _started(self, job: Job, launcher: object, launched: Launched) -> None:
         """A job was launched: count its slot, and watch it."""
@@ -711,7 +774,8 @@ class Scheduler:
         self._running.discard(job)
         launched, job.launched = job.launched, None
         files = job.files
-        state = files.marker_state()
+        markers = ending.markers  # read by a remote host's launcher when the job ended
+        state = files.marker_state() if markers is None else markers.state
         if state is JobState.DONE:
             self._finish(job, JobState.DONE)
             return
@@ -738,10 +802,12 @@ class Scheduler:
                 return
             self._finish(job, JobState.ERROR, self._write_failure(job, failure))
             return
-        marker = files.read_failure() if state is JobState.ERROR else None
+        marker = None
+        if state is JobState.ERROR:
+            marker = files.read_failure() if markers is None else markers.failure
         if marker is not None and self._retry(job, marker):  # e.g. GracefulTimeout
             return
-        self._conclude_from_files(job, ending.code)
+        self._conclude_from_files(job, ending.code, markers)
 
     def _retry(self, job: Job, failure: FailureRecord) -> bool:
         """Submit again a job that hit its time limit (a resumable task) or was preempted, while
@@ -851,16 +917,18 @@ class Scheduler:
             return
         self._conclude_from_files(job, code)
 
-    def _conclude_from_files(self, job: Job, code: Optional[int]) -> None:
-        """The process is gone: its marker decides; without one, write why it failed."""
+    def _conclude_from_files(self, job: Job, code: Optional[int],
+                             markers: Optional[Markers] = None) -> None:
+        """The process is gone: its marker decides; without one, write why it failed.
+        ``markers``: the folder's markers as just read (by a remote host's launcher)."""
         if job.finished:
             return
         files = job.files
-        state = files.marker_state()
+        state = files.marker_state() if markers is None else markers.state
         if state is JobState.DONE:
             self._finish(job, JobState.DONE)
             return
-        failure = files.read_failure()
+        failure = files.read_failure() if markers is None else markers.failure
         if failure is None:
             if code is None:
                 failure = FailureRecord(1, "lost", "the job process ended without a marker")
@@ -949,7 +1017,10 @@ class Scheduler:
 
     # -- endings ---------------------------------------------------------------------------------
 
-    def _finish(self, job: Job, state: JobState, failure: Optional[FailureRecord] = None) -> None:
+    def _finish(self, job: Job, state: JobState, failure: Optional[FailureRecord] = None,
+                copied: bool = False) -> None:
+        """End a job. A remote job's folder is copied back first, unless ``copied`` (its local
+        copy is up to date: reused from it, or just fetched)."""
         if job.finished:
             return
         job.launched = None
@@ -961,7 +1032,7 @@ class Scheduler:
                 self._load[id(job.launcher)] -= 1
         if self._watched_jobs.pop(job.path, None) is not None:
             self._watcher.unwatch(job.path)
-        if not job.files.local:
+        if not job.files.local and not copied:
             self._sync_back(job)
         job.set_state(state, failure)
         if state is JobState.DONE:
