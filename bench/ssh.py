@@ -69,6 +69,7 @@ class Bench:
     folders: int = 10_000
     jobs: int = 100
     rounds: int = 2
+    reuse: int = 10_000
 
     def remote_python(self, code: str) -> str:
         return self.host.run(f"{shlex.quote(self.host.python)} -c {shlex.quote(code)}", timeout=600).stdout
@@ -226,11 +227,29 @@ class _OpCounter:
         return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
-def _remote_connector(bench: Bench, workspace: str):
+def _remote_connector(bench: Bench, workspace: str, **options: object):
     from experimaestro.connectors.ssh import SshConnector
 
     return SshConnector(bench.host.alias, workspace=workspace, python=bench.host.python,
-                        ssh_config=str(bench.host.ssh_config), code=[str(BENCH)])
+                        ssh_config=str(bench.host.ssh_config), code=[str(BENCH)], **options)
+
+
+def _file_creation_ms(folder: Path, count: int = 1000) -> float:
+    """Milliseconds to create one small file in ``folder`` as the sync-back does (a temporary
+    name, mode, time, rename): what copying many job folders back costs at least, per file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    for i in range(count):
+        tmp, path = folder / f".{i}.tmp", folder / f"{i}.txt"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, b"x" * 100)
+        os.close(fd)
+        os.chmod(tmp, 0o644)
+        os.utime(tmp, ns=(0, 0))
+        os.replace(tmp, path)
+    seconds = time.perf_counter() - start
+    shutil.rmtree(folder)
+    return round(seconds * 1000 / count, 3)
 
 
 def measure_jobs(bench: Bench) -> dict:
@@ -269,6 +288,101 @@ def measure_jobs(bench: Bench) -> dict:
     return figures
 
 
+def _rerun(workdir: Path, launcher: object, n: int, offset: int) -> dict:
+    """Submit ``n`` trivial jobs that are done already: from the first ``submit()`` to the end of
+    the ``with`` block."""
+    from benchtasks import Trivial
+
+    from experimaestro import experiment
+
+    start = time.perf_counter()
+    with experiment(workdir, "reuse", launcher=launcher):
+        tasks = [Trivial.C(i=offset + i).submit() for i in range(n)]
+        submitted = time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    jobs = [t.__xpm__.job for t in tasks]
+    return {"s": round(seconds, 3), "submit_s": round(submitted, 3),
+            "done": sum(j.state.value == "done" for j in jobs),
+            "copied": sum((j.path / "out.txt").exists() for j in jobs)}
+
+
+def measure_reuse(bench: Bench) -> dict:
+    """Reuse of ``reuse`` done remote jobs: (b) ``fresh``: a fresh local workspace against the
+    remote workspace (another laptop: their states read on the host, their folders copied back);
+    (a) ``rerun``: the same again in that workspace (the local copies answer, without the host).
+    Side by side: the same jobs rerun on the local launcher, done in a local workspace.
+
+    The done folders are made by the jobs themselves (one real remote job, then its folder copied
+    on the host for each of the other identifiers, with each one's own params.json)."""
+    from benchtasks import Trivial
+
+    from experimaestro import RunMode, experiment
+    from experimaestro.connectors.agentclient import close_agents
+    from experimaestro.connectors.sshconnection import close_all
+    from experimaestro.launchers.direct import DirectLauncher
+
+    n, offset = bench.reuse, 1_000_000
+    remote_ws = bench.remote_folder("reuse")
+    connector = _remote_connector(bench, remote_ws)
+    counter = _OpCounter(connector.agent)
+    remote_launcher = DirectLauncher(connector=connector)
+    figures: dict = {"reuse_jobs": n}
+    try:
+        # One real job on the host: the template of every done folder.
+        result = _run_jobs(bench.local / "template", remote_launcher, 1, offset)
+        assert result["done"] == 1, result
+        # The other jobs' params.json, generated here (the local launcher, a local workspace)...
+        local_ws = bench.local / "local-reuse"
+        start = time.perf_counter()
+        with experiment(local_ws, "gen", run_mode=RunMode.GENERATE_ONLY):
+            jobs = [Trivial.C(i=offset + i).submit().__xpm__.job for i in range(n)]
+        for job in jobs:
+            job.files.done.write_text("")
+        figures["setup_local_s"] = round(time.perf_counter() - start, 1)
+        template = f"{remote_ws}/{jobs[0].relpath}"
+        listing = {str(job.relpath): job.files.params.read_text() for job in jobs[1:]}
+        connector.write_atomic(f"{remote_ws}/bench-params.json", json.dumps(listing))
+        start = time.perf_counter()
+        bench.remote_python(f"""
+import json, os, shutil
+listing = json.load(open("{remote_ws}/bench-params.json"))
+for relpath, params in listing.items():
+    folder = os.path.join("{remote_ws}", relpath)
+    shutil.copytree("{template}", folder)
+    with open(os.path.join(folder, "params.json"), "w") as f:
+        f.write(params)
+""")
+        figures["setup_remote_s"] = round(time.perf_counter() - start, 1)
+        copy = bench.local / "template" / jobs[0].relpath
+        figures["files_per_job_folder"] = sum(len(f) for _, _, f in os.walk(copy))
+        counter.take()
+        figures["local_rerun"] = _rerun(local_ws, DirectLauncher(), n, offset)
+        figures["fresh"] = _rerun(bench.local / "fresh", remote_launcher, n, offset)
+        figures["fresh_requests"] = counter.take()
+        # The same without copying the folders back (every file excluded): the reuse check alone.
+        bare = _remote_connector(bench, remote_ws, sync_exclude=["*"])
+        bare_launcher = DirectLauncher(connector=bare)
+        bare_launcher.check()  # stages the code (done above for the other connector)
+        counter.take()
+        figures["fresh_not_copied"] = _rerun(bench.local / "bare", bare_launcher, n, offset)
+        figures["fresh_not_copied_requests"] = counter.take()
+        figures["rerun"] = _rerun(bench.local / "fresh", remote_launcher, n, offset)
+        figures["rerun_requests"] = counter.take()
+    finally:
+        close_agents()
+        close_all()
+    figures["local_file_creation_ms"] = _file_creation_ms(bench.local / "files")
+    for key in ("local_rerun", "fresh", "fresh_not_copied", "rerun"):
+        assert figures[key]["done"] == n, (key, figures[key])
+    assert figures["fresh"]["copied"] == n, figures["fresh"]
+    assert "start_job" not in figures["fresh_requests"], "nothing was launched"
+    figures.update({f"reuse_{n}_local_s": figures["local_rerun"]["s"],
+                    f"reuse_{n}_remote_fresh_s": figures["fresh"]["s"],
+                    f"reuse_{n}_remote_fresh_not_copied_s": figures["fresh_not_copied"]["s"],
+                    f"reuse_{n}_remote_rerun_s": figures["rerun"]["s"]})
+    return figures
+
+
 #: name -> measurement (each independent: its own remote and local folders).
 MEASUREMENTS: dict[str, Callable[[Bench], dict]] = {
     "sync_small": measure_sync_small,
@@ -276,6 +390,7 @@ MEASUREMENTS: dict[str, Callable[[Bench], dict]] = {
     "stage": measure_stage,
     "connector": measure_connector,
     "jobs": measure_jobs,
+    "reuse": measure_reuse,
 }
 
 
@@ -319,7 +434,8 @@ def main() -> None:
             bench = Bench(host, ExecStreams(client, python), local,
                           small_files=20 if args.tiny else 1000, large_mb=2 if args.tiny else 100,
                           folders=200 if args.tiny else 10_000,
-                          jobs=4 if args.tiny else 100, rounds=1 if args.tiny else 2)
+                          jobs=4 if args.tiny else 100, rounds=1 if args.tiny else 2,
+                          reuse=20 if args.tiny else 10_000)
             for name in only:
                 out.update(MEASUREMENTS[name](bench))
             host.run(f"rm -rf {shlex.quote(host.home)}/bench")

@@ -87,3 +87,16 @@ def test_ssh_connector_tiny(remote_host) -> None:
     figures(result, {"connect_ms", "round_trip_ms_median", "round_trip_ms_p95", "stat_1_ms_median",
                      "exists_batch_ms", "job_states_batch_ms", "exec_command_ms_median"})
     assert result["folders"] == 200
+
+
+def test_ssh_jobs_and_reuse_tiny(remote_host) -> None:
+    # 4 jobs on the local launcher and on the remote one; 20 done remote jobs reused (a fresh local
+    # workspace, then a rerun in it).
+    result = run_json(str(BENCH / "ssh.py"), "--tiny", "--only", "jobs,reuse", "--host-dir",
+                      str(remote_host.directory))
+    figures(result, {"jobs_4_local_s", "jobs_4_remote_s", "remote_over_local", "reuse_20_local_s",
+                     "reuse_20_remote_fresh_s", "reuse_20_remote_fresh_not_copied_s",
+                     "reuse_20_remote_rerun_s", "local_file_creation_ms"})
+    assert result["remote_requests"]["start_job"] == 4
+    assert result["rerun_requests"] == {}, "the rerun reads the local copies only"
+    assert "start_job" not in result["fresh_requests"]

@@ -17,7 +17,8 @@ from experimaestro.connectors.remote_record import (
 )
 from experimaestro.connectors.streams import thread_streams
 from experimaestro.connectors.sync import (
-    INDEX_NAME, SyncError, SyncRequest, is_excluded, pull_job, receive, scan, serve_send, sync_folders,
+    INDEX_NAME, SyncError, SyncRequest, is_excluded, pull_job, receive, receive_bytes, scan, send_bounded,
+    serve_send, sync_folders,
 )
 
 
@@ -332,3 +333,26 @@ def test_files_vanishing_while_the_folder_is_sent_are_left_out(tmp_path: Path) -
     assert "000-big.bin" in stats.paths and not any(p.startswith("zz-") for p in stats.paths)
     sync_folders(source, local)
     assert tree(local) == tree(source)
+
+
+def test_a_bounded_answer_is_the_same_copy_in_one_piece(source: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "bounded"
+    request = scan(copy)
+    data = send_bounded(source, request, 1 << 20)
+    assert data is not None
+    stats = receive_bytes(copy, data, request)
+    assert tree(copy) == tree(source) and stats.files > 0
+    # Nothing changed: the next answer carries no file.
+    request = scan(copy)
+    assert receive_bytes(copy, send_bounded(source, request, 1 << 20), request).files == 0
+
+
+def test_a_bounded_answer_over_its_limit_is_refused(source: Path) -> None:
+    (source / "big.bin").write_bytes(os.urandom(4096))  # does not compress
+    assert send_bounded(source, scan(source / "nothing-here"), 4000) is None
+    assert send_bounded(source, scan(source / "nothing-here"), 1 << 20) is not None
+
+
+def test_a_damaged_bounded_answer_is_a_sync_error(tmp_path: Path) -> None:
+    with pytest.raises(SyncError, match="damaged sync answer"):
+        receive_bytes(tmp_path / "copy", b"not zlib", scan(tmp_path / "copy"))

@@ -306,16 +306,18 @@ class _Bounded(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data) -> int:  # type: ignore[override]
-        part = self.compress.compress(bytes(data))
+    def _add(self, part: bytes) -> None:
         self.size += len(part)
         if self.size > self.limit:
             raise TooBig(self.size)
         self.parts.append(part)
+
+    def write(self, data) -> int:  # type: ignore[override]
+        self._add(self.compress.compress(bytes(data)))
         return len(data)
 
     def value(self) -> bytes:
-        self.parts.append(self.compress.flush())
+        self._add(self.compress.flush())
         return b"".join(self.parts)
 
 
@@ -327,9 +329,9 @@ def send_bounded(root: PathLike, request: SyncRequest, limit: int) -> Optional[b
     out = _Bounded(limit)
     try:
         send(root, request, out)  # type: ignore[arg-type]
+        return out.value()
     except TooBig:
         return None
-    return out.value()
 
 
 def receive_bytes(root: PathLike, data: bytes, request: SyncRequest, delete: bool = True) -> SyncStats:
