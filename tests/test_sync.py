@@ -301,38 +301,44 @@ def test_odd_file_names_round_trip(tmp_path: Path) -> None:
     assert sync_folders(source, local).files == 0
 
 
-def test_files_vanishing_while_the_folder_is_sent_are_left_out(tmp_path: Path) -> None:
+def test_files_vanishing_while_the_folder_is_sent_are_left_out(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A running job renames its temporary files while its folder is sent: a file listed, then gone
-    # before its turn, is left out instead of failing the sync.
-    import threading
-
-    from polling import poll
+    # before its turn, is left out instead of failing the sync. The renames happen once the sender
+    # has listed the folder and read the first temporary file's size, before it opens it.
+    from experimaestro.connectors import sync
 
     source, local = tmp_path / "src", tmp_path / "local"
     source.mkdir()
-    (source / "000-big.bin").write_bytes(b"b" * (16 << 20))  # sent first (sorted), takes a while
+    (source / "000-big.bin").write_bytes(b"b" * (1 << 20))  # listed and sent first (sorted)
     temporaries = [source / f"zz-{i}.tmp" for i in range(20)]
     for path in temporaries:
         path.write_text("soon renamed")
-    renamed = threading.Event()
+    walk = sync._walk
 
-    def job() -> None:
-        # Once the receiver writes the big file, the sender has listed the folder: rename them all.
-        poll(lambda: list(local.glob(".000-big.bin.*.xpm-sync")), timeout=60, interval=0.001)
+    def walk_then_rename(root: Path, exclude: object):
+        for relative, st in walk(root, exclude):
+            if relative.startswith("zz-") and temporaries[0].exists():
+                for path in temporaries:
+                    path.replace(source / "result.txt")
+            yield relative, st
+
+    monkeypatch.setattr(sync, "_walk", walk_then_rename)
+    for answer in ("stream", "bounded"):
         for path in temporaries:
-            path.replace(source / "result.txt")
-        renamed.set()
-
-    writer = threading.Thread(target=job)
-    writer.start()
-    try:
-        stats = sync_folders(source, local)
-    finally:
-        writer.join()
-    assert renamed.is_set()
-    assert "000-big.bin" in stats.paths and not any(p.startswith("zz-") for p in stats.paths)
-    sync_folders(source, local)
-    assert tree(local) == tree(source)
+            path.write_text("soon renamed")
+        copy = local / answer
+        if answer == "stream":
+            stats = sync_folders(source, copy)
+        else:
+            request = scan(copy)
+            stats = receive_bytes(copy, send_bounded(source, request, 1 << 30), request)
+        assert not any(p.exists() for p in temporaries)
+        assert "000-big.bin" in stats.paths and not any(p.startswith("zz-") for p in stats.paths)
+        monkeypatch.setattr(sync, "_walk", walk)
+        sync_folders(source, copy)
+        assert tree(copy) == tree(source)
+        monkeypatch.setattr(sync, "_walk", walk_then_rename)
 
 
 def test_a_bounded_answer_is_the_same_copy_in_one_piece(source: Path, tmp_path: Path) -> None:
@@ -348,9 +354,29 @@ def test_a_bounded_answer_is_the_same_copy_in_one_piece(source: Path, tmp_path: 
 
 
 def test_a_bounded_answer_over_its_limit_is_refused(source: Path) -> None:
-    (source / "big.bin").write_bytes(os.urandom(4096))  # does not compress
-    assert send_bounded(source, scan(source / "nothing-here"), 4000) is None
+    (source / "big.bin").write_bytes(os.urandom(4096))
+    assert send_bounded(source, scan(source / "nothing-here"), 4096) is None  # the files' bytes
     assert send_bounded(source, scan(source / "nothing-here"), 1 << 20) is not None
+
+
+@pytest.mark.parametrize("name, kind, value, message", [
+    ("../escape.txt", "file", 1, "points outside the folder"),
+    ("/etc/passwd", "file", 1, "not a plain relative path"),
+    (".remote.json", "file", 1, "a record of the receiver"),
+    ("up", "link", "../../outside", "outside the folder"),
+    ("dev", "a device or fifo", 0, "is never extracted"),
+])
+def test_a_bounded_answer_is_checked_as_a_tar_stream_is(tmp_path: Path, name: str, kind: str,
+                                                        value: object, message: str) -> None:
+    import zlib
+
+    from experimaestro.connectors.sync import BUNDLE_MAGIC
+
+    header = {"members": [[name, kind, 0o644, 0, value]], "index": {"files": [], "links": [], "dirs": []}}
+    data = zlib.compress(BUNDLE_MAGIC + json.dumps(header).encode() + b"\n" + b"x")
+    with pytest.raises(SyncError, match=message):
+        receive_bytes(tmp_path / "copy", data, scan(tmp_path / "copy"))
+    assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "copy" / ".remote.json").exists()
 
 
 def test_a_damaged_bounded_answer_is_a_sync_error(tmp_path: Path) -> None:

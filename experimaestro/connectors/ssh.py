@@ -18,9 +18,10 @@ import logging
 import os
 import subprocess
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, ContextManager, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import IO, Any, ContextManager, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import paramiko
 
@@ -28,7 +29,7 @@ from .agentclient import AgentClient, EventCallback, agent_for
 from .agentprotocol import RemoteError
 from .base import ConnectionLost, Connector, FileStat, PathLike, StartedProcess
 from .process import PidRecord
-from .remote_record import RemoteCopy, write_remote_record
+from .remote_record import RECORD_NAME, RemoteCopy, write_remote_record
 from .sshconnection import DEFAULT_CONNECT_TIMEOUT, SshConnection, connection_for
 from .streams import command_streams
 from .staging import DEFAULT_LIMIT, STAGED_CODE_VARIABLE, stage, take_snapshot
@@ -217,41 +218,56 @@ class SshConnector(Connector):
         it was down) is made again once the connection is back: files already copied are not
         sent twice. Any other error, or the connection not back within reconnect_timeout, is
         raised."""
-        for remote_folder, local_folder in folders:
-            local_folder = Path(local_folder)
-            local_folder.mkdir(parents=True, exist_ok=True)
-            write_remote_record(local_folder, self.remote_copy(remote_folder))
-        for attempt in range(FETCH_ATTEMPTS):
-            generation = self.connection.generation
-            try:
-                pull_jobs([local for _, local in folders], self)
-                return
-            except Exception:
-                if attempt + 1 == FETCH_ATTEMPTS or (
-                    self.connection.is_active() and self.connection.generation == generation
-                ):
-                    raise
-            logger.warning("the copy of %d folder(s) from %s was cut by a lost connection: copying "
-                           "again once the connection is back", len(folders), self.host)
-            self.agent.wait_running()
+        records = [self.remote_copy(remote) for remote, _ in folders]
+        locals_ = [Path(local) for _, local in folders]
+        try:
+            for attempt in range(FETCH_ATTEMPTS):
+                generation = self.connection.generation
+                try:
+                    pull_jobs(locals_, self, records=records)  # each record written once copied
+                    return
+                except Exception:
+                    if attempt + 1 == FETCH_ATTEMPTS or (
+                        self.connection.is_active() and self.connection.generation == generation
+                    ):
+                        raise
+                logger.warning("the copy of %d folder(s) from %s was cut by a lost connection: "
+                               "copying again once the connection is back", len(folders), self.host)
+                self.agent.wait_running()
+        except BaseException:
+            # Where the copy failed, the record still says where the job lives (`jobs sync`).
+            for local, record in zip(locals_, records):
+                if not (local / RECORD_NAME).exists():
+                    write_remote_record(local, record)
+            raise
 
-    def sync_bounded(self, requests: Sequence[Tuple[str, SyncRequest]]) -> List[Optional[bytes]]:
+    def sync_bounded(self, requests: Sequence[Tuple[str, SyncRequest]]) -> Iterator[Optional[bytes]]:
         """The sync answers (:func:`.sync.send_bounded`) of many remote folders, made by the agent
-        (no process started on the host), :data:`SYNC_BATCH` folders per round trip; None for a
-        folder whose answer exceeds :data:`SYNC_INLINE_LIMIT`."""
-        answers: List[Optional[bytes]] = []
-        for start in range(0, len(requests), SYNC_BATCH):
-            chunk = requests[start:start + SYNC_BATCH]
-            try:
-                encoded = self._call("sync_send", limit=SYNC_INLINE_LIMIT, folders=[
-                    [str(root), request.to_line().decode("ascii").rstrip("\n")]
-                    for root, request in chunk])
-            except RemoteError as exc:
-                if exc.type_name == "SyncError":  # e.g. the remote folder was removed
-                    raise SyncError(f"{exc.message} (on {self.host})") from None
-                raise
-            answers.extend(None if a is None else base64.b64decode(a) for a in encoded)
-        return answers
+        (no process started on the host), :data:`SYNC_BATCH` folders per round trip, in order;
+        None for a folder whose answer exceeds :data:`SYNC_INLINE_LIMIT`. The next batch is
+        asked for while the caller extracts the current one (the host and this side both work)."""
+        chunks = [requests[i:i + SYNC_BATCH] for i in range(0, len(requests), SYNC_BATCH)]
+        if len(chunks) <= 1:
+            for chunk in chunks:
+                yield from self._sync_chunk(chunk)
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="xpm-sync") as pool:
+            pending = pool.submit(self._sync_chunk, chunks[0])
+            for chunk in chunks[1:]:
+                answers = pending.result()
+                pending = pool.submit(self._sync_chunk, chunk)
+                yield from answers
+            yield from pending.result()
+
+    def _sync_chunk(self, chunk: Sequence[Tuple[str, SyncRequest]]) -> List[Optional[bytes]]:
+        try:
+            encoded = self._call("sync_send", limit=SYNC_INLINE_LIMIT, folders=[
+                [str(root), request.to_line().decode("ascii").rstrip("\n")] for root, request in chunk])
+        except RemoteError as exc:
+            if exc.type_name == "SyncError":  # e.g. the remote folder was removed
+                raise SyncError(f"{exc.message} (on {self.host})") from None
+            raise
+        return [None if a is None else base64.b64decode(a) for a in encoded]
 
     def remote_copy(self, remote_folder: PathLike) -> RemoteCopy:
         """The ``.remote.json`` record of a job folder on this host (not synchronised yet)."""

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, ContextManager, Iterator, Optional, Protocol, Sequence, Union
 
-from .remote_record import RECORD_NAME, read_remote_record, write_remote_record
+from .remote_record import RECORD_NAME, RemoteCopy, read_remote_record, write_remote_record
 from .streams import StreamEnded, thread_streams
 
 #: The name of the tar stream's last member: the sender's list of paths (never written to disk).
@@ -227,54 +227,68 @@ def _mtime_ns(member: tarfile.TarInfo) -> int:
     return int(member.mtime) * 1_000_000_000
 
 
+def _changes(root: Path, request: SyncRequest, index: dict[str, list[str]]
+             ) -> Iterator[tuple[str, os.stat_result, Optional[str], Optional[IO[bytes]]]]:
+    """What answers ``request`` for ``root``: ``(relative path, lstat, link target, open file)``
+    of each link (target) and regular file (open, closed when the next one is asked for) that is
+    new or differs; ``index`` receives every path the sender has."""
+    exclude = () if request.include_excluded else request.exclude
+    for relative, st in _walk(root, exclude):
+        if relative in PROTECTED or relative == INDEX_NAME:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            index["dirs"].append(relative)
+        elif stat.S_ISLNK(st.st_mode):
+            try:
+                target = os.readlink(root / relative)
+            except FileNotFoundError:
+                continue
+            index["links"].append(relative)
+            if request.links.get(relative) != target:
+                yield relative, st, target, None
+        elif stat.S_ISREG(st.st_mode):
+            if request.files.get(relative) == (st.st_size, st.st_mtime_ns):
+                index["files"].append(relative)
+                continue
+            try:
+                handle = open(root / relative, "rb")
+            except FileNotFoundError:
+                continue  # removed since the listing (a running job's temporary file)
+            except OSError as exc:
+                raise SyncError(f"cannot read {root / relative}: {exc.strerror}") from None
+            index["files"].append(relative)
+            with handle:
+                yield relative, st, None, handle
+        # sockets, fifos and devices are not copied
+
+
+def _index() -> dict[str, list[str]]:
+    return {"files": [], "links": [], "dirs": []}
+
+
 def send(root: PathLike, request: SyncRequest, out: IO[bytes]) -> SyncStats:
     """Write to ``out`` the tar stream answering ``request`` for the folder ``root``."""
     root = Path(root)
     if not root.is_dir():
         raise SyncError(f"{root} is not a folder on this host (the job folder was removed?)")
-    exclude = () if request.include_excluded else request.exclude
     stats = SyncStats()
-    index: dict[str, list[str]] = {"files": [], "links": [], "dirs": []}
+    index = _index()
     chunks = _Coalesce(out)
     with tarfile.open(fileobj=chunks, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for relative, st in _walk(root, exclude):
-            if relative in PROTECTED or relative == INDEX_NAME:
-                continue
+        for relative, st, target, handle in _changes(root, request, index):
             info = tarfile.TarInfo(relative)
             info.mode = stat.S_IMODE(st.st_mode)
             info.mtime = st.st_mtime_ns // 1_000_000_000
             info.pax_headers = {"mtime": _mtime_text(st.st_mtime_ns)}
-            if stat.S_ISDIR(st.st_mode):
-                index["dirs"].append(relative)
-            elif stat.S_ISLNK(st.st_mode):
-                try:
-                    target = os.readlink(root / relative)
-                except FileNotFoundError:
-                    continue
-                index["links"].append(relative)
-                if request.links.get(relative) != target:
-                    info.type, info.linkname = tarfile.SYMTYPE, target
-                    tar.addfile(info)
-                    stats.files += 1
-                    stats.paths.append(relative)
-            elif stat.S_ISREG(st.st_mode):
-                if request.files.get(relative) == (st.st_size, st.st_mtime_ns):
-                    index["files"].append(relative)
-                    continue
+            if handle is None:
+                info.type, info.linkname = tarfile.SYMTYPE, target
+                tar.addfile(info)
+            else:
                 info.size = st.st_size
-                try:
-                    handle = open(root / relative, "rb")
-                except FileNotFoundError:
-                    continue  # removed since the listing (a running job's temporary file)
-                except OSError as exc:
-                    raise SyncError(f"cannot read {root / relative}: {exc.strerror}") from None
-                index["files"].append(relative)
-                with handle:
-                    tar.addfile(info, _Padded(handle, st.st_size))
-                stats.files += 1
+                tar.addfile(info, _Padded(handle, st.st_size))
                 stats.bytes += st.st_size
-                stats.paths.append(relative)
-            # sockets, fifos and devices are not copied
+            stats.files += 1
+            stats.paths.append(relative)
         data = json.dumps(index).encode("utf-8")
         info = tarfile.TarInfo(INDEX_NAME)
         info.size = len(data)
@@ -292,55 +306,69 @@ def serve_send(root: PathLike, instream: IO[bytes], out: IO[bytes]) -> SyncStats
     return send(root, SyncRequest.from_line(line), out)
 
 
-class TooBig(Exception):
-    """A bounded answer (:func:`send_bounded`) would exceed its limit."""
-
-
-class _Bounded(io.RawIOBase):
-    """Collects the compressed stream in memory, up to ``limit`` bytes (then TooBig)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit, self.parts, self.size = limit, [], 0
-        self.compress = zlib.compressobj(1)
-
-    def writable(self) -> bool:
-        return True
-
-    def _add(self, part: bytes) -> None:
-        self.size += len(part)
-        if self.size > self.limit:
-            raise TooBig(self.size)
-        self.parts.append(part)
-
-    def write(self, data) -> int:  # type: ignore[override]
-        self._add(self.compress.compress(bytes(data)))
-        return len(data)
-
-    def value(self) -> bytes:
-        self._add(self.compress.flush())
-        return b"".join(self.parts)
+#: The first bytes of a bounded answer (:func:`send_bounded`), before its JSON header line.
+BUNDLE_MAGIC = b"xpm-sync-bundle 1\n"
 
 
 def send_bounded(root: PathLike, request: SyncRequest, limit: int) -> Optional[bytes]:
-    """The answer to ``request`` for ``root`` as bytes (the tar stream, zlib-compressed), or None
-    when it would take more than ``limit`` bytes: a small job folder then travels inside one
-    request to the remote agent, without starting a sender process; a big one goes through
-    :func:`serve_send` on a channel of its own."""
-    out = _Bounded(limit)
-    try:
-        send(root, request, out)  # type: ignore[arg-type]
-        return out.value()
-    except TooBig:
-        return None
+    """The answer to ``request`` for ``root`` as bytes, or None when its files hold more than
+    ``limit`` bytes: a small job folder then travels inside one request to the remote agent,
+    without starting a sender process; a big one goes through :func:`serve_send` on a channel of
+    its own. The same answer as :func:`send`'s tar stream in a leaner form (a JSON header
+    listing the members and the index, then the files' bytes; zlib-compressed): small files
+    cost a fraction of a tar member each to write and to read."""
+    root = Path(root)
+    if not root.is_dir():
+        raise SyncError(f"{root} is not a folder on this host (the job folder was removed?)")
+    index = _index()
+    members: list[list] = []
+    parts: list[bytes] = []
+    size = 0
+    for relative, st, target, handle in _changes(root, request, index):
+        mode = stat.S_IMODE(st.st_mode)
+        if handle is None:
+            members.append([relative, "link", mode, st.st_mtime_ns, target])
+            continue
+        size += st.st_size
+        if size > limit:
+            return None
+        parts.append(_Padded(handle, st.st_size).read())
+        members.append([relative, "file", mode, st.st_mtime_ns, st.st_size])
+    header = json.dumps({"members": members, "index": index}, separators=(",", ":")).encode("utf-8")
+    return zlib.compress(b"".join([BUNDLE_MAGIC, header, b"\n", *parts]), 1)
 
 
 def receive_bytes(root: PathLike, data: bytes, request: SyncRequest, delete: bool = True) -> SyncStats:
-    """:func:`receive` of an answer made by :func:`send_bounded`."""
+    """Extract an answer made by :func:`send_bounded` into ``root``, with the checks and
+    guarantees of :func:`receive`."""
     try:
-        stream = io.BytesIO(zlib.decompress(data))
-    except zlib.error as exc:
+        raw = zlib.decompress(data)
+        if not raw.startswith(BUNDLE_MAGIC):
+            raise ValueError("not a sync bundle")
+        end = raw.index(b"\n", len(BUNDLE_MAGIC))
+        header = json.loads(raw[len(BUNDLE_MAGIC):end])
+        members, index = header["members"], header["index"]
+    except (zlib.error, ValueError, KeyError, TypeError) as exc:
         raise SyncError(f"a damaged sync answer for {root} ({exc}): sync again") from None
-    return receive(root, stream, request, delete=delete)
+    receiver = _Receiver(Path(root))
+    stats = SyncStats()
+    view, offset = memoryview(raw), end + 1
+    try:
+        for name, kind, mode, mtime_ns, value in members:
+            if kind == "file":
+                chunk = view[offset:offset + int(value)]
+                if len(chunk) != int(value):
+                    raise SyncStreamEnded(f"the sync answer for {root} is cut short: sync again")
+                offset += len(chunk)
+                receiver.member(name, kind, int(mode), int(mtime_ns), chunk, stats)
+            else:
+                receiver.member(name, kind, int(mode), int(mtime_ns), str(value), stats)
+    except OSError as exc:
+        raise SyncError(f"cannot write {exc.filename or root}: {exc.strerror or exc}") from None
+    except (ValueError, TypeError) as exc:
+        raise SyncError(f"a damaged sync answer for {root} ({exc}): sync again") from None
+    receiver.finish(index, request, delete, stats)
+    return stats
 
 
 # --- The receiver -------------------------------------------------------------------------------
@@ -375,12 +403,17 @@ class _Receiver:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self.real = os.path.realpath(root)
+        #: Folders found inside the root and made: checked once (until a link is written or a
+        #: folder removed, which may change where a path leads).
+        self._checked: set[str] = set()
 
     def target(self, name: str) -> str:
         """The path to write for a checked name; its parent folder created, and inside the root
         even through links already there."""
         path = os.path.join(self.root, *name.split("/"))
         parent = os.path.dirname(path)
+        if parent in self._checked:
+            return path
         if not _inside(self.real, parent):
             raise SyncError(f"refused tar member {name!r}: its folder is a link leading outside "
                             f"{self.root}")
@@ -388,15 +421,15 @@ class _Receiver:
             if os.path.lexists(parent):
                 os.unlink(parent)  # a file (or link) where the sender now has a folder
             os.makedirs(parent, exist_ok=True)
+        self._checked.add(parent)
         return path
 
     def folder(self, name: str) -> None:
         """Create the folder of a checked name (inside the root)."""
         os.makedirs(self.target(name + "/."), exist_ok=True)
 
-    @staticmethod
     @contextlib.contextmanager
-    def _replacing(path: str) -> Iterator[str]:
+    def _replacing(self, path: str) -> Iterator[str]:
         """A temporary name next to ``path``, to write; renamed over ``path`` when the block ends
         well (a folder there is removed first), removed when it fails: never a half-written file."""
         tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.xpm-sync")
@@ -404,28 +437,65 @@ class _Receiver:
             yield tmp
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path)
+                self._checked.clear()
             os.replace(tmp, path)
         except BaseException:
             if os.path.lexists(tmp):
                 os.unlink(tmp)
             raise
 
-    def write_file(self, name: str, member: tarfile.TarInfo, data: IO[bytes]) -> None:
+    def member(self, name: str, kind: str, mode: int, mtime_ns: int,
+               source: Union[IO[bytes], memoryview, str], stats: SyncStats) -> None:
+        """Write one member (``kind``: "file" with its data, "link" with its target), its name
+        checked first."""
+        name = _checked_name(name)
+        if name in PROTECTED:
+            raise SyncError(f"refused tar member {name!r}: a record of the receiver")
+        if kind == "file":
+            assert not isinstance(source, str)
+            self.write_file(name, mode, mtime_ns, source)
+            stats.bytes += len(source) if isinstance(source, memoryview) else 0
+        elif kind == "link":
+            assert isinstance(source, str)
+            self.write_link(name, source)
+        else:
+            raise SyncError(f"refused tar member {name!r}: {kind} is never extracted")
+        stats.files += 1
+        stats.paths.append(name)
+
+    def write_file(self, name: str, mode: int, mtime_ns: int, data: Union[IO[bytes], memoryview]
+                   ) -> None:
         with self._replacing(self.target(name)) as tmp:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "wb") as handle:
-                shutil.copyfileobj(data, handle, BUFSIZE)
-            os.chmod(tmp, member.mode & 0o777)
-            mtime = _mtime_ns(member)
-            os.utime(tmp, ns=(mtime, mtime))
+                if isinstance(data, memoryview):
+                    handle.write(data)
+                else:
+                    shutil.copyfileobj(data, handle, BUFSIZE)
+            os.chmod(tmp, mode & 0o777)
+            os.utime(tmp, ns=(mtime_ns, mtime_ns))
 
-    def write_link(self, name: str, member: tarfile.TarInfo) -> None:
-        target = member.linkname
+    def write_link(self, name: str, target: str) -> None:
         resolved = os.path.normpath(os.path.join(os.path.dirname(name), target))
         if os.path.isabs(target) or resolved == ".." or resolved.startswith("../"):
             raise SyncError(f"refused tar member {name!r}: a link to {target!r}, outside the folder")
         with self._replacing(self.target(name)) as tmp:
             os.symlink(target, tmp)
+        self._checked.clear()
+
+    def finish(self, index: Optional[dict], request: SyncRequest, delete: bool, stats: SyncStats) -> None:
+        """After the last member: the sender's folders made, and with ``delete`` the files it no
+        longer has removed."""
+        if index is None:
+            raise SyncStreamEnded("the tar stream ended before its index: the sender failed or the "
+                                  "connection dropped; the files received so far are complete, sync again")
+        try:
+            self.folders(index)
+        except OSError as exc:
+            raise SyncError(f"cannot create {exc.filename or self.root}: {exc.strerror or exc}") from None
+        if delete and (request.files or request.links):  # else there was nothing to remove
+            exclude = () if request.include_excluded else request.exclude
+            stats.deleted = len(self.prune(index, exclude))
 
     def folders(self, index: dict) -> None:
         """Create the sender's folders (empty ones too: the tar stream carries only files)."""
@@ -465,37 +535,25 @@ def receive(root: PathLike, stream: IO[bytes], request: SyncRequest, delete: boo
                 if member.name == INDEX_NAME and member.isreg():
                     index = json.loads(tar.extractfile(member).read())
                     continue
-                name = _checked_name(member.name)
-                if name in PROTECTED:
-                    raise SyncError(f"refused tar member {name!r}: a record of the receiver")
+                if member.isdir():
+                    receiver.folder(_checked_name(member.name))
+                    continue
                 if member.isreg():
-                    receiver.write_file(name, member, tar.extractfile(member))
+                    receiver.member(member.name, "file", member.mode, _mtime_ns(member),
+                                    tar.extractfile(member), stats)
                     stats.bytes += member.size
                 elif member.issym():
-                    receiver.write_link(name, member)
-                elif member.isdir():
-                    receiver.folder(name)
-                    continue
+                    receiver.member(member.name, "link", member.mode, _mtime_ns(member),
+                                    member.linkname, stats)
                 else:
                     kind = "a hard link" if member.islnk() else "a device or fifo"
-                    raise SyncError(f"refused tar member {name!r}: {kind} is never extracted")
-                stats.files += 1
-                stats.paths.append(name)
+                    receiver.member(member.name, kind, 0, 0, "", stats)
         except OSError as exc:
             raise SyncError(f"cannot write {exc.filename or root}: {exc.strerror or exc}") from None
         except (tarfile.TarError, EOFError) as exc:
             raise SyncStreamEnded(f"the tar stream broke off ({exc}): the sender failed or the connection "
                             f"dropped; the files received so far are complete, sync again") from None
-    if index is None:
-        raise SyncStreamEnded("the tar stream ended before its index: the sender failed or the connection "
-                        "dropped; the files received so far are complete, sync again")
-    try:
-        receiver.folders(index)
-    except OSError as exc:
-        raise SyncError(f"cannot create {exc.filename or root}: {exc.strerror or exc}") from None
-    if delete:
-        exclude = () if request.include_excluded else request.exclude
-        stats.deleted = len(receiver.prune(index, exclude))
+    receiver.finish(index, request, delete, stats)
     return stats
 
 
@@ -533,7 +591,7 @@ def sync_folders(source: PathLike, destination: PathLike, exclude: Sequence[str]
 class SyncChannel(Protocol):
     """What a connector offers to synchronise a folder it holds (the SSH connector: the stdin and
     stdout of ``python -m experimaestro sync-send REMOTE_ROOT`` on one channel; it may also offer
-    ``sync_bounded(requests) -> [bytes | None]``, the answers of :func:`send_bounded` for many
+    ``sync_bounded(requests) -> iterable of bytes | None``, the answers of :func:`send_bounded` for many
     ``(remote root, SyncRequest)`` at once, None for a folder too big for it)."""
 
     def sync_streams(self, remote_root: str) -> ContextManager[tuple[IO[bytes], IO[bytes]]]:
@@ -551,17 +609,20 @@ def pull_job(jobpath: PathLike, channel: SyncChannel, exclude: Optional[Sequence
 
 
 def pull_jobs(jobpaths: Sequence[PathLike], channel: SyncChannel,
-              exclude: Optional[Sequence[str]] = None, include_excluded: bool = False) -> list[SyncStats]:
+              exclude: Optional[Sequence[str]] = None, include_excluded: bool = False,
+              records: Optional[Sequence[RemoteCopy]] = None) -> list[SyncStats]:
     """:func:`pull_job` for many job folders of one host. With a channel that offers
     ``sync_bounded``, the small folders come in one exchange (no sender process started); the
-    others each through :meth:`SyncChannel.sync_streams`."""
+    others each through :meth:`SyncChannel.sync_streams`. ``records``: the folders' remote
+    records (read from each folder when not given), written with the time once each is copied."""
     paths = [Path(p) for p in jobpaths]
-    records = []
-    for jobpath in paths:
-        record = read_remote_record(jobpath)
-        if record is None:
-            raise SyncError(f"{jobpath} has no {RECORD_NAME}: the job did not run on a remote host")
-        records.append(record)
+    if records is None:
+        records = []
+        for jobpath in paths:
+            record = read_remote_record(jobpath)
+            if record is None:
+                raise SyncError(f"{jobpath} has no {RECORD_NAME}: the job did not run on a remote host")
+            records.append(record)
     requests = []
     for jobpath, record in zip(paths, records):
         request = scan(jobpath, record.exclude if exclude is None else exclude)
