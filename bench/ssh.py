@@ -19,6 +19,16 @@ end, unless ``--host-dir`` named a running one); the remote Python has this chec
   ``stat_1_ms_median``; ``exists_batch_ms`` and ``job_states_batch_ms``: the ``.done`` markers and
   the states of ``folders`` (10,000) job folders, each in one round trip; ``exec_command_ms_median``:
   paramiko's ``exec_command("true")`` on the same connection, for comparison.
+- ``jobs``: 100 trivial jobs (``bench/benchtasks.py``), end to end (first ``submit()`` to the end of
+  the experiment, every remote job's folder copied back), on the local launcher and on
+  ``DirectLauncher(connector=SshConnector(...))``, alternated over ``--rounds`` rounds in this
+  process; the agent's requests by operation (target: remote <= 1.5x local).
+- ``reuse``: 10,000 done remote jobs (``--reuse-jobs``) submitted again: from a fresh local
+  workspace (another laptop: their states read on the host, their folders copied back), the same
+  with every file excluded from the copy (the reuse check alone), then a rerun in the first
+  workspace (the local copies answer); side by side, the same jobs done in a local workspace
+  (target <= 5 s); ``local_file_creation_ms``: what creating one small file costs in the local
+  folder, which bounds the copy (about 10 files per job folder).
 
 Sync figures are end to end, as ``experimaestro jobs sync`` would pay them: open a channel, start
 ``python -m experimaestro sync-send`` on the remote (``sync_command_start_s`` says how much of it
@@ -306,6 +316,39 @@ def _rerun(workdir: Path, launcher: object, n: int, offset: int) -> dict:
             "copied": sum((j.path / "out.txt").exists() for j in jobs)}
 
 
+def _rerun_child(spec: dict) -> dict:
+    """A controller process of its own (``--rerun-child SPEC``): :func:`_rerun` with the local
+    launcher, or the remote one (``remote_ws``), counting the agent's requests."""
+    from experimaestro.connectors.ssh import SshConnector
+    from experimaestro.launchers.direct import DirectLauncher
+
+    start = time.perf_counter()
+    if spec.get("remote_ws") is None:
+        return _rerun(Path(spec["workdir"]), DirectLauncher(), spec["n"], spec["offset"])
+    host = RemoteHost.from_exports(Path(spec["host_dir"]), (Path(spec["host_dir"]) / "env").read_text())
+    connector = SshConnector(host.alias, workspace=spec["remote_ws"], python=spec["python"],
+                             ssh_config=str(host.ssh_config), code=[str(BENCH)],
+                             sync_exclude=spec.get("sync_exclude") or ())
+    counter = _OpCounter(connector.agent)
+    connected = time.perf_counter() - start
+    result = _rerun(Path(spec["workdir"]), DirectLauncher(connector=connector), spec["n"], spec["offset"])
+    result.update(connect_s=round(connected, 3), requests=counter.take())
+    return result
+
+
+def _rerun_in_child(bench: Bench, workdir: Path, n: int, offset: int, remote_ws: Optional[str] = None,
+                    **options: object) -> dict:
+    """:func:`_rerun` in a new controller process (a rerun of the script): what this process's
+    scheduler knows plays no part."""
+    spec = dict(workdir=str(workdir), n=n, offset=offset, remote_ws=remote_ws, python=bench.host.python,
+                host_dir=str(bench.host.directory), **options)
+    done = subprocess.run([sys.executable, __file__, "--rerun-child", json.dumps(spec)],
+                          capture_output=True, text=True, timeout=3600, stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        raise RuntimeError(f"the rerun's controller failed: {done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def measure_reuse(bench: Bench) -> dict:
     """Reuse of ``reuse`` done remote jobs: (b) ``fresh``: a fresh local workspace against the
     remote workspace (another laptop: their states read on the host, their folders copied back);
@@ -324,7 +367,6 @@ def measure_reuse(bench: Bench) -> dict:
     n, offset = bench.reuse, 1_000_000
     remote_ws = bench.remote_folder("reuse")
     connector = _remote_connector(bench, remote_ws)
-    counter = _OpCounter(connector.agent)
     remote_launcher = DirectLauncher(connector=connector)
     figures: dict = {"reuse_jobs": n}
     try:
@@ -355,19 +397,15 @@ for relpath, params in listing.items():
         figures["setup_remote_s"] = round(time.perf_counter() - start, 1)
         copy = bench.local / "template" / jobs[0].relpath
         figures["files_per_job_folder"] = sum(len(f) for _, _, f in os.walk(copy))
-        counter.take()
-        figures["local_rerun"] = _rerun(local_ws, DirectLauncher(), n, offset)
-        figures["fresh"] = _rerun(bench.local / "fresh", remote_launcher, n, offset)
-        figures["fresh_requests"] = counter.take()
+        # Each rerun is a controller process of its own, as when the script is run again.
+        figures["local_rerun"] = _rerun_in_child(bench, local_ws, n, offset)
+        figures["fresh"] = _rerun_in_child(bench, bench.local / "fresh", n, offset, remote_ws)
         # The same without copying the folders back (every file excluded): the reuse check alone.
-        bare = _remote_connector(bench, remote_ws, sync_exclude=["*"])
-        bare_launcher = DirectLauncher(connector=bare)
-        bare_launcher.check()  # stages the code (done above for the other connector)
-        counter.take()
-        figures["fresh_not_copied"] = _rerun(bench.local / "bare", bare_launcher, n, offset)
-        figures["fresh_not_copied_requests"] = counter.take()
-        figures["rerun"] = _rerun(bench.local / "fresh", remote_launcher, n, offset)
-        figures["rerun_requests"] = counter.take()
+        figures["fresh_not_copied"] = _rerun_in_child(bench, bench.local / "bare", n, offset, remote_ws,
+                                                      sync_exclude=["*"])
+        figures["rerun"] = _rerun_in_child(bench, bench.local / "fresh", n, offset, remote_ws)
+        for key in ("fresh", "fresh_not_copied", "rerun"):
+            figures[f"{key}_requests"] = figures[key].pop("requests")
     finally:
         close_agents()
         close_all()
@@ -410,7 +448,13 @@ def main() -> None:
     parser.add_argument("--host-dir", type=Path, help="an ssh-test host already started in this folder")
     parser.add_argument("--local-dir", type=Path, help="where the local copies go (default: a temporary "
                         "folder; file creation costs differ between file systems)")
+    parser.add_argument("--rerun-child", help=argparse.SUPPRESS)  # see _rerun_in_child
+    parser.add_argument("--reuse-jobs", type=int, help="done remote jobs to reuse (10,000; tiny: 20)")
+    parser.add_argument("--rounds", type=int, help="alternated rounds of the jobs measurement (3)")
     args = parser.parse_args()
+    if args.rerun_child:
+        print(json.dumps(_rerun_child(json.loads(args.rerun_child))))
+        return
     only = [name for name in args.only.split(",") if name]
     unknown = [name for name in only if name not in MEASUREMENTS]
     if unknown:
@@ -434,8 +478,9 @@ def main() -> None:
             bench = Bench(host, ExecStreams(client, python), local,
                           small_files=20 if args.tiny else 1000, large_mb=2 if args.tiny else 100,
                           folders=200 if args.tiny else 10_000,
-                          jobs=4 if args.tiny else 100, rounds=1 if args.tiny else 2,
-                          reuse=20 if args.tiny else 10_000)
+                          jobs=4 if args.tiny else 100,
+                          rounds=args.rounds or (1 if args.tiny else 3),
+                          reuse=args.reuse_jobs or (20 if args.tiny else 10_000))
             for name in only:
                 out.update(MEASUREMENTS[name](bench))
             host.run(f"rm -rf {shlex.quote(host.home)}/bench")
