@@ -200,22 +200,23 @@ def measure_connector(bench: Bench) -> dict:
             "exec_command_ms_median": round(statistics.median(execs), 1)}
 
 
-def _run_jobs(workdir: Path, launcher: object, n: int, offset: int) -> dict:
-    """One experiment of ``n`` trivial jobs with ``launcher``: from the first ``submit()`` to the
-    end of the ``with`` block (every job ended, a remote job's folder copied back)."""
+def _run_jobs(workdir: Path, launcher: object, n: int, offset: int, name: str = "jobs") -> dict:
+    """One experiment of ``n`` trivial jobs with ``launcher`` (run, or found done): from the first
+    ``submit()`` to the end of the ``with`` block (every job ended, a remote job's folder copied
+    back); ``copied``: the jobs whose result is in their local folder."""
     from benchtasks import Trivial
 
     from experimaestro import experiment
 
     start = time.perf_counter()
-    with experiment(workdir, "jobs", launcher=launcher):
+    with experiment(workdir, name, launcher=launcher):
         tasks = [Trivial.C(i=offset + i).submit() for i in range(n)]
         submitted = time.perf_counter() - start
     seconds = time.perf_counter() - start
     jobs = [t.__xpm__.job for t in tasks]
-    done = [j for j in jobs if j.state.value == "done"]
-    copied = sum((j.path / "out.txt").exists() for j in done)
-    return {"s": seconds, "submit_s": submitted, "done": len(done), "copied": copied}
+    return {"s": round(seconds, 3), "submit_s": round(submitted, 3),
+            "done": sum(j.state.value == "done" for j in jobs),
+            "copied": sum((j.path / "out.txt").exists() for j in jobs)}
 
 
 class _OpCounter:
@@ -298,47 +299,30 @@ def measure_jobs(bench: Bench) -> dict:
     return figures
 
 
-def _rerun(workdir: Path, launcher: object, n: int, offset: int) -> dict:
-    """Submit ``n`` trivial jobs that are done already: from the first ``submit()`` to the end of
-    the ``with`` block."""
-    from benchtasks import Trivial
-
-    from experimaestro import experiment
-
-    start = time.perf_counter()
-    with experiment(workdir, "reuse", launcher=launcher):
-        tasks = [Trivial.C(i=offset + i).submit() for i in range(n)]
-        submitted = time.perf_counter() - start
-    seconds = time.perf_counter() - start
-    jobs = [t.__xpm__.job for t in tasks]
-    return {"s": round(seconds, 3), "submit_s": round(submitted, 3),
-            "done": sum(j.state.value == "done" for j in jobs),
-            "copied": sum((j.path / "out.txt").exists() for j in jobs)}
-
-
 def _rerun_child(spec: dict) -> dict:
-    """A controller process of its own (``--rerun-child SPEC``): :func:`_rerun` with the local
+    """A controller process of its own (``--rerun-child SPEC``): :func:`_run_jobs` with the local
     launcher, or the remote one (``remote_ws``), counting the agent's requests."""
     from experimaestro.connectors.ssh import SshConnector
     from experimaestro.launchers.direct import DirectLauncher
 
     start = time.perf_counter()
     if spec.get("remote_ws") is None:
-        return _rerun(Path(spec["workdir"]), DirectLauncher(), spec["n"], spec["offset"])
+        return _run_jobs(Path(spec["workdir"]), DirectLauncher(), spec["n"], spec["offset"], "reuse")
     host = RemoteHost.from_exports(Path(spec["host_dir"]), (Path(spec["host_dir"]) / "env").read_text())
     connector = SshConnector(host.alias, workspace=spec["remote_ws"], python=spec["python"],
                              ssh_config=str(host.ssh_config), code=[str(BENCH)],
                              sync_exclude=spec.get("sync_exclude") or ())
     counter = _OpCounter(connector.agent)
     connected = time.perf_counter() - start
-    result = _rerun(Path(spec["workdir"]), DirectLauncher(connector=connector), spec["n"], spec["offset"])
+    result = _run_jobs(Path(spec["workdir"]), DirectLauncher(connector=connector), spec["n"],
+                      spec["offset"], "reuse")
     result.update(connect_s=round(connected, 3), requests=counter.take())
     return result
 
 
 def _rerun_in_child(bench: Bench, workdir: Path, n: int, offset: int, remote_ws: Optional[str] = None,
                     **options: object) -> dict:
-    """:func:`_rerun` in a new controller process (a rerun of the script): what this process's
+    """:func:`_run_jobs` in a new controller process (a rerun of the script): what this process's
     scheduler knows plays no part."""
     spec = dict(workdir=str(workdir), n=n, offset=offset, remote_ws=remote_ws, python=bench.host.python,
                 host_dir=str(bench.host.directory), **options)

@@ -6,13 +6,11 @@ jobs is one request; all against the real SSH test host (tests/helpers/remote_ho
 from __future__ import annotations
 
 import json
-import shlex
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from conftest import run_controller, wait_until
@@ -29,20 +27,9 @@ from experimaestro.launchers.jobfiles import JobFiles
 from experimaestro.launchers.remote import HostLaunchers
 from experimaestro.scheduler.experiment import FailedExperiment
 from test_ssh_connector import fresh_connections  # noqa: F401 (autouse: no shared connection left)
+from test_ssh_experiment import host  # noqa: F401 (fixture; remote_workspace comes from conftest)
 
 HELPERS = REPO / "tests" / "helpers"
-
-
-@pytest.fixture
-def remote_workspace(remote_host: RemoteHost) -> Iterator[str]:
-    path = f"{remote_host.home}/xpm-rt-{time.monotonic_ns()}"
-    yield path
-    remote_host.run(f"rm -rf {shlex.quote(path)}", check=False)
-
-
-@pytest.fixture
-def host(remote_host: RemoteHost, ssh_home: Path, remote_workspace: str) -> SshConnector:
-    return SshConnector(remote_host.alias, workspace=remote_workspace, python=remote_host.python)
 
 
 class Requests:
@@ -72,7 +59,7 @@ class Requests:
         return ops
 
 
-def test_a_remote_job_costs_two_requests(host: SshConnector, tmp_path: Path,
+def test_a_remote_job_costs_two_requests(host: SshConnector, tmp_path: Path,  # noqa: F811
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     launcher = DirectLauncher(connector=host)
     launcher.check()  # stages the code: not counted
@@ -88,7 +75,7 @@ def test_a_remote_job_costs_two_requests(host: SshConnector, tmp_path: Path,
     assert requests.channels == 0, "small folders come back without a sync-send process"
 
 
-def test_a_failed_remote_job_is_reported_from_its_ending(host: SshConnector, tmp_path: Path,
+def test_a_failed_remote_job_is_reported_from_its_ending(host: SshConnector, tmp_path: Path,  # noqa: F811
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     launcher = DirectLauncher(connector=host)
     launcher.check()
@@ -102,7 +89,7 @@ def test_a_failed_remote_job_is_reported_from_its_ending(host: SshConnector, tmp
 
 
 def test_a_fresh_workspace_reuses_done_remote_jobs_in_one_request(
-        host: SshConnector, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        host: SshConnector, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     launcher = DirectLauncher(connector=host)
     with experiment(tmp_path / "laptop-1", "remote", launcher=launcher):
         for i in range(6):
@@ -122,7 +109,7 @@ def test_a_fresh_workspace_reuses_done_remote_jobs_in_one_request(
     assert requests.channels == 0
 
 
-def test_a_rerun_on_the_same_laptop_fetches_nothing(host: SshConnector, remote_host: RemoteHost,
+def test_a_rerun_on_the_same_laptop_fetches_nothing(host: SshConnector, remote_host: RemoteHost,  # noqa: F811
                                                     remote_workspace: str, tmp_path: Path) -> None:
     launcher = DirectLauncher(connector=host)
     with experiment(tmp_path / "ws", "remote", launcher=launcher):
@@ -155,7 +142,7 @@ def test_a_rerun_on_the_same_laptop_fetches_nothing(host: SshConnector, remote_h
     assert read_remote_record(job.path).synced_at == synced, "the local copy was not fetched again"
 
 
-def test_a_big_folder_comes_back_through_a_channel(host: SshConnector, tmp_path: Path,
+def test_a_big_folder_comes_back_through_a_channel(host: SshConnector, tmp_path: Path,  # noqa: F811
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ssh_module, "SYNC_INLINE_LIMIT", 64)  # bytes: every folder is "big"
     launcher = DirectLauncher(connector=host)
