@@ -56,8 +56,12 @@ class RemoteCopy:
 def write_remote_record(jobpath: Path, record: RemoteCopy) -> None:
     """Write (atomically) the record of ``jobpath``, creating the folder if needed."""
     jobpath = Path(jobpath)
-    jobpath.mkdir(parents=True, exist_ok=True)
-    atomic_write(jobpath / RECORD_NAME, json.dumps(asdict(record), indent=1) + "\n")
+    text = json.dumps(asdict(record), indent=1) + "\n"
+    try:
+        atomic_write(jobpath / RECORD_NAME, text)
+    except FileNotFoundError:  # the folder is made only when missing (one system call less)
+        jobpath.mkdir(parents=True, exist_ok=True)
+        atomic_write(jobpath / RECORD_NAME, text)
 
 
 def read_remote_record(jobpath: Path) -> Optional[RemoteCopy]:

@@ -402,7 +402,7 @@ class _Receiver:
     def __init__(self, root: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
-        self.real = os.path.realpath(root)
+        self._real: Optional[str] = None
         #: Folders found inside the root and made: checked once (until a link is written or a
         #: folder removed, which may change where a path leads).
         self._checked: set[str] = set()
@@ -414,7 +414,9 @@ class _Receiver:
         parent = os.path.dirname(path)
         if parent in self._checked:
             return path
-        if not _inside(self.real, parent):
+        if self._real is None:  # resolved once, when a member comes (most answers have none)
+            self._real = os.path.realpath(self.root)
+        if not _inside(self._real, parent):
             raise SyncError(f"refused tar member {name!r}: its folder is a link leading outside "
                             f"{self.root}")
         if not os.path.isdir(parent):
