@@ -382,3 +382,18 @@ def test_a_bounded_answer_is_checked_as_a_tar_stream_is(tmp_path: Path, name: st
 def test_a_damaged_bounded_answer_is_a_sync_error(tmp_path: Path) -> None:
     with pytest.raises(SyncError, match="damaged sync answer"):
         receive_bytes(tmp_path / "copy", b"not zlib", scan(tmp_path / "copy"))
+
+
+@pytest.mark.parametrize("answer", ["stream", "bounded"])
+def test_a_file_replaces_a_folder_of_the_same_name(tmp_path: Path, answer: str) -> None:
+    source, copy = tmp_path / "src", tmp_path / "copy"
+    (copy / "result" / "deep").mkdir(parents=True)
+    (copy / "result" / "deep" / "old.txt").write_text("old")
+    source.mkdir()
+    (source / "result").write_text("now a file")
+    if answer == "stream":
+        sync_folders(source, copy)
+    else:
+        request = scan(copy)
+        receive_bytes(copy, send_bounded(source, request, 1 << 20), request)
+    assert tree(copy) == tree(source)

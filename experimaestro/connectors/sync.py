@@ -396,6 +396,11 @@ def _remove(path: str) -> None:
         os.unlink(path)
 
 
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+
+
 class _Receiver:
     """Extracts the members of one stream under ``root``, refusing anything unsafe."""
 
@@ -437,10 +442,12 @@ class _Receiver:
         tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.xpm-sync")
         try:
             yield tmp
-            if os.path.isdir(path) and not os.path.islink(path):
+            try:
+                os.replace(tmp, path)
+            except IsADirectoryError:  # the sender has a file where this side has a folder
                 shutil.rmtree(path)
                 self._checked.clear()
-            os.replace(tmp, path)
+                os.replace(tmp, path)
         except BaseException:
             if os.path.lexists(tmp):
                 os.unlink(tmp)
@@ -468,14 +475,18 @@ class _Receiver:
     def write_file(self, name: str, mode: int, mtime_ns: int, data: Union[IO[bytes], memoryview]
                    ) -> None:
         with self._replacing(self.target(name)) as tmp:
+            # Everything through the descriptor: no path looked up again (many small files).
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "wb") as handle:
+            try:
                 if isinstance(data, memoryview):
-                    handle.write(data)
+                    _write_all(fd, data)
                 else:
-                    shutil.copyfileobj(data, handle, BUFSIZE)
-            os.chmod(tmp, mode & 0o777)
-            os.utime(tmp, ns=(mtime_ns, mtime_ns))
+                    while chunk := data.read(BUFSIZE):
+                        _write_all(fd, memoryview(chunk))
+                os.fchmod(fd, mode & 0o777)
+                os.utime(fd, ns=(mtime_ns, mtime_ns))
+            finally:
+                os.close(fd)
 
     def write_link(self, name: str, target: str) -> None:
         resolved = os.path.normpath(os.path.join(os.path.dirname(name), target))
