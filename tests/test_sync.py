@@ -397,3 +397,24 @@ def test_a_file_replaces_a_folder_of_the_same_name(tmp_path: Path, answer: str) 
         request = scan(copy)
         receive_bytes(copy, send_bounded(source, request, 1 << 20), request)
     assert tree(copy) == tree(source)
+
+
+def test_a_local_file_with_the_same_bytes_is_kept_and_given_the_senders_time(
+        source: Path, tmp_path: Path) -> None:
+    # E.g. params.json, written here at the job's launch, then on the host: same bytes, other time.
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "metrics.json").write_text((source / "metrics.json").read_text())  # same bytes
+    (copy / "run.sh").write_text("#!/bin/zz\n")  # same size, other bytes
+    kept, changed = (copy / "metrics.json").stat().st_ino, (copy / "run.sh").stat().st_ino
+    request = scan(copy)
+    receive_bytes(copy, send_bounded(source, request, 1 << 20), request)
+    assert tree(copy) == tree(source)
+    assert (copy / "metrics.json").stat().st_ino == kept, "not written again"
+    assert (copy / "run.sh").stat().st_ino != changed
+    for name in ("metrics.json", "run.sh"):
+        assert (copy / name).stat().st_mtime_ns == (source / name).stat().st_mtime_ns
+        assert (copy / name).stat().st_mode == (source / name).stat().st_mode
+    assert send_bounded(source, scan(copy), 1 << 20) is not None
+    request = scan(copy)
+    assert receive_bytes(copy, send_bounded(source, request, 1 << 20), request).files == 0
