@@ -281,8 +281,11 @@ def test_a_sync_back_cut_by_a_drop_is_made_again(
     fetching = threading.Thread(target=fetch)
     fetching.start()
     try:
+        # A big folder's copy (its own channel) fails and is made again; a small one's (a request
+        # to the agent) waits for the connection to come back.
         wait_until(lambda: "copying it again once the connection is back" in caplog.text
-                   or not fetching.is_alive(), timeout=30, what="the copy to fail once")
+                   or not fetching.is_alive() or host.agent._state == "reconnecting", timeout=30,
+                   what="the copy to fail once, or to wait for the connection")
     finally:
         flaky.restore()
     fetching.join(timeout=60)
@@ -312,7 +315,9 @@ def test_an_ending_unreadable_past_the_reconnect_timeout_ends_the_job(
                     drop(host, remote_host)  # and stays down past the reconnect timeout
                     wait_until(lambda: ends.finished, timeout=60,
                                what="the job whose end cannot be read to end, not to hang")
-            assert ends.state is JobState.ERROR and "lost for more than 2" in str(ends.failure)
+            # Its end was pushed with its markers (read on the host when it ended): it is done,
+            # though the connection stays down (its folder is not copied back: said in the log).
+            assert ends.state is JobState.DONE, ends.failure
     finally:
         flaky.restore()
 

@@ -232,7 +232,7 @@ class SshConnector(Connector):
                     ):
                         raise
                 logger.warning("the copy of %d folder(s) from %s was cut by a lost connection: "
-                               "copying again once the connection is back", len(folders), self.host)
+                               "copying it again once the connection is back", len(folders), self.host)
                 self.agent.wait_running()
         except BaseException:
             # Where the copy failed, the record still says where the job lives (`jobs sync`).
