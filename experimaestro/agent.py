@@ -35,6 +35,8 @@ WORKERS = 8
 LONG = frozenset({"lock", "run", "read_from", "launch", "start_job", "reattach", "cancel_job"})
 #: The longest ``read_from`` waits, whatever is asked (the controller asks again).
 MAX_WAIT = 60.0
+#: How long an agent whose controller is gone waits for the launches under way (seconds).
+LAUNCH_GRACE = 60.0
 
 
 class Agent:
@@ -53,6 +55,9 @@ class Agent:
         self._tails: Dict[str, List[threading.Event]] = {}
         self._state_lock = threading.Lock()
         self._launchers: Any = None
+        self._token_watcher: Any = None
+        #: Threads serving ``launch`` requests: finished before the agent exits (see serve).
+        self._launches: List[threading.Thread] = []
         self.handlers: Dict[str, Callable[..., Any]] = {
             name: getattr(self, f"op_{name}") for name in OPERATIONS
         }
@@ -87,12 +92,21 @@ class Agent:
                 self.send({"id": None, "error": error_payload(exc)})
                 continue
             if request.get("op") in LONG:
-                threading.Thread(target=self._answer, args=(request,), daemon=True).start()
+                thread = threading.Thread(target=self._answer, args=(request,), daemon=True)
+                thread.start()
+                if request.get("op") == "launch":
+                    with self._state_lock:
+                        self._launches = [t for t in self._launches if t.is_alive()] + [thread]
             else:
                 pool.submit(self._answer, request)
-        # The controller is gone: nobody waits for the requests still running.
+        # The controller is gone: nobody waits for the requests still running, but a launch under
+        # way ends with its job's .pid written (token holders rely on it: scheduler/tokens.py).
+        with self._state_lock:
+            launches = list(self._launches)
+        for thread in launches:
+            thread.join(LAUNCH_GRACE)
         pool.shutdown(wait=False, cancel_futures=True)
-        for watcher in (self._watcher, self._tail_watcher):
+        for watcher in (self._watcher, self._tail_watcher, self._token_watcher):
             if watcher is not None:
                 watcher.stop()
 
@@ -240,6 +254,45 @@ class Agent:
         store = TokenStore.open(Path(workspace), CounterToken(name, total))
         return {"total": store.current_total(), "available": store.available(),
                 "holders": len(store.holders())}
+
+    def _tokens(self, workspace: str, tokens: List[List[Any]]) -> List[Any]:
+        """Watch the tokens (``[[name, total, ...]]``) of ``workspace``; their stores."""
+        from .scheduler.tokens import CounterToken
+        from .scheduler.token_watch import TokenWatcher
+
+        with self._state_lock:
+            if self._token_watcher is None:
+                self._token_watcher = TokenWatcher(self._token_changed)
+        return [self._token_watcher.watch(workspace, CounterToken(str(t[0]), int(t[1])))
+                for t in tokens]
+
+    def _token_changed(self, workspace: str, name: str) -> None:
+        self.send({"event": "token_changed", "workspace": workspace, "name": name})
+
+    def op_token_acquire(self, workspace: str, tokens: List[List[Any]], key: str, job_prefix: str,
+                         owner: str) -> bool:
+        from .scheduler.tokens import HolderInfo, acquire_all
+
+        # Watched before trying: a release after this try is then told to the controller.
+        stores = self._tokens(workspace, tokens)
+        holder = HolderInfo.current_process(key, job_prefix, owner)
+        return acquire_all([(s, int(t[2])) for s, t in zip(stores, tokens)], holder)
+
+    def op_token_release(self, workspace: str, tokens: List[List[Any]], key: str, owner: str
+                         ) -> None:
+        from .scheduler.tokens import CounterToken, HolderInfo, TokenStore, release_all
+
+        stores = [TokenStore.open(Path(workspace), CounterToken(str(t[0]), int(t[1])))
+                  for t in tokens]
+        release_all(stores, key, HolderInfo(key, "", 0, 0.0, owner))
+
+    def op_token_watch(self, workspace: str, tokens: List[List[Any]]) -> None:
+        self._tokens(workspace, tokens)
+
+    def op_token_list(self, workspace: str) -> List[Dict[str, Any]]:
+        from .scheduler.tokens import token_rows
+
+        return token_rows(Path(workspace))
 
     def op_watch(self, folder: str, suffixes: List[str]) -> None:
         from .scheduler.watcher import FolderWatcher

@@ -192,6 +192,28 @@ def test_running_job_keeps_tokens(tmp_path: Path, processes: list) -> None:
     assert acquire_all([(store, 1)], me("next", tmp_path))
 
 
+def test_a_started_job_without_a_pid_record_keeps_tokens_while_its_runner_holds_its_lock(
+    tmp_path: Path, processes: list
+) -> None:
+    """A holder whose controller died between starting the job and writing its ``.pid``: the
+    runner's lock (``<name>.lock``) says the job runs, so its units are not reclaimed."""
+    jobdir = tmp_path / "jobs" / "unrecorded"
+    jobdir.mkdir(parents=True)
+    prefix = jobdir / "task"
+    store = TokenStore.open(tmp_path, CounterToken("unrecorded", 1))
+    dead = HolderInfo("unrecorded", str(prefix), os.getpid(), 1.0)  # no such process
+    assert acquire_all([(store, 1)], dead)
+    runner = spawn("-c", "import fcntl, os, sys, time\n"
+                   f"fd = os.open({str(prefix) + '.lock'!r}, os.O_RDWR | os.O_CREAT)\n"
+                   "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(60)")
+    processes.append(runner)
+    assert runner.stdout is not None and runner.stdout.readline().strip() == b"locked"
+    assert not acquire_all([(store, 1)], me("next", tmp_path))  # the runner holds the job's lock
+    runner.send_signal(signal.SIGKILL)
+    runner.wait(timeout=10)
+    assert acquire_all([(store, 1)], me("next", tmp_path))
+
+
 def test_corrupt_holder_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     store = TokenStore.open(tmp_path, CounterToken("corrupt", 1))
     bad = store.holders_dir / "garbage.json"

@@ -1,40 +1,15 @@
-"""``experimaestro tokens list``: the counter tokens of a workspace, their totals and holders."""
+"""``experimaestro tokens list``: the counter tokens of a workspace, their totals and holders (of a
+workspace on this machine, or of a remote workspace with ``--host``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, Optional
 
 import click
 
-from .jobs import echo_json, format_table, workdir_option
-from ..scheduler.tokens import CounterToken, TokenStore
-from ..scheduler.workspace import Workspace
-
-
-def token_rows(workspace: Workspace) -> list[dict[str, Any]]:
-    """Each token of the workspace: name, total (from its file), units in use, and holders.
-
-    Read only: nothing is written or reclaimed (a stale holder is shown with the reason).
-    """
-    root = workspace.private / "tokens"
-    rows = []
-    for directory in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
-        # Only reading methods are used: the placeholder total (1) is never written.
-        store = TokenStore(directory, CounterToken(directory.name, 1))
-        try:
-            total: Any = int(store.total_path.read_text().strip())
-        except (OSError, ValueError):
-            total = None
-        holders = []
-        for holder in store.holders():
-            stale = holder.stale_reason()
-            holders.append(
-                {"job": holder.key, "count": holder.count, "controller": holder.controller_pid,
-                 "stale": stale}
-            )
-        used = sum(h["count"] for h in holders if h["stale"] is None)
-        rows.append({"name": directory.name, "total": total, "used": used, "holders": holders})
-    return rows
+from .jobs import _workspace_callback, echo_json, format_table
+from ..scheduler.tokens import token_rows
 
 
 @click.group()
@@ -42,18 +17,53 @@ def tokens() -> None:
     """Inspect the counter tokens of a workspace."""
 
 
+def remote_token_rows(host: str, workdir: str, python: str) -> list[dict[str, Any]]:
+    """The tokens of the workspace ``workdir`` on ``host`` (read there by the agent)."""
+    from ..connectors.agentclient import close_agents
+    from ..connectors.ssh import SshConnector
+    from ..connectors.sshconnection import ConnectionLost, SshConnectError, close_all
+
+    try:
+        connector = SshConnector(host, workspace=workdir, python=python)
+        return connector.call("token_list", workspace=workdir)
+    except (SshConnectError, ConnectionLost) as exc:
+        raise click.ClickException(f"cannot list the tokens on {host}: {exc}") from None
+    except ValueError as exc:  # e.g. a relative --workdir
+        raise click.ClickException(str(exc)) from None
+    finally:
+        close_agents()
+        close_all()
+
+
 @tokens.command("list")
-@workdir_option
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), envvar="XPM_WORKDIR",
+              default=".", show_envvar=True,
+              help="The workspace (the folder given to experiment(...)); with --host, the remote "
+                   "workspace (SshConnector(workspace=...)). Default: the current folder.")
+@click.option("--host", default=None,
+              help="An SSH host (a Host of ~/.ssh/config): list the tokens of the workspace "
+                   "--workdir on that host, those created with SshConnector.createtoken.")
+@click.option("--python", default="python3", show_default=True,
+              help="With --host: the Python on the host that has experimaestro "
+                   "(SshConnector(python=...)).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
-def list_tokens(workspace: Workspace, as_json: bool) -> None:
+@click.pass_context
+def list_tokens(ctx: click.Context, workdir: Path, host: Optional[str], python: str,
+                as_json: bool) -> None:
     """List the tokens: total (edit <workdir>/.experimaestro/tokens/NAME/total to change it
     live), units in use, and the jobs that hold them."""
-    rows = token_rows(workspace)
+    if host is None:
+        param = next(p for p in ctx.command.params if p.name == "workdir")
+        where = str(workdir)
+        rows = token_rows(_workspace_callback(ctx, param, workdir).path)
+    else:
+        where = f"{host}:{workdir}"
+        rows = remote_token_rows(host, str(workdir), python)
     if as_json:
         echo_json(rows)
         return
     if not rows:
-        click.echo(f"no tokens in {workspace.path}")
+        click.echo(f"no tokens in {where}")
         return
     table = []
     for row in rows:

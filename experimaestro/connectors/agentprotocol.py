@@ -63,6 +63,20 @@ OPERATIONS: Dict[str, Operation] = {
         Operation("unlock", False, "(lock) -> None"),
         Operation("token_state", True,
                   "(workspace, name, total) -> {total, available, holders}: the token's files"),
+        Operation("token_acquire", True,
+                  "(workspace, tokens: [[name, total, count]], key, job_prefix, owner) -> bool: "
+                  "scheduler.tokens.acquire_all on the host, all or none; the agent is the "
+                  "holder's controller process. The tokens are watched first: a "
+                  "'token_changed' event follows whenever units may have become free"),
+        Operation("token_release", True,
+                  "(workspace, tokens: [[name, total]], key, owner) -> None: "
+                  "scheduler.tokens.release_all on the host (only the owner's holder)"),
+        Operation("token_watch", True,
+                  "(workspace, tokens: [[name, total]]) -> None: 'token_changed' events for "
+                  "these tokens (after a reconnection: the new agent watches nothing yet)"),
+        Operation("token_list", True,
+                  "(workspace) -> [{name, total, used, holders}]: `experimaestro tokens list` "
+                  "on the host"),
         Operation("watch", True,
                   "(folder, suffixes) -> None: a 'file' event when a file with one of the "
                   "suffixes is written in folder"),
@@ -93,8 +107,10 @@ OPERATIONS: Dict[str, Operation] = {
 #: ``{"event": "file", "folder": str, "path": str}``: a watched file (a marker) was written;
 #: ``{"event": "process_gone", "pid": int, "create_time": float, "code": int | null}``;
 #: ``{"event": "job_ended", "folder": str, "record": pid record, "ending": {code, failure,
-#: overrides, lost}}``: a job started or found again by ``launch``/``reattach`` ended.
-EVENTS = ("file", "process_gone", "job_ended")
+#: overrides, lost}}``: a job started or found again by ``launch``/``reattach`` ended;
+#: ``{"event": "token_changed", "workspace": str, "name": str}``: units of a token watched by
+#: ``token_acquire``/``token_watch`` may have become free (try again).
+EVENTS = ("file", "process_gone", "job_ended", "token_changed")
 
 
 class RemoteError(Exception):

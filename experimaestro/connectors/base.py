@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Protocol, Sequence, Union
@@ -22,6 +23,9 @@ from .process import PidRecord
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..scheduler.tokens import CounterToken
+
+#: Guards the tokens each connector declared (:meth:`Connector._declare_token`).
+_tokens_lock = threading.Lock()
 
 #: A path on the connector's machine.
 PathLike = Union[str, Path]
@@ -141,6 +145,28 @@ class Connector(abc.ABC):
     def createtoken(self, name: str, total: int) -> "CounterToken":
         """The counter token ``name`` of ``total`` units, shared by every process on this
         connector that uses the same workspace."""
+
+    def _declare_token(self, name: str, total: int, where: Any, workspace: str) -> "CounterToken":
+        """The token ``name`` of this connector (``where``: the token's ``connector``).
+
+        Asking again for the same name returns the same token when the total is the same, and
+        raises ValueError otherwise: two declarations disagreeing in one process are a mistake (to
+        change a limit while jobs run, edit the token's ``total`` file in ``workspace``).
+        """
+        # Imported here: connectors sit below the scheduler, which also imports this module.
+        from ..scheduler.tokens import CounterToken
+
+        with _tokens_lock:
+            declared = self.__dict__.setdefault("_declared_tokens", {})
+            token = declared.get(name)
+            if token is None:
+                token = declared[name] = CounterToken(name, total, where)
+            elif token.total != total:
+                raise ValueError(
+                    f"token {name!r} was already created with total {token.total}, not {total} "
+                    f"(to change the limit live, edit {workspace}/.experimaestro/tokens/{name}/total)"
+                )
+            return token
 
     @abc.abstractmethod
     def copy_to_local(self, path: PathLike, local_path: Path) -> None:

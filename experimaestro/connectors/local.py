@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Dict, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Optional, Sequence, Union
 
 from filelock import FileLock
 
@@ -24,10 +24,6 @@ class LocalConnector(Connector):
 
     _instance: ClassVar[Optional["LocalConnector"]] = None
     _instance_lock: ClassVar[threading.Lock] = threading.Lock()
-
-    def __init__(self) -> None:
-        self._tokens: Dict[str, "CounterToken"] = {}
-        self._tokens_lock = threading.Lock()
 
     @classmethod
     def instance(cls) -> "LocalConnector":
@@ -144,21 +140,7 @@ class LocalConnector(Connector):
         raises ValueError otherwise: two declarations disagreeing in one process are a mistake (to
         change a limit while jobs run, edit the token's ``total`` file in the workspace).
         """
-        # Imported here: connectors sit below the scheduler, which also imports this module.
-        from ..scheduler.tokens import CounterToken
-
-        with self._tokens_lock:
-            token = self._tokens.get(name)
-            if token is None:
-                token = CounterToken(name, total)
-                self._tokens[name] = token
-            elif token.total != total:
-                raise ValueError(
-                    f"token {name!r} was already created with total {token.total}, not {total} "
-                    f"(to change the limit live, edit "
-                    f"<workspace>/.experimaestro/tokens/{name}/total)"
-                )
-            return token
+        return self._declare_token(name, total, self, "<workspace>")
 
     def __repr__(self) -> str:
         return "LocalConnector()"

@@ -476,10 +476,14 @@ class SshConnector(Connector):
         return RemoteLock(self, str(path))
 
     def createtoken(self, name: str, total: int) -> Any:
-        raise NotImplementedError(
-            "SshConnector.createtoken: remote tokens need the scheduler to go through connectors "
-            "(issue 8, job folders on the remote); use token_state() to read a remote token"
-        )
+        """The counter token ``name`` of ``total`` units in the connector's workspace on the host,
+        shared by every controller that uses that workspace, from any machine
+        (``task.add_dependencies(token.dependency(1))``; jobs that hold it must run on this
+        connector). The scheduler takes and releases its units through the agent, which runs the
+        same token code on the host (``scheduler/job_tokens.py``). Asking again for the same name
+        returns the same token (ValueError for another total)."""
+        where = self.job_folder("")  # the error that says to give a workspace
+        return self._declare_token(name, total, self, str(where))
 
     def token_state(self, name: str, total: int) -> Dict[str, int]:
         """The counter token ``name`` in the remote workspace: ``{total, available, holders}``

@@ -43,7 +43,8 @@ from .job import Job
 from ..launchers.base import Ending, Launched, Markers, attach_record, record_alive
 from ..launchers.jobfiles import EXIT_DISK_FULL, EXIT_LOCKED, FailureRecord, JobState
 from .partials import partial_tokens
-from .tokens import HolderInfo, TokenDependency, TokenStore, acquire_all, release_all
+from .job_tokens import TokenClaim, check_tokens, claim_for
+from .tokens import TokenDependency
 from .watcher import FolderWatcher
 
 logger = logging.getLogger("experimaestro.scheduler")
@@ -101,7 +102,7 @@ class Scheduler:
         self._load: Counter[int] = Counter()
         #: (job, attempt) of jobs watched through ``Launched.subscribe`` that hold a launcher slot.
         self._slots: dict[tuple[Job, int], object] = {}
-        self._held: dict[Job, list[TokenStore]] = {}
+        self._held: dict[Job, TokenClaim] = {}
         self._watched_tokens: set[Path] = set()
         self._dirty = False
         self._watcher = FolderWatcher(self._on_file_event)
@@ -142,6 +143,8 @@ class Scheduler:
                 )
             tokens.append(dep)
         tokens.extend(partial_tokens(task, job.path))
+        if tokens:
+            check_tokens(tokens, job, type(task).__qualname__)  # of the place the job runs
         callbacks = list(task.__xpm__.completion_callbacks)
         job.scheduler = self
         check = getattr(job.launcher, "check", None)
@@ -495,37 +498,37 @@ class Scheduler:
 
     def _take_tokens(self, job: Job) -> bool:
         assert job.workspace is not None
-        stores = [TokenStore.open(job.workspace, dep.token) for dep in job.tokens]
-        holder = self._holder(job)
+        claim = claim_for(job)  # in the job's workspace, or on its connector's host
+        claim.listen(self._wake_soon)
         job.files.make()
         try:
-            acquired = acquire_all([(s, d.count) for s, d in zip(stores, job.tokens)], holder)
+            acquired = claim.acquire()
         except Exception:
             # Some holder files may be written already (a full disk stops the next one): drop
             # them, or their units stay taken while this controller lives.
             try:
-                release_all(stores, job.identifier, holder)
+                claim.release()
             except Exception as exc:
                 logger.warning("cannot release the tokens of %s: %s", job, exc)
             raise
         if acquired:
-            self._held[job] = stores
+            self._held[job] = claim
             return True
-        for store in stores:
-            if store.directory not in self._watched_tokens:
-                self._watched_tokens.add(store.directory)
-                store.holders_dir.mkdir(parents=True, exist_ok=True)
-                self._watcher.watch(store.holders_dir)
-                self._watcher.watch(store.directory)
+        logger.debug("%s waits for its tokens", job)
+        for folder in claim.folders():
+            if folder not in self._watched_tokens:
+                self._watched_tokens.add(folder)
+                self._watcher.watch(folder)
         return False
 
-    def _holder(self, job: Job) -> HolderInfo:
-        return HolderInfo.current_process(job.identifier, str(job.files.path / job.name))
+    def _wake_soon(self) -> None:
+        """Units of a remote token may be free (an event from its host; any thread)."""
+        self.post(self._wake)
 
     def _release_tokens(self, job: Job) -> None:
-        stores = self._held.pop(job, None)
-        if stores:
-            release_all(stores, job.identifier, self._holder(job))
+        claim = self._held.pop(job, None)
+        if claim is not None:
+            claim.release()
             self._dirty = True
 
     def _write_job_directory(self, job: Job) -> None:

@@ -10,11 +10,28 @@ of experiments (processes) running on the workspace. Its state lives on disk, in
 | ``lock``             | the file lock under which every change is made                        |
 | ``holders/<key>.json`` | one file per job holding units: count, job, controller process, ... |
 
-Crash safety: a holder is *stale*, and reclaimed by the next process that takes the lock, when its
-job has a marker (``.done`` or ``.failed``), or when both its controller process and the job process
-named by the job's ``.pid`` file are gone. So a controller killed with ``-9`` whose job still runs
-keeps its units until the job ends. Liveness is only checked for processes of this host: a holder
-written on another host (shared file system) is only reclaimed through its job's markers.
+A token created on a remote connector (``SshConnector.createtoken``) lives in the connector's
+workspace, on its host: the controller asks the host's agent to run :func:`acquire_all` and
+:func:`release_all` there (``scheduler/job_tokens.py``), so that every controller using that
+workspace, from any laptop, shares it.
+
+Crash safety: a holder is *stale*, and reclaimed by the next process that takes the lock, when
+
+1. its job has a marker (``.done`` or ``.failed``): the job has ended; or
+2. its controller process is gone, **and** the job's recorded process (``.pid``) is gone, **and**
+   no runner holds the job's lock (``<name>.lock``).
+
+So a controller killed with ``-9`` whose job still runs keeps its units until the job ends, and
+units taken by a controller that died before it launched the job (no ``.pid`` yet, no runner) are
+freed at once. The *controller process* is the process that wrote the holder: the controller
+itself for a local token; for a remote token, the agent that serves the controller's SSH
+connection on the host (it exits when the connection ends, so it lives exactly as long as the
+controller can still launch the job). The agent records a job's ``.pid`` before its launch
+request returns, and finishes the launches in flight before it exits, so a job it started is never
+left without a record. A holder's ``owner`` (the controller's identity, host:pid:start time) is
+what :func:`release_all` compares, so a controller that reconnected (a new agent) still releases
+its own units. Liveness is only checked for processes of this host: a holder written on another
+host (shared file system) is only reclaimed through its job's markers.
 
 This module is imported by the scheduler and the connectors; it must stay light (no
 ``experimaestro.core`` import).
@@ -60,9 +77,9 @@ class CounterToken:
     :meth:`TokenStore.open`.
     """
 
-    __slots__ = ("name", "total")
+    __slots__ = ("name", "total", "connector")
 
-    def __init__(self, name: str, total: int) -> None:
+    def __init__(self, name: str, total: int, connector: Any = None) -> None:
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise ValueError(
                 f"invalid token name {name!r}: use letters, digits, '_', '-' and '.' "
@@ -72,6 +89,9 @@ class CounterToken:
             raise ValueError(f"token {name!r}: the total must be an integer >= 1, got {total!r}")
         self.name: str = name
         self.total: int = total
+        #: Where the token lives: None for the job's local workspace, or a remote connector
+        #: (``SshConnector.createtoken``) for its workspace on its host.
+        self.connector: Any = connector
 
     def dependency(self, count: int) -> "TokenDependency":
         """A dependency on ``count`` units of this token (``1 <= count <= total``)."""
@@ -92,7 +112,8 @@ class CounterToken:
         return task
 
     def __repr__(self) -> str:
-        return f"CounterToken({self.name!r}, total={self.total})"
+        where = "" if self.connector is None else f", on {self.connector!r}"
+        return f"CounterToken({self.name!r}, total={self.total}{where})"
 
 
 @dataclass(frozen=True)
@@ -126,12 +147,21 @@ class HolderInfo:
     job_prefix: str
     controller_pid: int
     controller_create_time: float
+    #: Who releases the units: empty for the controller process itself; for a remote token, the
+    #: controller's identity (:func:`controller_identity`), while the process above is its agent.
+    owner: str = ""
 
     @staticmethod
-    def current_process(key: str, job_prefix: str) -> "HolderInfo":
-        """A holder whose controller is the calling process."""
+    def current_process(key: str, job_prefix: str, owner: str = "") -> "HolderInfo":
+        """A holder whose controller is the calling process (for ``owner``, when given)."""
         pid = os.getpid()
-        return HolderInfo(key, str(job_prefix), pid, _create_time(pid))
+        return HolderInfo(key, str(job_prefix), pid, _create_time(pid), owner)
+
+
+def controller_identity() -> str:
+    """This process as the owner of remote holders: ``host:pid:start time`` (unique)."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_create_time(pid)}"
 
 
 @dataclass(frozen=True)
@@ -145,6 +175,7 @@ class Holder:
     controller_create_time: float
     host: str
     acquired: float
+    owner: str = ""
 
     def to_json(self) -> str:
         return json.dumps(
@@ -156,6 +187,7 @@ class Holder:
                 "controller_create_time": self.controller_create_time,
                 "host": self.host,
                 "acquired": self.acquired,
+                "owner": self.owner,
             },
             indent=1,
         )
@@ -172,6 +204,7 @@ class Holder:
             controller_create_time=float(data["controller_create_time"]),
             host=str(data.get("host", "")),
             acquired=float(data.get("acquired", 0.0)),
+            owner=str(data.get("owner", "")),
         )
         if holder.count < 1:
             raise ValueError(f"invalid count {holder.count}")
@@ -190,13 +223,15 @@ class Holder:
         if process_alive(self.controller_pid, self.controller_create_time):
             return None
         record = files.read_pid()
+        if record is not None and (record.type != "local" or files.process_alive(record)):
+            return None
+        if files.runner_alive():
+            return None  # started, its record not written yet (or lost): the runner holds its lock
         if record is None:
             return (
                 f"its controller (pid {self.controller_pid}) is dead and no job process is "
                 f"recorded in {files.pidfile}"
             )
-        if record.type != "local" or files.process_alive(record):
-            return None
         return (
             f"its controller (pid {self.controller_pid}) and its job process (pid {record.pid}) "
             f"are dead"
@@ -373,6 +408,33 @@ class TokenStore:
         return f"TokenStore({self.token.name!r}, {str(self.directory)!r})"
 
 
+def token_rows(workspace: Path) -> List[Dict[str, Any]]:
+    """Each token of ``workspace``: name, total (from its file), units in use, and holders
+    (``experimaestro tokens list``; the agent's ``token_list`` for a remote workspace).
+
+    Read only: nothing is written or reclaimed (a stale holder is shown with the reason).
+    """
+    root = Path(workspace) / ".experimaestro" / "tokens"
+    rows: List[Dict[str, Any]] = []
+    for directory in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        # Only reading methods are used: the placeholder total (1) is never written.
+        store = TokenStore(directory, CounterToken(directory.name, 1))
+        try:
+            total: Any = int(store.total_path.read_text().strip())
+        except (OSError, ValueError):
+            total = None
+        holders = []
+        for holder in store.holders():
+            stale = holder.stale_reason()
+            holders.append(
+                {"job": holder.key, "count": holder.count, "controller": holder.controller_pid,
+                 "host": holder.host, "stale": stale}
+            )
+        used = sum(h["count"] for h in holders if h["stale"] is None)
+        rows.append({"name": directory.name, "total": total, "used": used, "holders": holders})
+    return rows
+
+
 def _unlink(path: Path) -> None:
     try:
         path.unlink()
@@ -428,6 +490,7 @@ def acquire_all(requests: Sequence[Tuple[TokenStore, int]], holder: HolderInfo) 
                 controller_create_time=holder.controller_create_time,
                 host=host,
                 acquired=now,
+                owner=holder.owner,
             )
             atomic_write(store.holder_path(holder.key), record.to_json())
         return True
@@ -437,6 +500,8 @@ def acquire_all(requests: Sequence[Tuple[TokenStore, int]], holder: HolderInfo) 
 
 
 def _same_controller(held: "Holder", holder: HolderInfo) -> bool:
+    if held.owner or holder.owner:
+        return held.owner == holder.owner
     return (
         held.controller_pid == holder.controller_pid
         and abs(held.controller_create_time - holder.controller_create_time) < 0.05

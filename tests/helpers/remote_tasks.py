@@ -89,3 +89,28 @@ class CountedWait(Task):
                 raise SystemExit(f"{marks}/go never appeared")
             time.sleep(0.05)  # simulated work: the test releases it by creating the file
         self.out.write_text(f"released {os.getpid()}")
+
+
+class Holds(Task):
+    """Appends ``start NAME TIME`` to ``log`` (a file on its host), runs until ``gate`` exists
+    there (when given) and ``duration`` seconds more, then appends ``end NAME TIME``: the tests of
+    remote tokens read when each job held its units."""
+
+    name: Param[str]
+    log: Param[str]
+    gate: Param[str] = ""
+    duration: Param[float] = 0.0
+
+    def _say(self, event: str) -> None:
+        with open(self.log, "a") as log:  # one short append per line: lines never interleave
+            log.write(f"{event} {self.name} {time.time()}\n")
+
+    def execute(self) -> None:
+        self._say("start")
+        deadline = time.monotonic() + 120
+        while self.gate and not Path(self.gate).exists():
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{self.gate} never appeared")
+            time.sleep(0.02)  # simulated work: the test releases it by creating the gate
+        time.sleep(self.duration)  # simulated work
+        self._say("end")
