@@ -266,3 +266,61 @@ def test_the_agent_records_a_launched_jobs_process_before_answering(
     launched.subscribe(lambda ending: ended.set())
     assert ended.wait(60), "the job did not end"
     assert job.files.marker_state() is not None
+
+
+def test_an_agent_whose_controller_is_gone_finishes_the_launch_under_way(
+        host: SshConnector, remote_host: RemoteHost, remote_workspace: str, tmp_path: Path  # noqa: F811
+) -> None:
+    """The controller's connection ends while the agent launches a job (its Python is held at a
+    gate): the agent finishes the launch, writes the job's ``.pid``, and only then exits. A token
+    holder of that job is then kept by the record (an agent that exited at once would leave a
+    running job without one, and its units free for another job)."""
+    gate, begun = f"{remote_workspace}/python-gate", f"{remote_workspace}/python-begun"
+    wrapper = f"{remote_workspace}/slow-python"
+    host.mkdir(remote_workspace)
+    host.write_atomic(wrapper, f"#!/bin/sh\ntouch {shlex.quote(begun)}\n"
+                               f"while [ ! -e {shlex.quote(gate)} ]; do sleep 0.02; done\n"
+                               f"exec {shlex.quote(remote_host.python)} \"$@\"\n")
+    assert host.run(["chmod", "+x", wrapper]).returncode == 0
+    launcher = DirectLauncher(connector=host, python=wrapper)
+    launcher.check()
+    with experiment(tmp_path / "ws", "gen", launcher=launcher, run_mode=RunMode.GENERATE_ONLY):
+        job = Add.C(x=8).submit().__xpm__.job
+    agent = host.agent.hello["pid"]
+
+    def launch() -> None:
+        try:
+            remote.launch(launcher, [job.files])
+        except Exception:  # the connection is cut under it: expected
+            pass
+
+    thread = threading.Thread(target=launch, daemon=True)
+    thread.start()
+    wait_until(lambda: remote_host.run(f"test -e {shlex.quote(begun)}", check=False).returncode == 0,
+               timeout=30, what="the launch to be under way")
+    assert remote_host.kill_sessions()  # the controller's connection ends
+    thread.join(30)
+    remote_host.run(f"touch {shlex.quote(gate)}")
+    wait_until(lambda: not remote_alive(remote_host, agent), timeout=60,
+               what="the old agent to exit once the launch is done")
+    record = job.files.read_pid()  # through the new agent
+    assert record is not None, "the job was launched without its record"
+    wait_until(lambda: job.files.marker_state() is not None, timeout=60, what="the job to end")
+
+
+def test_a_controller_that_reconnected_releases_its_own_units(
+        host: SshConnector, remote_host: RemoteHost, remote_workspace: str, tmp_path: Path  # noqa: F811
+) -> None:
+    """The connection drops while a job holds a unit: the holder was written by the old agent,
+    the release comes through the new one, and the owner (the controller) is what matches."""
+    token = host.createtoken("tk", 1)
+    gate, log = f"{remote_workspace}/gate", f"{remote_workspace}/log"
+    with experiment(tmp_path / "ws", "xp", launcher=DirectLauncher(connector=host)):
+        token(1, Holds.C(name="r", log=log, gate=gate)).submit()
+        wait_until(lambda: started(remote_host, log) == ["r"], timeout=60, what="the job to start")
+        starts = host.agent.starts
+        assert remote_host.kill_sessions()
+        wait_until(lambda: host.agent.starts > starts, timeout=60, what="a new agent")
+        remote_host.run(f"touch {shlex.quote(gate)}")
+    assert [n for e, n, _ in remote_log(remote_host, log) if e == "end"] == ["r"]
+    assert holders(remote_host, remote_workspace, "tk") == []

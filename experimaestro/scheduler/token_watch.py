@@ -135,7 +135,7 @@ class TokenWatcher:
             self._files.watch(folder, files_appearing_only=True)
         # A marker written before its folder was watched: tell now.
         if any(JobFiles(Path(h.job_prefix).parent, Path(h.job_prefix).name).marker_state()
-               for h in holders if Path(h.job_prefix).parent in added):
+               is not None for h in holders if Path(h.job_prefix).parent in added):
             self._tell(token_dir)
         for folder in dropped:
             self._files.unwatch(folder)
