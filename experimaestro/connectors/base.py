@@ -17,7 +17,10 @@ import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Protocol, Sequence, Union
+from typing import (
+    TYPE_CHECKING, Any, Callable, Dict, Generic, Mapping, Optional, Protocol, Sequence, Tuple,
+    TypeVar, Union,
+)
 
 from .process import PidRecord
 
@@ -175,3 +178,23 @@ class Connector(abc.ABC):
     @abc.abstractmethod
     def copy_from_local(self, local_path: Path, path: PathLike) -> None:
         """Copy the local tree at ``local_path`` to ``path`` on the connector, merging folders."""
+
+
+T = TypeVar("T")
+
+
+class PerConnector(Generic[T]):
+    """``factory(connector)`` made once per connector object, on first use: e.g. the router of a
+    connector's pushed events (``launchers/remote.py``, ``scheduler/job_tokens.py``)."""
+
+    def __init__(self, factory: Callable[[Any], T]) -> None:
+        self._factory = factory
+        self._made: Dict[int, Tuple[Any, T]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, connector: Any) -> T:
+        with self._lock:
+            entry = self._made.get(id(connector))
+            if entry is None or entry[0] is not connector:
+                entry = self._made[id(connector)] = (connector, self._factory(connector))
+            return entry[1]

@@ -22,6 +22,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from ..connectors.base import PerConnector
 from ..connectors.process import PidRecord, wait_gone
 from .base import Ending, Launched, Launcher, Markers
 from .jobfiles import EXIT_LOCKED, FailureRecord, JobFiles, JobState
@@ -298,17 +299,8 @@ class JobEvents:
         self.resyncs += 1
 
 
-_events: Dict[int, JobEvents] = {}
-_events_lock = threading.Lock()
-
-
-def job_events(connector: Any) -> JobEvents:
-    """The :class:`JobEvents` of a connector (one per connector object)."""
-    with _events_lock:
-        events = _events.get(id(connector))
-        if events is None or events.connector is not connector:
-            events = _events[id(connector)] = JobEvents(connector)
-        return events
+#: The :class:`JobEvents` of a connector (one per connector object).
+job_events: "PerConnector[JobEvents]" = PerConnector(JobEvents)
 
 
 def _launched(launcher: Launcher, files: JobFiles, record: Dict[str, Any]) -> Launched:

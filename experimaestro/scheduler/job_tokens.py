@@ -22,6 +22,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Sequence, Set, Tuple
 
+from ..connectors.base import PerConnector
 from .tokens import (
     HolderInfo,
     TokenDependency,
@@ -219,15 +220,6 @@ class TokenEvents:
             wake()
 
 
-_events: Dict[int, TokenEvents] = {}
-_events_lock = threading.Lock()
-
-
-def token_events(connector: Any) -> TokenEvents:
-    """The :class:`TokenEvents` of a connector (one per connector object)."""
-    with _events_lock:
-        events = _events.get(id(connector))
-        if events is None or events.connector is not connector:
-            events = _events[id(connector)] = TokenEvents(connector)
-        return events
+#: The :class:`TokenEvents` of a connector (one per connector object).
+token_events: "PerConnector[TokenEvents]" = PerConnector(TokenEvents)
 

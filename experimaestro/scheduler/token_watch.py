@@ -18,14 +18,12 @@ none is missed once :meth:`TokenWatcher.watch` has returned, so a controller wat
 from __future__ import annotations
 
 import logging
-import os
-import select
 import socket
 import threading
 from pathlib import Path
-from typing import Callable, Dict, Optional, Set, Tuple
+from typing import Callable, Dict, Set, Tuple
 
-from ..connectors.process import process_alive
+from ..connectors.process import wait_gone
 from ..launchers.jobfiles import JobFiles
 from .tokens import CounterToken, TokenStore
 from .watcher import FolderWatcher
@@ -159,17 +157,6 @@ class TokenWatcher:
                          name=f"xpm-token-pid-{pid}").start()
 
     def _wait(self, key: Tuple[int, float]) -> None:
-        """Block until the process ends (its pidfd becomes readable), then tell."""
-        pid, create_time = key
-        fd: Optional[int]
-        try:
-            fd = os.pidfd_open(pid)
-        except OSError:
-            fd = None
-        if fd is not None:
-            try:
-                if process_alive(pid, create_time):  # the pid may already name another process
-                    select.select([fd], [], [])
-            finally:
-                os.close(fd)
+        """Block until the process ends, then tell."""
+        wait_gone(*key)
         self._process_gone(key)
