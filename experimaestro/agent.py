@@ -286,9 +286,6 @@ class Agent:
                   for t in tokens]
         release_all(stores, key, HolderInfo(key, "", 0, 0.0, owner))
 
-    def op_token_watch(self, workspace: str, tokens: List[List[Any]]) -> None:
-        self._tokens(workspace, tokens)
-
     def op_token_list(self, workspace: str) -> List[Dict[str, Any]]:
         from .scheduler.tokens import token_rows
 

@@ -106,12 +106,12 @@ def test_a_job_only_holds_tokens_of_the_place_it_runs(host: SshConnector, tmp_pa
 
 def controller(tmp_path: Path, remote_host: RemoteHost, workspace: str, xp: str, total: int,
                n: int, gate: str = "", duration: float = 0.1,
-               env: Optional[dict[str, str]] = None) -> Any:
+               env: Optional[dict[str, str]] = None, python: Optional[str] = None) -> Any:
     """A controller process (own local workspace ``ws-XP``) whose ``n`` jobs each hold one unit of
-    the remote token ``tk``."""
+    the remote token ``tk`` (its agent runs with ``python``, the host's by default)."""
     script = CONTROLLER_SCRIPT.format(
         root=str(tmp_path), alias=remote_host.alias, workspace=workspace,
-        python=remote_host.python, total=total, xp=xp, n=n, log=f"{workspace}/log",
+        python=python or remote_host.python, total=total, xp=xp, n=n, log=f"{workspace}/log",
         gate=gate, duration=duration)
     scripts = tmp_path / "ctl"
     scripts.mkdir(exist_ok=True)
@@ -324,3 +324,65 @@ def test_a_controller_that_reconnected_releases_its_own_units(
         remote_host.run(f"touch {shlex.quote(gate)}")
     assert [n for e, n, _ in remote_log(remote_host, log) if e == "end"] == ["r"]
     assert holders(remote_host, remote_workspace, "tk") == []
+
+
+def reconnected(tmp_path: Path, xp: str) -> bool:
+    """Whether controller ``xp`` lost its agent and started a new one (its experiment's log)."""
+    text = experiment_log(tmp_path, xp)
+    return "reconnecting" in text and "agent started" in text.split("reconnecting", 1)[1]
+
+
+def test_a_waiting_controller_is_woken_after_a_reconnection(
+        remote_host: RemoteHost, ssh_home: Path, remote_workspace: str, tmp_path: Path  # noqa: F811
+) -> None:
+    """The connections drop while controller B waits for a unit that A's job holds: B's new agent
+    is asked to watch the token again, so the release that comes later still wakes B (whose slow
+    sweep is off)."""
+    gate, log = f"{remote_workspace}/gate", f"{remote_workspace}/log"
+    a = controller(tmp_path, remote_host, remote_workspace, "a", 1, 1, gate)
+    (tmp_path / "go").touch()
+    wait_until(lambda: started(remote_host, log) == ["a0"], timeout=90, what="A's job to start")
+    b = controller(tmp_path, remote_host, remote_workspace, "b", 1, 1, gate, duration=0,
+                   env={"XPM_SWEEP_INTERVAL": "3600"})
+    wait_until(lambda: "waits for its tokens" in experiment_log(tmp_path, "b"), timeout=90,
+               what="B to wait for the unit")
+    assert remote_host.kill_sessions()
+    wait_until(lambda: reconnected(tmp_path, "b"), timeout=60, what="B to reconnect")
+    remote_host.run(f"touch {shlex.quote(gate)}")
+    assert a.wait(timeout=60) == 0, (tmp_path / "ctl" / "a.py.out").read_text()
+    assert b.wait(timeout=60) == 0, (tmp_path / "ctl" / "b.py.out").read_text()
+    events = {(e, n): t for e, n, t in remote_log(remote_host, log)}
+    assert events[("start", "b0")] >= events[("end", "a0")], events
+
+
+def test_a_unit_released_while_a_waiting_controller_is_disconnected_wakes_it_when_it_is_back(
+        host: SshConnector, remote_host: RemoteHost, remote_workspace: str, tmp_path: Path  # noqa: F811
+) -> None:
+    """B waits for the unit A's job holds; the connections drop, and B's new agent is held back
+    (its Python waits at a gate) while A's job ends and A releases the unit: no event can tell B.
+    Once B is back it tries again at once (the reconnection wakes every waiter)."""
+    gate, log = f"{remote_workspace}/gate", f"{remote_workspace}/log"
+    agent_gate, once = f"{remote_workspace}/agent-gate", f"{remote_workspace}/agent-once"
+    wrapper = f"{remote_workspace}/agent-python"
+    host.mkdir(remote_workspace)
+    host.write_atomic(wrapper, (  # a second agent waits for agent-gate; jobs are not held
+        f'#!/bin/sh\nif [ "$3" = agent ] && [ -e {shlex.quote(once)} ]; then\n'
+        f"  while [ ! -e {shlex.quote(agent_gate)} ]; do sleep 0.02; done\nfi\n"
+        f'if [ "$3" = agent ]; then touch {shlex.quote(once)}; fi\n'
+        f'exec {shlex.quote(remote_host.python)} "$@"\n'))
+    assert host.run(["chmod", "+x", wrapper]).returncode == 0
+    a = controller(tmp_path, remote_host, remote_workspace, "a", 1, 1, gate)
+    (tmp_path / "go").touch()
+    wait_until(lambda: started(remote_host, log) == ["a0"], timeout=90, what="A's job to start")
+    b = controller(tmp_path, remote_host, remote_workspace, "b", 1, 1, gate, duration=0,
+                   env={"XPM_SWEEP_INTERVAL": "3600"}, python=wrapper)
+    wait_until(lambda: "waits for its tokens" in experiment_log(tmp_path, "b"), timeout=90,
+               what="B to wait for the unit")
+    assert remote_host.kill_sessions()
+    remote_host.run(f"touch {shlex.quote(gate)}")
+    assert a.wait(timeout=60) == 0, (tmp_path / "ctl" / "a.py.out").read_text()
+    assert holders(remote_host, remote_workspace, "tk") == []  # released while B is away
+    assert not reconnected(tmp_path, "b")
+    remote_host.run(f"touch {shlex.quote(agent_gate)}")
+    assert b.wait(timeout=60) == 0, (tmp_path / "ctl" / "b.py.out").read_text()
+    assert [n for e, n, _ in remote_log(remote_host, log) if e == "start"] == ["a0", "b0"]

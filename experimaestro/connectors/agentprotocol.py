@@ -71,9 +71,6 @@ OPERATIONS: Dict[str, Operation] = {
         Operation("token_release", True,
                   "(workspace, tokens: [[name, total]], key, owner) -> None: "
                   "scheduler.tokens.release_all on the host (only the owner's holder)"),
-        Operation("token_watch", True,
-                  "(workspace, tokens: [[name, total]]) -> None: 'token_changed' events for "
-                  "these tokens (after a reconnection: the new agent watches nothing yet)"),
         Operation("token_list", True,
                   "(workspace) -> [{name, total, used, holders}]: `experimaestro tokens list` "
                   "on the host"),
@@ -109,7 +106,7 @@ OPERATIONS: Dict[str, Operation] = {
 #: ``{"event": "job_ended", "folder": str, "record": pid record, "ending": {code, failure,
 #: overrides, lost}}``: a job started or found again by ``launch``/``reattach`` ended;
 #: ``{"event": "token_changed", "workspace": str, "name": str}``: units of a token watched by
-#: ``token_acquire``/``token_watch`` may have become free (try again).
+#: ``token_acquire`` may have become free (try again).
 EVENTS = ("file", "process_gone", "job_ended", "token_changed")
 
 

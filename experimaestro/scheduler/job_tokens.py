@@ -11,7 +11,8 @@ controller that uses the workspace, from any laptop, shares them). A token made 
 
 A controller that could not take a remote token is woken by the host: the agent watches the tokens
 it was asked for and pushes ``token_changed`` events when units may have become free
-(``scheduler/token_watch.py``); nothing is polled over SSH.
+(``scheduler/token_watch.py``); nothing is polled over SSH. After a reconnection (the new agent
+watches nothing yet, and a release may have passed unseen) every waiter tries again.
 """
 
 from __future__ import annotations
@@ -159,8 +160,8 @@ class RemoteClaim(TokenClaim):
                            "when its marker is seen)", self.key, self.connector.host, exc)
 
     def listen(self, wake: Wake) -> None:
-        token_events(self.connector).listen(
-            self.workspace, [(name, total) for name, total, _ in self.tokens], wake)
+        token_events(self.connector).listen(self.workspace, [name for name, _, _ in self.tokens],
+                                            wake)
 
 
 def claim_for(job: Any) -> TokenClaim:
@@ -176,46 +177,33 @@ def claim_for(job: Any) -> TokenClaim:
 
 class TokenEvents:
     """The ``token_changed`` events of one connector's agent, routed to the controllers' wake
-    callbacks; after a reconnection the new agent is asked to watch the tokens again, and every
-    waiter is woken (units may have been released meanwhile)."""
+    callbacks. After a reconnection every waiter is woken: units may have been released while no
+    event could come, and its next try watches the token on the new agent (``token_acquire``
+    watches before it tries)."""
 
     def __init__(self, connector: Any) -> None:
         self.connector = connector
         self._lock = threading.Lock()
-        #: (workspace, token name) -> (total, wake callbacks)
-        self._waiting: Dict[Tuple[str, str], Tuple[int, Set[Wake]]] = {}
+        #: (workspace, token name) -> wake callbacks
+        self._waiting: Dict[Tuple[str, str], Set[Wake]] = {}
         connector.subscribe(self._event)
 
-    def listen(self, workspace: str, tokens: Sequence[Tuple[str, int]], wake: Wake) -> None:
+    def listen(self, workspace: str, names: Sequence[str], wake: Wake) -> None:
         with self._lock:
-            for name, total in tokens:
-                entry = self._waiting.setdefault((workspace, name), (total, set()))
-                entry[1].add(wake)
+            for name in names:
+                self._waiting.setdefault((workspace, name), set()).add(wake)
 
     def _event(self, event: Dict[str, Any]) -> None:
         kind = event.get("event")
         if kind == "token_changed":
             with self._lock:
-                entry = self._waiting.get((str(event.get("workspace")), str(event.get("name"))))
-                wakes = list(entry[1]) if entry else []
-            for wake in wakes:
-                wake()
+                wakes = set(self._waiting.get((str(event.get("workspace")), str(event.get("name"))),
+                                              ()))
         elif kind == "resync":
-            threading.Thread(target=self._resync, daemon=True, name="xpm-token-resync").start()
-
-    def _resync(self) -> None:
-        with self._lock:
-            by_workspace: Dict[str, List[List[Any]]] = {}
-            wakes: Set[Wake] = set()
-            for (workspace, name), (total, callbacks) in self._waiting.items():
-                by_workspace.setdefault(workspace, []).append([name, total])
-                wakes |= callbacks
-        for workspace, tokens in by_workspace.items():
-            try:
-                self.connector.call("token_watch", workspace=workspace, tokens=tokens)
-            except Exception as exc:  # the next resync tries again
-                logger.warning("cannot watch the tokens of %s on %s again: %s", workspace,
-                               self.connector.host, exc)
+            with self._lock:
+                wakes = set().union(*self._waiting.values())
+        else:
+            return
         for wake in wakes:
             wake()
 
