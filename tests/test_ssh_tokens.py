@@ -28,7 +28,7 @@ from experimaestro.core.config import RunMode
 from experimaestro.launchers import remote
 from experimaestro.launchers.direct import DirectLauncher
 from test_ssh_connector import fresh_connections  # noqa: F401 (autouse: no shared connection left)
-from test_ssh_experiment import host, remote_workspace  # noqa: F401 (fixtures)
+from test_ssh_experiment import host  # noqa: F401 (a fixture)
 
 
 def remote_log(remote_host: RemoteHost, path: str) -> list[tuple[str, str, float]]:
