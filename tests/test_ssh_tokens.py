@@ -248,33 +248,13 @@ def test_units_taken_by_a_controller_that_dies_before_launching_are_reclaimed(
             proc.wait()
 
 
-def test_the_agent_records_a_launched_jobs_process_before_answering(
-        host: SshConnector, tmp_path: Path  # noqa: F811
-) -> None:
-    """The agent writes a job's ``.pid`` before its launch request returns (the controller writes
-    the same record after): a controller that dies right after a launch leaves a holder that the
-    job's record keeps (scheduler/tokens.py)."""
-    launcher = DirectLauncher(connector=host)
-    launcher.check()  # stages the code, as a submit does
-    with experiment(tmp_path / "ws", "gen", launcher=launcher, run_mode=RunMode.GENERATE_ONLY):
-        job = Add.C(x=7).submit().__xpm__.job
-    assert job.files.read_pid() is None
-    (launched,) = remote.launch(launcher, [job.files])
-    assert job.files.read_pid() == launched.record
-    ended = threading.Event()
-    assert launched.subscribe is not None
-    launched.subscribe(lambda ending: ended.set())
-    assert ended.wait(60), "the job did not end"
-    assert job.files.marker_state() is not None
-
-
 def test_an_agent_whose_controller_is_gone_finishes_the_launch_under_way(
         host: SshConnector, remote_host: RemoteHost, remote_workspace: str, tmp_path: Path  # noqa: F811
 ) -> None:
-    """The controller's connection ends while the agent launches a job (its Python is held at a
-    gate): the agent finishes the launch, writes the job's ``.pid``, and only then exits. A token
-    holder of that job is then kept by the record (an agent that exited at once would leave a
-    running job without one, and its units free for another job)."""
+    """The controller's connection ends while its agent launches a job that holds the only unit
+    (the job's Python is held at a gate): the agent, the holder's controller process, stays until
+    the launch is done, so the unit is not reclaimed while the job is about to start; then the
+    job's runner holds it (its lock), until the job ends."""
     gate, begun = f"{remote_workspace}/python-gate", f"{remote_workspace}/python-begun"
     wrapper = f"{remote_workspace}/slow-python"
     host.mkdir(remote_workspace)
@@ -286,6 +266,9 @@ def test_an_agent_whose_controller_is_gone_finishes_the_launch_under_way(
     launcher.check()
     with experiment(tmp_path / "ws", "gen", launcher=launcher, run_mode=RunMode.GENERATE_ONLY):
         job = Add.C(x=8).submit().__xpm__.job
+    prefix = f"{job.files.path}/{job.name}"
+    assert host.call("token_acquire", workspace=remote_workspace, tokens=[["tk", 1, 1]],
+                     key=job.identifier, job_prefix=prefix, owner="the controller")
     agent = host.agent.hello["pid"]
 
     def launch() -> None:
@@ -298,14 +281,16 @@ def test_an_agent_whose_controller_is_gone_finishes_the_launch_under_way(
     thread.start()
     wait_until(lambda: remote_host.run(f"test -e {shlex.quote(begun)}", check=False).returncode == 0,
                timeout=30, what="the launch to be under way")
-    assert remote_host.kill_sessions()  # the controller's connection ends
+    assert remote_host.kill_sessions()  # the controller's connection ends (as when it dies)
     thread.join(30)
+    # No .pid, no runner yet: only the old agent, still launching, keeps the unit
+    assert not probe(host, remote_workspace, "tk", 1)  # through the new agent
+    assert remote_alive(remote_host, agent)
     remote_host.run(f"touch {shlex.quote(gate)}")
     wait_until(lambda: not remote_alive(remote_host, agent), timeout=60,
                what="the old agent to exit once the launch is done")
-    record = job.files.read_pid()  # through the new agent
-    assert record is not None, "the job was launched without its record"
     wait_until(lambda: job.files.marker_state() is not None, timeout=60, what="the job to end")
+    assert probe(host, remote_workspace, "tk", 1)
 
 
 def test_a_controller_that_reconnected_releases_its_own_units(

@@ -410,12 +410,6 @@ class HostLaunchers:
         launched = launcher.launch_many(files, upstream) if (after or len(files) > 1) else (
             [launcher.launch(files[0])] if files else [])
         for f, one in zip(files, launched):
-            # Recorded here before answering (the controller writes the same record): a token
-            # holder whose controller dies now is kept by this record (scheduler/tokens.py).
-            try:
-                f.write_pid(one.record)
-            except OSError as exc:  # the controller's own write reports it
-                logger.warning("cannot write %s: %s", f.pidfile, exc)
             self._watch(f, one)
         return [one.record.to_dict() for one in launched]
 

@@ -26,13 +26,14 @@ units taken by a controller that died before it launched the job (no ``.pid`` ye
 freed at once. The *controller process* is the process that wrote the holder: the controller
 itself for a local token; for a remote token, the agent that serves the controller's SSH
 connection on the host (it exits when the connection ends, so it lives exactly as long as the
-controller can still launch the job). The agent records a job's ``.pid`` before its launch
-request returns, and finishes the launches in flight before it exits, so a job it started is never
-left without a record (only an agent killed with ``-9`` between starting a job and the job's runner
-taking its lock could leave one: milliseconds). A holder's ``owner`` (the controller's identity,
-host:pid:start time) is what :func:`release_all` compares, so a controller that reconnected (a new
-agent) still releases its own units. Liveness is only checked for processes of this host: a holder
-written on another host (shared file system) is only reclaimed through its job's markers.
+controller can still launch the job). An agent whose controller is gone finishes the launches under
+way before it exits, so a job it started is held from then on by its runner's lock, taken as the
+job starts (the controller, gone, never wrote its ``.pid``): only the milliseconds between the
+fork and that lock, or an agent killed with ``-9`` mid-launch, are not covered. A holder's
+``owner`` (the controller's identity, host:pid:start time) is what :func:`release_all` compares,
+so a controller that reconnected (a new agent) still releases its own units. Liveness is only
+checked for processes of this host: a holder written on another host (shared file system) is only
+reclaimed through its job's markers.
 
 This module is imported by the scheduler and the connectors; it must stay light (no
 ``experimaestro.core`` import).
