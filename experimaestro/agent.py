@@ -100,7 +100,8 @@ class Agent:
             else:
                 pool.submit(self._answer, request)
         # The controller is gone: nobody waits for the requests still running, but a launch under
-        # way ends with its job's .pid written (token holders rely on it: scheduler/tokens.py).
+        # way is finished, so that its job starts while this agent, the controller process of its
+        # token holders, lives (scheduler/tokens.py); the job's runner lock keeps them afterwards.
         with self._state_lock:
             launches = list(self._launches)
         for thread in launches:
