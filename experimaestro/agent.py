@@ -32,7 +32,8 @@ from .version import __version__
 WORKERS = 8
 #: Requests that may wait for long (a lock held by someone else, a command): each gets a thread of
 #: its own, so that any number of them never holds up the short ones.
-LONG = frozenset({"lock", "run", "read_from", "launch", "start_job", "reattach", "cancel_job"})
+LONG = frozenset({"lock", "run", "read_from", "launch", "start_job", "reattach", "cancel_job",
+                  "host_launcher"})
 #: The longest ``read_from`` waits, whatever is asked (the controller asks again).
 MAX_WAIT = 60.0
 #: How long an agent whose controller is gone waits for the launches under way (seconds).
@@ -188,6 +189,9 @@ class Agent:
             data = send_bounded(root, SyncRequest.from_line(line.encode("utf-8")), int(limit))
             answers.append(None if data is None else base64.b64encode(data).decode("ascii"))
         return answers
+
+    def op_host_launcher(self, spec: Dict[str, Any], method: str, jobs: List[List[str]]) -> Any:
+        return self._host_launchers().call(spec, method, jobs or [])
 
     def op_listdir(self, path: str) -> List[str]:
         return self._local.listdir(path)

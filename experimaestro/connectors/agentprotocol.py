@@ -93,6 +93,10 @@ OPERATIONS: Dict[str, Operation] = {
                   "it no longer runs; a 'job_ended' event follows (sent again after a drop: the new "
                   "agent watches it once)"),
         Operation("cancel_job", False, "(spec, folder, name, record) -> None: stop a job"),
+        Operation("host_launcher", True,
+                  "(spec, method, jobs: [[folder, name]]) -> JSON: the launcher of spec on the "
+                  "host: 'check' -> {facts} (its checks, run there), 'summary' -> str, 'recover' "
+                  "-> [record | null] (jobs submitted before a crash, found and watched)"),
         Operation("read_from", True,
                   "(path, offset, wait, limit, job: [folder, name] | null) -> {data: base64, offset, "
                   "exists, ended}: up to limit bytes from offset, waiting up to wait s for some "

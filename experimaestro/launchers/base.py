@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from ..connectors.process import PidRecord
+from ..connectors.pythonpath import user_python_path
 from .jobfiles import FailureRecord, JobFiles, JobState
 
 
@@ -58,13 +59,16 @@ class Launched:
       the job ends: the launcher watches all its jobs together (e.g. one Slurm poller);
     * neither: the scheduler watches the job's files only.
 
-    ``cancel`` stops the job (e.g. ``scancel``), when the launcher can.
+    ``cancel`` stops the job (e.g. ``scancel``), when the launcher can. ``connector`` is the
+    remote connector whose agent started (or found again) the job and watches it; None when it
+    was launched from this machine.
     """
 
     record: PidRecord
     wait: Optional[Callable[[], Optional[int]]] = None
     subscribe: Optional[Callable[[Callable[[Ending], None]], None]] = None
     cancel: Optional[Callable[[], None]] = None
+    connector: Any = None
 
 
 class Launcher(abc.ABC):
@@ -93,6 +97,26 @@ class Launcher(abc.ABC):
         """The options that rebuild this launcher on a remote host (``from_spec`` in its module):
         JSON values only. Launchers that cannot run remotely raise."""
         raise NotImplementedError(f"{self.describe()} cannot run jobs on a remote host")
+
+    def code_environment(self) -> dict[str, str]:
+        """What jobs need to import the user's code: ``PYTHONPATH`` (the controller's import
+        folders here; on a remote host, the user's code staged there by the connector, and where
+        the staged copy of each local import folder is; empty with ``code=None``: what is
+        installed there). Computed once."""
+        env = self.__dict__.get("_code_env")
+        if env is None:
+            env = (self.connector.code_environment() if self.remote
+                   else {"PYTHONPATH": user_python_path()})
+            self.__dict__["_code_env"] = env
+        return env
+
+    def check_host(self) -> None:
+        """For a remote connector: with a workspace, reachable, running our experimaestro, and
+        the user's code staged there (an error at the ``submit()`` line otherwise)."""
+        if self.remote:
+            self.connector.job_folder("")
+            self.connector.connect()
+            self.code_environment()
 
     def job_files(self, workspace: Path, relpath: Path, name: str) -> JobFiles:
         """The folder of a job this launcher runs: ``workspace/relpath`` here, or the same place in

@@ -91,14 +91,8 @@ class DirectLauncher(Launcher):
         )
 
     def _env(self) -> dict[str, str]:
-        """What jobs need to import the user's code: ``PYTHONPATH`` (and, on a remote host, where
-        the staged copy of each local import folder is)."""
-        if self._code_env is None:
-            if self.remote:  # the user's code, staged on the host (or what is installed there)
-                self._code_env = self.connector.code_environment()
-            else:
-                self._code_env = {"PYTHONPATH": user_python_path()}
-        return self._code_env
+        """What jobs need to import the user's code (:meth:`Launcher.code_environment`)."""
+        return self.code_environment()
 
     def _job_env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -114,10 +108,7 @@ class DirectLauncher(Launcher):
         """A remote host: with a workspace, reachable, running our experimaestro, and the user's
         code staged there (an error at the ``submit()`` line otherwise, before any job folder
         is made)."""
-        if self.remote:
-            self.connector.job_folder("")
-            self.connector.connect()
-            self._env()
+        self.check_host()
 
     def launch_many(self, files: Sequence[JobFiles], after: Sequence[Launched] = ()
                     ) -> list[Launched]:

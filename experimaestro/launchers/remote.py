@@ -128,6 +128,11 @@ class RemoteJobFiles(JobFiles):
             logger.warning("%s runs on %s, but its local folder %s could not be written: %s",
                            self.path.name, self.connector.host, local_path, exc)
 
+    def record_alive(self, record: PidRecord) -> Optional[bool]:
+        """Whether the job of a record of another launcher (Slurm) still runs, as that launcher
+        says on the host (``launchers.base.record_alive``); None when no one can tell."""
+        return self._op("record_alive", record=record.to_dict())
+
     def fetch(self, local_path: Path) -> None:
         """Copy this folder into ``local_path`` (see ``SshConnector.fetch_job``)."""
         self.connector.fetch_job(self.path, local_path)
@@ -195,6 +200,10 @@ def serve_job_files(folder: str, name: str, method: str, args: Dict[str, Any]) -
         return files.disk_state().value
     if method == "process_alive":
         return files.process_alive(PidRecord.from_dict(args["record"]))
+    if method == "record_alive":
+        from .base import record_alive
+
+        return record_alive(PidRecord.from_dict(args["record"]))
     raise ValueError(f"job_files: unknown method {method!r}")
 
 
@@ -314,8 +323,10 @@ def _launched(launcher: Launcher, files: JobFiles, record: Dict[str, Any]) -> La
     def cancel() -> None:
         connector.call("cancel_job", spec=spec, folder=str(files.path), name=files.name,
                        record=record)
+        job_events(connector).forget(key)  # its ending no longer matters to anyone
 
-    return Launched(record=PidRecord.from_dict(record), subscribe=subscribe, cancel=cancel)
+    return Launched(record=PidRecord.from_dict(record), subscribe=subscribe, cancel=cancel,
+                    connector=connector)
 
 
 def launch(launcher: Launcher, files: Sequence[JobFiles], after: Sequence[Launched] = ()
@@ -346,6 +357,24 @@ def reattach(launcher: Launcher, files: JobFiles, record: PidRecord) -> Optional
     found = launcher.connector.call("reattach", spec=launcher.spec(), folder=str(files.path),
                                     name=files.name, record=record.to_dict())
     return _launched(launcher, files, record.to_dict()) if found else None
+
+
+def recover(launcher: Launcher, files: Sequence[JobFiles]) -> List[Optional[Launched]]:
+    """Jobs submitted on the host by a controller that died before it wrote their ``.pid``
+    (their launcher's ``recover``, run there on the host's folders; one round trip): each found
+    one is watched there, None for the others."""
+    job_events(launcher.connector)
+    records = launcher.connector.call(
+        "host_launcher", spec=launcher.spec(), method="recover",
+        jobs=[[str(f.path), f.name] for f in files])
+    return [None if r is None else _launched(launcher, f, r) for f, r in zip(files, records)]
+
+
+def host_call(launcher: Launcher, method: str) -> Any:
+    """``check`` (the launcher's checks, run on the host: what it found there, e.g. the cluster's
+    configuration) or ``summary`` (its closing line, with the host's counts) of the launcher's twin
+    on its host."""
+    return launcher.connector.call("host_launcher", spec=launcher.spec(), method=method, jobs=[])
 
 
 # -- the host's side (the agent) ----------------------------------------------------------------
@@ -431,6 +460,27 @@ class HostLaunchers:
             launched = self.launch(spec, [[folder, name]], [])[0]
             files.write_pid(PidRecord.from_dict(launched))
         return {"outcome": "launched", "record": launched}
+
+    def call(self, spec: Dict[str, Any], method: str, jobs: List[List[str]]) -> Any:
+        """The agent's ``host_launcher`` operation (see :func:`host_call` and :func:`recover`)."""
+        launcher = self.get(spec)
+        if method == "check":
+            launcher.check()
+            facts = getattr(launcher, "host_facts", None)
+            return facts() if facts is not None else {}
+        if method == "summary":
+            return launcher.summary()
+        if method == "recover":
+            files = [JobFiles(Path(folder), name) for folder, name in jobs]
+            recover = getattr(launcher, "recover", None)
+            found = recover(files) if recover is not None else [None] * len(files)
+            records: List[Optional[Dict[str, Any]]] = []
+            for f, one in zip(files, found):
+                if one is not None:
+                    self._watch(f, one)
+                records.append(None if one is None else one.record.to_dict())
+            return records
+        raise ValueError(f"host_launcher: unknown method {method!r}")
 
     def reattach(self, spec: Dict[str, Any], folder: str, name: str, record: Dict[str, Any]) -> bool:
         """Watch a job again; False when it no longer runs (and has not ended since: its folder

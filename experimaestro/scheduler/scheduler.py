@@ -999,7 +999,9 @@ class Scheduler:
         files = job.files
         record = files.read_pid()
         if record is not None and record.type != "local":
-            alive = record_alive(record)  # its launcher knows (e.g. one squeue call)
+            # Its launcher knows (e.g. one squeue call), where the job runs: never a Slurm
+            # command here for a job on a remote host.
+            alive = record_alive(record) if files.local else files.record_alive(record)
             return True if alive is None or alive else files.runner_alive()
         if record is not None and files.process_alive(record):
             return True

@@ -184,7 +184,12 @@ def remote_slurm_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remo
 def ssh_home(remote_host: RemoteHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A temporary ``$HOME`` whose ``.ssh/config`` (Host ``remote_host.alias``), key and
     ``.ssh/known_hosts`` describe the remote host, as a user's would; returns it."""
-    home = tmp_path / "home"
+    return point_home_at(remote_host, tmp_path / "home", monkeypatch)
+
+
+def point_home_at(remote_host: RemoteHost, home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Make ``home`` a ``$HOME`` whose ``.ssh`` describes ``remote_host`` (see ``ssh_home``), and
+    point ``$HOME`` at it for the test."""
     ssh = home / ".ssh"
     ssh.mkdir(parents=True, mode=0o700)
     key = ssh / "id_ed25519"

@@ -1,5 +1,5 @@
-"""Tasks run on the SSH test host (tests/test_ssh_experiment.py): staged there with the user's code,
-so this module imports experimaestro only."""
+"""Tasks run on the SSH test host (tests/test_ssh_experiment.py, tests/test_ssh_slurm.py): staged
+there with the user's code, so this module imports experimaestro only."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import Optional
 
 from experimaestro import Meta, Param, PathGenerator, Task, field
 
@@ -114,3 +115,30 @@ class Holds(Task):
             time.sleep(0.02)  # simulated work: the test releases it by creating the gate
         time.sleep(self.duration)  # simulated work
         self._say("end")
+
+
+class Gated(Task):
+    """Waits until ``gate`` exists on its host (when given), then fails (``fail``) or writes into
+    ``value.json`` its ``value`` plus its upstream job's total, its host and its Slurm job id
+    (tests/test_ssh_slurm.py: chains, arrays, re-attached jobs)."""
+
+    value: Param[int]
+    upstream: Param[Optional["Gated"]] = None
+    fail: Param[bool] = False
+    gate: Meta[str] = ""
+    out: Meta[Path] = field(default_factory=PathGenerator("value.json"))
+
+    def execute(self) -> None:
+        deadline = time.monotonic() + 120
+        while self.gate and not Path(self.gate).exists():
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{self.gate} never appeared")
+            time.sleep(0.05)  # simulated work: the test releases it by creating the file
+        if self.fail:
+            raise SystemExit(3)
+        upstream = json.loads(self.upstream.out.read_text())["total"] if self.upstream else 0
+        self.out.write_text(json.dumps({
+            "total": self.value + upstream, "host": socket.gethostname(),
+            "slurm_job": os.environ.get("SLURM_JOB_ID"),
+            "slurm_array_job": os.environ.get("SLURM_ARRAY_JOB_ID"),
+        }))

@@ -1,7 +1,7 @@
 """The Slurm launcher: ``from experimaestro.launchers.slurm import SlurmLauncher, SlurmOptions``."""
 
 from .commands import SlurmCommandError
-from .launcher import SlurmLauncher, SlurmLauncherError, attach_record, record_alive
+from .launcher import SlurmLauncher, SlurmLauncherError, attach_record, from_spec, record_alive
 from .options import SlurmOptionError, SlurmOptions
 
 __all__ = [
@@ -11,5 +11,6 @@ __all__ = [
     "SlurmOptionError",
     "SlurmOptions",
     "attach_record",
+    "from_spec",
     "record_alive",
 ]

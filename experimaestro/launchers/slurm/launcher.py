@@ -7,7 +7,10 @@ See docs/slurm.md for the design. In short:
 * a job after upstream jobs of the same cluster is submitted at once with
   ``--dependency=afterok:...`` and ``--kill-on-invalid-dep=yes``;
 * the ``.pid`` record says ``{"type": "slurm", "jobid": "123_4", "slurm_conf": ...}``;
-* the end of a job is learned from the cluster's poller (``watcher.py``), then the markers are read.
+* the end of a job is learned from the cluster's poller (``watcher.py``), then the markers are read;
+* with a remote connector (``SlurmLauncher(connector=SshConnector(...))``) the same launcher runs on
+  the host (its login node), built by the SSH agent from :meth:`SlurmLauncher.spec`
+  (``launchers/remote.py``): sbatch, squeue and scancel run there, never on this machine.
 """
 
 from __future__ import annotations
@@ -21,13 +24,15 @@ import socket
 import sys
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+from ...connectors.base import Connector
 from ...connectors.files import atomic_write
+from ...connectors.local import LocalConnector
 from ...connectors.process import PidRecord
 from ..base import Ending, Launched, Launcher
-from ..direct import user_python_path
 from ..jobfiles import JobFiles
 from .commands import SlurmCommandError, SlurmCommands, SlurmJobInfo, new_token
 from .endings import classify
@@ -53,6 +58,10 @@ def _hold_after_sbatch(jobid: str) -> None:
 
 class SlurmLauncherError(RuntimeError):
     """The launcher cannot submit to this cluster (no sbatch, unknown partition...)."""
+
+
+class SlurmCommandsMissing(SlurmLauncherError):
+    """sbatch is not on PATH where the launcher runs."""
 
 
 #: Poller and command settings of a cluster, unless a launcher gives them.
@@ -145,6 +154,10 @@ class SlurmLauncher(Launcher):
         failed, before concluding without it (over NFS a new file may be invisible for a while;
         default 30 s)
     :param max_array_size: split arrays at this size (default: the cluster's MaxArraySize)
+    :param connector: where the jobs are submitted: this machine (default), or a remote host
+        (``SshConnector(...)``, a login node of the cluster) whose SSH agent runs this same
+        launcher there (``python``, ``slurm_conf`` and ``setup`` are then the host's; ``python``
+        defaults to the connector's)
     """
 
     batches = True
@@ -165,7 +178,13 @@ class SlurmLauncher(Launcher):
         marker_grace: Optional[float] = None,
         max_array_size: Optional[int] = None,
         command_timeout: Optional[float] = None,
+        connector: Optional[Connector] = None,
     ) -> None:
+        if connector is not None and not isinstance(connector, Connector):
+            raise TypeError(
+                f"SlurmLauncher(connector={connector!r}): give a remote connector "
+                f"(SshConnector(...), a login node of the cluster) or leave it out (this machine)"
+            )
         if options is not None and not isinstance(options, SlurmOptions):
             raise TypeError(
                 f"SlurmLauncher(options={options!r}): give SlurmOptions(...), e.g. "
@@ -178,33 +197,57 @@ class SlurmLauncher(Launcher):
                 raise ValueError(f"SlurmLauncher(setup=...): give shell lines, one per item: {line!r}")
         if max_jobs is not None and max_jobs < 1:
             raise ValueError(f"SlurmLauncher(max_jobs={max_jobs}): give at least 1")
+        self.connector = connector or LocalConnector.instance()
         self.options = options or SlurmOptions()
         self.setup = list(setup)
-        self.python = python or sys.executable
-        self.slurm_conf = slurm_conf if slurm_conf is not None else os.environ.get("SLURM_CONF", "")
         self.max_jobs = max_jobs
         self.timeout_retries = timeout_retries
         self.preempt_retries = preempt_retries
         self.max_array_size = max_array_size
-        self.cluster = Cluster.get(
-            self.slurm_conf, poll_interval=poll_interval, max_poll_interval=max_poll_interval,
-            lost_after=lost_after, marker_grace=marker_grace, command_timeout=command_timeout,
-        )
+        #: The poller and command settings given (None: the cluster's defaults).
+        self.settings = {"poll_interval": poll_interval, "max_poll_interval": max_poll_interval,
+                         "lost_after": lost_after, "marker_grace": marker_grace,
+                         "command_timeout": command_timeout}
+        self._cluster: Optional[Cluster] = None
+        self._given_conf = slurm_conf
+        if self.remote:
+            self.python = python or self.connector.python
+            #: Given: a path on the host; None until the host said which (its SLURM_CONF).
+            self.slurm_conf: Optional[str] = slurm_conf
+        else:
+            self.python = python or sys.executable
+            self.slurm_conf = slurm_conf if slurm_conf is not None else os.environ.get(
+                "SLURM_CONF", "")
+            self._cluster = Cluster.get(self.slurm_conf, **self.settings)
         self._checked = False
         #: Tag submissions with --comment (to find a queued job whose sbatch answer was lost),
         #: unless the user gives a comment of their own.
         self._tag = not any(flag.startswith("--comment") for flag in self.options.extra)
-        self._pythonpath: Optional[str] = None
         self._arrays = itertools.count()
+
+    @property
+    def cluster(self) -> Cluster:
+        """The commands and the poller of this launcher's cluster, on this machine (a remote
+        launcher has none here: they run on its host)."""
+        if self._cluster is None:
+            raise SlurmLauncherError(
+                f"{self.describe()}: Slurm's commands run on {self.connector.host} (through its "
+                f"agent), never on this machine")
+        return self._cluster
 
     # -- checks ----------------------------------------------------------------------------------
 
     def check(self) -> None:
-        """sbatch is on PATH and the partitions exist (one ``scontrol`` call, once)."""
+        """sbatch is on PATH and the partitions exist (one ``scontrol`` call, once); for a remote
+        host, the same checks run there, and the user's code is staged there."""
         if self._checked:
             return
+        if self.remote:
+            self._check_remote()
+            self._checked = True
+            return
         if shutil.which("sbatch") is None:
-            raise SlurmLauncherError(
+            raise SlurmCommandsMissing(
                 f"sbatch is not on PATH ({os.environ.get('PATH', '')}): run the experiment on a "
                 f"machine with Slurm's client commands (a login node), or add their folder to PATH"
             )
@@ -222,12 +265,51 @@ class SlurmLauncher(Launcher):
                 )
         self._checked = True
 
+    def _check_remote(self) -> None:
+        from ...connectors.agentprotocol import RemoteError
+        from .. import remote
+
+        self.check_host()
+        host = self.connector.host
+        try:
+            facts = remote.host_call(self, "check")
+        except RemoteError as exc:
+            if exc.type_name == "SlurmCommandsMissing":
+                raise SlurmLauncherError(
+                    f"SlurmLauncher(connector=<{host}>): {exc.message}. The SSH agent runs "
+                    f"Slurm's commands on {host}: connect to a login node of the cluster, and put "
+                    f"the folder of sbatch on the PATH of a non-interactive SSH command there "
+                    f"(`ssh {host} which sbatch` must print it; e.g. export PATH at the top of "
+                    f"~/.bashrc on {host}, before its return for non-interactive shells)"
+                ) from None
+            if exc.type_name in ("SlurmLauncherError", "SlurmCommandError"):
+                raise SlurmLauncherError(
+                    f"SlurmLauncher(connector=<{host}>): on {host}, {exc.message} (give "
+                    f"slurm_conf=, the path of the cluster's slurm.conf on {host}, if its "
+                    f"SSH sessions do not have SLURM_CONF)"
+                ) from None
+            raise
+        self.slurm_conf = str(facts.get("slurm_conf", ""))
+
+    def host_facts(self) -> dict[str, Any]:
+        """What a remote controller learns of this launcher on its host (``check``): its cluster's
+        configuration file, and that the cluster answers (``scontrol show config``, cached)."""
+        return {"slurm_conf": self.slurm_conf, "max_array_size": self.cluster.max_array_size()}
+
+    # -- remote hosts -----------------------------------------------------------------------------
+
+    def spec(self) -> dict[str, Any]:
+        """The options that rebuild this launcher on its host (:func:`from_spec`): the staged
+        code's environment, and the cluster's default ``SLURM_CONF`` there unless given."""
+        conf = self._given_conf if self.remote else self.slurm_conf
+        return {"type": "slurm", "options": asdict(self.options), "setup": list(self.setup),
+                "python": self.python, "slurm_conf": conf, "max_array_size": self.max_array_size,
+                "settings": dict(self.settings), "env": self.code_environment()}
+
     # -- scripts ---------------------------------------------------------------------------------
 
     def _env(self) -> dict[str, str]:
-        if self._pythonpath is None:
-            self._pythonpath = user_python_path()
-        return {"PYTHONPATH": self._pythonpath} if self._pythonpath else {}
+        return {name: value for name, value in self.code_environment().items() if value}
 
     def script(self, files: JobFiles) -> str:
         """The batch script of a job (``<name>.sh``)."""
@@ -241,7 +323,13 @@ class SlurmLauncher(Launcher):
 
     def launch_many(self, files: Sequence[JobFiles], after: Sequence[Launched] = ()
                     ) -> list[Launched]:
-        """Submit jobs: one ``sbatch`` for a lone job, else one array per ``MaxArraySize`` jobs."""
+        """Submit jobs: one ``sbatch`` for a lone job, else one array per ``MaxArraySize`` jobs
+        (on the launcher's host for a remote connector)."""
+        if self.remote:
+            from .. import remote
+
+            self.check()
+            return remote.launch(self, files, after)
         self.check()
         args: list[str] = []
         if after:
@@ -284,7 +372,12 @@ class SlurmLauncher(Launcher):
     def recover(self, files: Sequence[JobFiles]) -> list[Optional[Launched]]:
         """Jobs submitted by a controller that died before writing their ``.pid``: found by the
         ``--comment`` of their intent in one ``squeue`` call, and watched (None: not submitted,
-        or Slurm no longer knows it; such a job is submitted, as it would be anyway)."""
+        or Slurm no longer knows it; such a job is submitted, as it would be anyway). For a
+        remote connector, this runs on its host (one round trip)."""
+        if self.remote:
+            from .. import remote
+
+            return remote.recover(self, files)
         intents: dict[int, dict] = {}
         for i, f in enumerate(files):
             try:
@@ -350,8 +443,19 @@ class SlurmLauncher(Launcher):
         return Launched(record=record or self.record(key), subscribe=subscribe, cancel=cancel)
 
     def can_depend_on(self, launched: Launched) -> bool:
+        """A job queued on the same cluster: submitted from here for a local launcher, through
+        the same host's agent for a remote one."""
         record = launched.record
-        return record.type == "slurm" and record.extra.get("slurm_conf", "") == self.slurm_conf
+        if record.type != "slurm":
+            return False
+        if self.remote:
+            host = launched.connector
+            if host is None or getattr(host, "host", None) != self.connector.host:
+                return False
+            self.check()  # the host's SLURM_CONF
+        elif launched.connector is not None:
+            return False
+        return record.extra.get("slurm_conf", "") == self.slurm_conf
 
     def attach(self, record: PidRecord, files: JobFiles) -> Launched:
         """Watch a job submitted earlier (by this controller before a crash, or another one)."""
@@ -364,6 +468,10 @@ class SlurmLauncher(Launcher):
         return info is not None and info.active
 
     def summary(self) -> str:
+        if self.remote:
+            from .. import remote
+
+            return f"on {self.connector.host}: {remote.host_call(self, 'summary')}"
         counts = self.cluster.commands.counts
         shown = ", ".join(f"{name} {counts[name]}" for name in sorted(counts)) or "none"
         return (f"Slurm commands run ({self.slurm_conf or 'default cluster'}): {shown}; "
@@ -371,7 +479,22 @@ class SlurmLauncher(Launcher):
 
     def describe(self) -> str:
         flags = " ".join(self.options.sbatch_flags())
-        return f"slurm ({flags or 'default options'})"
+        where = f" on {self.connector.host}" if self.remote else ""
+        return f"slurm{where} ({flags or 'default options'})"
+
+
+def from_spec(spec: dict[str, Any]) -> SlurmLauncher:
+    """The launcher of :meth:`SlurmLauncher.spec`, on this host (the SSH agent's side): it
+    submits here, and its poller tells the agent when each job ends."""
+    settings = spec.get("settings") or {}
+    launcher = SlurmLauncher(
+        SlurmOptions(**(spec.get("options") or {})), setup=spec.get("setup") or (),
+        python=spec.get("python") or sys.executable, slurm_conf=spec.get("slurm_conf"),
+        max_array_size=spec.get("max_array_size"),
+        **{k: settings.get(k) for k in DEFAULTS},
+    )
+    launcher.__dict__["_code_env"] = dict(spec.get("env") or {})
+    return launcher
 
 
 def _for_record(record: PidRecord, launcher: Optional[Launcher]) -> SlurmLauncher:
