@@ -10,6 +10,7 @@ import pwd
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -193,3 +194,23 @@ def test_an_unavailable_host_skips_outside_ci_and_fails_under_ci(monkeypatch: py
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception, match="no sshd"):
         unavailable("no sshd")
+
+
+def test_python_cache_keeps_venvs_used_lately(tmp_path: Path) -> None:
+    """Pruning the remote Pythons never removes one used within the hour (another checkout's test
+    session may be running jobs with it), only older ones beyond the 3 most recent."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ssh_test_host", SSH_TEST / "host.py")
+    assert spec is not None and spec.loader is not None
+    host = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(host)
+    now = time.time()
+    ages = {"a": 10, "b": 20, "c": 30, "d": 40, "old1": 7200, "old2": 9000}  # seconds since used
+    for name, age in ages.items():
+        complete = tmp_path / name / ".complete"
+        complete.parent.mkdir()
+        complete.write_text("built\n")
+        os.utime(complete, (now - age, now - age))
+    host.prune_python_cache(tmp_path, keep=3)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["a", "b", "c", "d"]
