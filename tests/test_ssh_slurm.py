@@ -130,3 +130,71 @@ def test_chain_and_array_run_on_the_cluster_behind_ssh(
     assert counts["sbatch"] == 2, summary
     assert counts["squeue"] == polls, summary
     assert not local_slurm_calls.exists(), local_slurm_calls.read_text()
+
+
+def test_failures_come_back_and_dependents_are_cancelled_on_the_host(
+        host: SshConnector, slurm_host: RemoteHost, remote_workspace: str, tmp_path: Path,
+        local_slurm_calls: Path) -> None:
+    """A job that fails on the cluster is reported failed here, with its folder copied back; its
+    dependent, queued with afterok, is failed too and its Slurm job cancelled (never left pending)."""
+    launcher = SlurmLauncher(connector=host, **FAST)
+    gate = f"{remote_workspace}/gate"
+    with pytest.raises(FailedExperiment):
+        with experiment(tmp_path / "ws", "ssh-slurm", launcher=launcher):
+            failing = Gated.C(value=1, fail=True, gate=gate).submit()
+            after = Gated.C(value=2, upstream=failing).submit()
+            job, dependent = failing.__xpm__.job, after.__xpm__.job
+            try:
+                wait_until(lambda: remote_record(slurm_host, remote_workspace, dependent),
+                           timeout=60, what="the dependent queued on the host")
+            finally:
+                slurm_host.run(f"touch {shlex.quote(gate)}")
+    assert job.failure is not None and job.failure.reason == "failed"
+    marker = job.path / f"{job.name}.failed"
+    assert marker.exists(), "the failed job's folder is copied back"
+    assert "SystemExit" in marker.read_text()
+    assert dependent.failure is not None and dependent.failure.reason == "dependency"
+    key = remote_record(slurm_host, remote_workspace, dependent)["jobid"]
+    wait_until(lambda: slurm(slurm_host, f"squeue -h -t all -o %T -j {key}").strip() == "CANCELLED",
+               timeout=30, what="the dependent's Slurm job cancelled")
+    assert batch_runs(slurm_host, remote_workspace, dependent) == 0
+    assert not local_slurm_calls.exists(), local_slurm_calls.read_text()
+
+
+def test_what_slurm_says_of_a_job_comes_back(host: SshConnector, tmp_path: Path) -> None:
+    """A job that dies before its runner starts (a failing setup line): the failure says what
+    Slurm's poller on the host learned (its state and the batch script's output)."""
+    launcher = SlurmLauncher(connector=host, setup=["echo no-such-module >&2", "exit 7"], **FAST)
+    with pytest.raises(FailedExperiment):
+        with experiment(tmp_path / "ws", "ssh-slurm", launcher=launcher):
+            job = Gated.C(value=3).submit().__xpm__.job
+    assert job.failure is not None and job.failure.reason == "failed"
+    assert re.search(r"Slurm job \d+ ended FAILED", job.failure.message), job.failure.message
+    assert "no-such-module" in job.failure.message
+    assert "no-such-module" in (job.path / f"{job.name}.err").read_text()
+
+
+def test_bad_hosts_and_options_fail_at_submit(slurm_host: RemoteHost, remote_workspace: str,
+                                              tmp_path: Path) -> None:
+    """Checked on the host at the submit() line: no sbatch on the SSH session's PATH, no such
+    slurm.conf there, an unknown partition; each error names the host and the fix."""
+    wrapper = f"{slurm_host.home}/python-without-slurm"
+    slurm_host.run(f"printf '#!/bin/sh\\nPATH=/nonexistent exec %s \"$@\"\\n' "
+                   f"{shlex.quote(slurm_host.python)} > {wrapper} && chmod +x {wrapper}")
+    cases = [
+        (dict(python=wrapper), {}, ["sbatch is not on the PATH of SSH commands", "/nonexistent",
+                                    f"ssh {slurm_host.alias} which sbatch"]),
+        ({}, dict(slurm_conf="/nonexistent/slurm.conf"), ["no such file", "slurm.conf"]),
+        ({}, dict(options=SlurmOptions(partition="nope")), ["no partition 'nope'", "debug"]),
+    ]
+    for connector_options, launcher_options, expected in cases:
+        host = SshConnector(slurm_host.alias, workspace=remote_workspace,
+                            **{"python": slurm_host.python, **connector_options})
+        launcher = SlurmLauncher(connector=host, **launcher_options)
+        with experiment(tmp_path / "ws", "bad", launcher=launcher):
+            with pytest.raises(SlurmLauncherError) as error:
+                Gated.C(value=1).submit()
+        message = str(error.value)
+        assert slurm_host.alias in message, message
+        for text in expected:
+            assert text in message, message

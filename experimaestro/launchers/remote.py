@@ -464,10 +464,12 @@ class HostLaunchers:
     def call(self, spec: Dict[str, Any], method: str, jobs: List[List[str]]) -> Any:
         """The agent's ``host_launcher`` operation (see :func:`host_call` and :func:`recover`)."""
         launcher = self.get(spec)
-        if method == "check":
+        if method == "check":  # the launcher's host_check() says what it found, else check()
+            host_check = getattr(launcher, "host_check", None)
+            if host_check is not None:
+                return host_check()
             launcher.check()
-            facts = getattr(launcher, "host_facts", None)
-            return facts() if facts is not None else {}
+            return {}
         if method == "summary":
             return launcher.summary()
         if method == "recover":

@@ -60,10 +60,6 @@ class SlurmLauncherError(RuntimeError):
     """The launcher cannot submit to this cluster (no sbatch, unknown partition...)."""
 
 
-class SlurmCommandsMissing(SlurmLauncherError):
-    """sbatch is not on PATH where the launcher runs."""
-
-
 #: Poller and command settings of a cluster, unless a launcher gives them.
 DEFAULTS = {"poll_interval": 1.0, "max_poll_interval": 30.0, "lost_after": LOST_AFTER,
             "marker_grace": MARKER_GRACE,
@@ -238,8 +234,9 @@ class SlurmLauncher(Launcher):
     # -- checks ----------------------------------------------------------------------------------
 
     def check(self) -> None:
-        """sbatch is on PATH and the partitions exist (one ``scontrol`` call, once); for a remote
-        host, the same checks run there, and the user's code is staged there."""
+        """sbatch is on PATH, ``slurm_conf`` exists and the partitions exist (one ``scontrol``
+        call, once); for a remote host, the same checks run there, and the user's code is staged
+        there."""
         if self._checked:
             return
         if self.remote:
@@ -247,9 +244,18 @@ class SlurmLauncher(Launcher):
             self._checked = True
             return
         if shutil.which("sbatch") is None:
-            raise SlurmCommandsMissing(
+            raise SlurmLauncherError(
                 f"sbatch is not on PATH ({os.environ.get('PATH', '')}): run the experiment on a "
                 f"machine with Slurm's client commands (a login node), or add their folder to PATH"
+            )
+        self._check_cluster()
+        self._checked = True
+
+    def _check_cluster(self) -> None:
+        if self.slurm_conf and not os.path.isfile(self.slurm_conf):
+            raise SlurmLauncherError(
+                f"SlurmLauncher(slurm_conf={self.slurm_conf!r}): no such file on "
+                f"{socket.gethostname()}: give the path of the cluster's slurm.conf"
             )
         if self.options.partition:
             try:
@@ -263,7 +269,19 @@ class SlurmLauncher(Launcher):
                     f"{', '.join(map(repr, unknown))} on this cluster (partitions: "
                     f"{', '.join(known) or 'none'})"
                 )
+
+    def host_check(self) -> dict[str, Any]:
+        """The checks of :meth:`check` on the host of a remote controller (the agent's side),
+        and what it learns there: ``sbatch`` (its path; None when it is not on PATH, and then
+        ``path`` is PATH), the cluster's ``slurm_conf``, and that the cluster answers
+        (``scontrol show config``, cached: its MaxArraySize)."""
+        sbatch = shutil.which("sbatch")
+        if sbatch is None:
+            return {"sbatch": None, "path": os.environ.get("PATH", "")}
+        self._check_cluster()
         self._checked = True
+        return {"sbatch": sbatch, "slurm_conf": self.slurm_conf,
+                "max_array_size": self.cluster.max_array_size()}
 
     def _check_remote(self) -> None:
         from ...connectors.agentprotocol import RemoteError
@@ -271,30 +289,28 @@ class SlurmLauncher(Launcher):
 
         self.check_host()
         host = self.connector.host
+        where = f"SlurmLauncher(connector=<{host}>)"
         try:
             facts = remote.host_call(self, "check")
         except RemoteError as exc:
-            if exc.type_name == "SlurmCommandsMissing":
+            if exc.type_name == "SlurmLauncherError":
+                raise SlurmLauncherError(f"{where}: {exc.message}") from None
+            if exc.type_name == "SlurmCommandError":
                 raise SlurmLauncherError(
-                    f"SlurmLauncher(connector=<{host}>): {exc.message}. The SSH agent runs "
-                    f"Slurm's commands on {host}: connect to a login node of the cluster, and put "
-                    f"the folder of sbatch on the PATH of a non-interactive SSH command there "
-                    f"(`ssh {host} which sbatch` must print it; e.g. export PATH at the top of "
-                    f"~/.bashrc on {host}, before its return for non-interactive shells)"
-                ) from None
-            if exc.type_name in ("SlurmLauncherError", "SlurmCommandError"):
-                raise SlurmLauncherError(
-                    f"SlurmLauncher(connector=<{host}>): on {host}, {exc.message} (give "
-                    f"slurm_conf=, the path of the cluster's slurm.conf on {host}, if its "
-                    f"SSH sessions do not have SLURM_CONF)"
+                    f"{where}: the cluster does not answer on {host}: {exc.message}. Connect to a "
+                    f"login node of the cluster; give slurm_conf=, the path of the cluster's "
+                    f"slurm.conf on {host}, if its SSH sessions do not have SLURM_CONF"
                 ) from None
             raise
+        if facts.get("sbatch") is None:
+            raise SlurmLauncherError(
+                f"{where}: sbatch is not on the PATH of SSH commands on {host} "
+                f"({facts.get('path', '')}). The SSH agent runs Slurm's commands there: connect "
+                f"to a login node of the cluster, and put the folder of sbatch on that PATH "
+                f"(`ssh {host} which sbatch` must print it), e.g. export PATH at the top of "
+                f"~/.bashrc on {host}, before its return for non-interactive shells"
+            )
         self.slurm_conf = str(facts.get("slurm_conf", ""))
-
-    def host_facts(self) -> dict[str, Any]:
-        """What a remote controller learns of this launcher on its host (``check``): its cluster's
-        configuration file, and that the cluster answers (``scontrol show config``, cached)."""
-        return {"slurm_conf": self.slurm_conf, "max_array_size": self.cluster.max_array_size()}
 
     # -- remote hosts -----------------------------------------------------------------------------
 
@@ -302,7 +318,9 @@ class SlurmLauncher(Launcher):
         """The options that rebuild this launcher on its host (:func:`from_spec`): the staged
         code's environment, and the cluster's default ``SLURM_CONF`` there unless given."""
         conf = self._given_conf if self.remote else self.slurm_conf
-        return {"type": "slurm", "options": asdict(self.options), "setup": list(self.setup),
+        options = asdict(self.options)
+        options["extra"] = list(options["extra"])
+        return {"type": "slurm", "options": options, "setup": list(self.setup),
                 "python": self.python, "slurm_conf": conf, "max_array_size": self.max_array_size,
                 "settings": dict(self.settings), "env": self.code_environment()}
 
