@@ -25,6 +25,7 @@ from remote_tasks import Gated
 from conftest import start_controller, wait_until
 from experimaestro import experiment
 from experimaestro.connectors.ssh import SshConnector
+from experimaestro.launchers.base import Launched
 from experimaestro.launchers.slurm import SlurmLauncher, SlurmLauncherError, SlurmOptions
 from experimaestro.scheduler.experiment import FailedExperiment
 from test_ssh_connector import fresh_connections  # noqa: F401 (autouse: no shared connection left)
@@ -114,6 +115,12 @@ def test_chain_and_array_run_on_the_cluster_behind_ssh(
             shown = slurm(slurm_host, f"scontrol show job {ids[0].split('_')[0]}")
             assert f"Dependency=afterok:{head_id}" in shown, shown
             assert "Reason=Dependency" in shown, shown
+            # Chained on the host's cluster only: not by a launcher of this machine (even one
+            # naming the same slurm.conf path), nor on a record without the host's agent
+            launched = head_job.launched
+            assert launched is not None and launcher.can_depend_on(launched)
+            assert not SlurmLauncher(slurm_conf=slurm_host.slurm_conf).can_depend_on(launched)
+            assert not launcher.can_depend_on(Launched(record=launched.record))
         finally:
             slurm_host.run(f"touch {shlex.quote(gate)}")
     for i, job in enumerate(jobs):
@@ -161,6 +168,32 @@ def test_failures_come_back_and_dependents_are_cancelled_on_the_host(
     assert not local_slurm_calls.exists(), local_slurm_calls.read_text()
 
 
+def test_a_preempted_job_is_submitted_again_through_the_host(
+        host: SshConnector, slurm_host: RemoteHost, remote_workspace: str, tmp_path: Path,
+        local_slurm_calls: Path) -> None:
+    """Preempted on the cluster (submitted with --no-requeue: it ends PREEMPTED), a job is
+    submitted again by the controller's retry, through the host, and then succeeds."""
+    launcher = SlurmLauncher(connector=host, options=SlurmOptions(extra=["--no-requeue"]), **FAST)
+    gate = f"{remote_workspace}/gate"
+    with experiment(tmp_path / "ws", "ssh-slurm", launcher=launcher):
+        job = Gated.C(value=5, gate=gate).submit().__xpm__.job
+        try:
+            wait_until(lambda: batch_runs(slurm_host, remote_workspace, job) == 1, timeout=60,
+                       what="the job running on the cluster")
+            first = remote_record(slurm_host, remote_workspace, job)["jobid"]
+            # A job of the urgent partition takes the whole node: it preempts ours
+            slurm(slurm_host, "sbatch -p urgent -c 8 --mem=100M -o /dev/null --wrap true")
+            wait_until(lambda: remote_record(slurm_host, remote_workspace, job).get("jobid")
+                       not in (None, first), timeout=60, what="a new submission")
+            assert slurm(slurm_host, f"squeue -h -t all -o %T -j {first}").strip() == "PREEMPTED"
+        finally:
+            slurm_host.run(f"touch {shlex.quote(gate)}")
+    assert job.state.value == "done" and job.retries == 1
+    assert json.loads((job.path / "value.json").read_text())["total"] == 5
+    assert batch_runs(slurm_host, remote_workspace, job) == 2
+    assert not local_slurm_calls.exists(), local_slurm_calls.read_text()
+
+
 def test_what_slurm_says_of_a_job_comes_back(host: SshConnector, tmp_path: Path) -> None:
     """A job that dies before its runner starts (a failing setup line): the failure says what
     Slurm's poller on the host learned (its state and the batch script's output)."""
@@ -198,3 +231,76 @@ def test_bad_hosts_and_options_fail_at_submit(slurm_host: RemoteHost, remote_wor
         assert slurm_host.alias in message, message
         for text in expected:
             assert text in message, message
+
+
+#: A controller in its own process (killed by the test): three jobs on the cluster behind SSH.
+CONTROLLER = """
+from experimaestro import experiment
+from experimaestro.connectors.ssh import SshConnector
+from experimaestro.launchers.slurm import SlurmLauncher
+from remote_tasks import Gated
+
+if __name__ == "__main__":
+    host = SshConnector({alias!r}, workspace={workspace!r}, python={python!r}, code=[{code!r}])
+    launcher = SlurmLauncher(connector=host, poll_interval=0.1, max_poll_interval=0.5,
+                             marker_grace=1.0)
+    with experiment({local!r}, "rerun", launcher=launcher):
+        Gated.C(value=1).submit()
+        Gated.C(value=2, gate={gate!r}).submit()
+        Gated.C(value=3, gate={gate!r}).submit()
+    print("CONTROLLER DONE")
+"""
+
+
+def test_rerun_reuses_done_jobs_and_reattaches_to_queued_ones(
+        slurm_host: RemoteHost, remote_workspace: str, tmp_path: Path,
+        local_slurm_calls: Path) -> None:
+    """The controller is killed while two jobs wait on the cluster: the rerun reuses the done job,
+    re-attaches to one from its ``.pid`` and finds the other from its submit intent (a controller
+    killed between sbatch and the ``.pid``), asking the host's Slurm: nothing is submitted twice."""
+    from remote_tasks import __file__ as tasks_file
+
+    gate = f"{remote_workspace}/gate"
+    script = CONTROLLER.format(alias=slurm_host.alias, workspace=remote_workspace,
+                               python=slurm_host.python, code=str(Path(tasks_file).parent),
+                               local=str(tmp_path / "ws"), gate=gate)
+    relpaths = {}
+    for value in (1, 2, 3):
+        xpm = Gated.C(value=value, **({"gate": gate} if value > 1 else {})).__xpm__
+        relpaths[value] = f"jobs/{xpm.xpmtype.identifier}/{xpm.identifier}"
+    folders = {v: f"{remote_workspace}/{relpath}" for v, relpath in relpaths.items()}
+    local = {v: tmp_path / "ws" / relpath for v, relpath in relpaths.items()}
+
+    def record(value: int) -> dict:
+        proc = slurm_host.run(f"cat {folders[value]}/gated.pid", check=False)
+        return json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else {}
+
+    first = start_controller(script, tmp_path)
+    wait_until(lambda: (local[1] / "value.json").exists() and record(2) and record(3),
+               timeout=90, what="the first job done and copied back, the two others queued")
+    first.kill()
+    first.wait(timeout=10)
+    ids = {v: record(v)["jobid"] for v in (1, 2, 3)}
+    # Job 3 as a controller killed between its sbatch and its .pid leaves it: an intent, no .pid
+    jobid, _, task = ids[3].partition("_")
+    comment = slurm(slurm_host, f"squeue -h -t all -o %k -j {jobid}").split()[0]
+    intent = json.dumps({"comment": comment, "task": int(task) if task else None,
+                         "slurm_conf": slurm_host.slurm_conf})
+    slurm_host.run(f"printf %s {shlex.quote(intent)} > {folders[3]}/.submit-intent.json && "
+                   f"rm {folders[3]}/gated.pid")
+
+    second = start_controller(script, tmp_path, name="rerun.py")
+    log = tmp_path / "ws" / "experiments" / "rerun" / "experiment.log"
+    wait_until(lambda: log.read_text().count("was submitted earlier") == 2, timeout=60,
+               what="the rerun to find the two queued jobs")
+    slurm_host.run(f"touch {shlex.quote(gate)}")
+    assert second.wait(timeout=120) == 0, (tmp_path / "rerun.py.out").read_text()
+    for value in (1, 2, 3):
+        assert json.loads((local[value] / "value.json").read_text())["total"] == value
+        assert json.loads((local[value] / "gated.pid").read_text())["jobid"] == ids[value]
+        runs = slurm_host.run(f"cat {folders[value]}/gated.err").stdout
+        assert runs.count("batch script of slurm job") == 1, runs
+    assert "1 reused" in (tmp_path / "rerun.py.out").read_text()
+    summaries = [line for line in log.read_text().splitlines() if "Slurm commands run" in line]
+    assert summaries and "sbatch" not in summaries[-1], summaries
+    assert not local_slurm_calls.exists(), local_slurm_calls.read_text()
