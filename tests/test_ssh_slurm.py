@@ -194,6 +194,33 @@ def test_a_preempted_job_is_submitted_again_through_the_host(
     assert not local_slurm_calls.exists(), local_slurm_calls.read_text()
 
 
+def test_a_dropped_connection_loses_no_slurm_job(
+        host: SshConnector, slurm_host: RemoteHost, remote_workspace: str, tmp_path: Path) -> None:
+    """The connection drops while a chain waits on the cluster (its agent, and the poller there,
+    end with it): the new agent watches both jobs again, which end once, as if nothing happened."""
+    launcher = SlurmLauncher(connector=host, **FAST)
+    gate = f"{remote_workspace}/gate"
+    with experiment(tmp_path / "ws", "ssh-slurm", launcher=launcher):
+        head = Gated.C(value=10, gate=gate).submit()
+        tail = Gated.C(value=1, upstream=head).submit()
+        jobs = [head.__xpm__.job, tail.__xpm__.job]
+        try:
+            wait_until(lambda: all(remote_record(slurm_host, remote_workspace, j) for j in jobs),
+                       timeout=60, what="the chain queued on the host")
+            ids = [remote_record(slurm_host, remote_workspace, j)["jobid"] for j in jobs]
+            starts = host.agent.starts
+            assert slurm_host.kill_sessions()
+            wait_until(lambda: host.agent.starts > starts,
+                       timeout=60, what="the agent started again")
+        finally:
+            slurm_host.run(f"touch {shlex.quote(gate)}")
+    assert json.loads((jobs[1].path / "value.json").read_text())["total"] == 11
+    for job, jobid in zip(jobs, ids):
+        assert job.state.value == "done"
+        assert remote_record(slurm_host, remote_workspace, job)["jobid"] == jobid
+        assert batch_runs(slurm_host, remote_workspace, job) == 1
+
+
 def test_what_slurm_says_of_a_job_comes_back(host: SshConnector, tmp_path: Path) -> None:
     """A job that dies before its runner starts (a failing setup line): the failure says what
     Slurm's poller on the host learned (its state and the batch script's output)."""
