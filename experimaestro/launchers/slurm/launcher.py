@@ -470,7 +470,8 @@ class SlurmLauncher(Launcher):
             host = launched.connector
             if host is None or getattr(host, "host", None) != self.connector.host:
                 return False
-            self.check()  # the host's SLURM_CONF
+            if not self._checked:  # the host's SLURM_CONF is not known yet: wait for the job
+                return False
         elif launched.connector is not None:
             return False
         return record.extra.get("slurm_conf", "") == self.slurm_conf
@@ -489,7 +490,10 @@ class SlurmLauncher(Launcher):
         if self.remote:
             from .. import remote
 
-            return f"on {self.connector.host}: {remote.host_call(self, 'summary')}"
+            try:
+                return f"on {self.connector.host}: {remote.host_call(self, 'summary')}"
+            except Exception as exc:  # the closing line of an experiment never makes it fail
+                return f"on {self.connector.host}: the Slurm counts could not be read ({exc})"
         counts = self.cluster.commands.counts
         shown = ", ".join(f"{name} {counts[name]}" for name in sorted(counts)) or "none"
         return (f"Slurm commands run ({self.slurm_conf or 'default cluster'}): {shown}; "
