@@ -28,6 +28,7 @@ from experimaestro.connectors.ssh import SshConnector
 from experimaestro.launchers.base import Launched
 from experimaestro.launchers.slurm import SlurmLauncher, SlurmLauncherError, SlurmOptions
 from experimaestro.scheduler.experiment import FailedExperiment
+from experimaestro.scheduler.scheduler import Scheduler
 from test_ssh_connector import fresh_connections  # noqa: F401 (autouse: no shared connection left)
 
 #: Fast polling on the host, as the local Slurm tests do.
@@ -121,6 +122,8 @@ def test_chain_and_array_run_on_the_cluster_behind_ssh(
             assert launched is not None and launcher.can_depend_on(launched)
             assert not SlurmLauncher(slurm_conf=slurm_host.slurm_conf).can_depend_on(launched)
             assert not launcher.can_depend_on(Launched(record=launched.record))
+            # The scheduler's liveness check of a remote Slurm record asks the host's Slurm
+            assert Scheduler.instance()._alive_elsewhere(head_job)
         finally:
             slurm_host.run(f"touch {shlex.quote(gate)}")
     for i, job in enumerate(jobs):
@@ -130,12 +133,13 @@ def test_chain_and_array_run_on_the_cluster_behind_ssh(
         assert result["slurm_array_job"] == ids[0].split("_")[0]
         assert json.loads((job.path / f"{job.name}.pid").read_text())["jobid"] == ids[i]
     assert json.loads((head_job.path / "value.json").read_text())["slurm_job"] == head_id
-    # Two submissions, made on the host; the poller there made one squeue per poll
+    # Two submissions, made on the host; the poller there made one squeue per poll (plus the one
+    # of the liveness check above)
     summary = launcher.summary()
     counts = {name: int(n) for name, n in re.findall(r"(\w+) (\d+)", summary)}
     polls = int(re.search(r"(\d+) polls", summary).group(1))  # type: ignore[union-attr]
     assert counts["sbatch"] == 2, summary
-    assert counts["squeue"] == polls, summary
+    assert counts["squeue"] == polls + 1, summary
     assert not local_slurm_calls.exists(), local_slurm_calls.read_text()
 
 
