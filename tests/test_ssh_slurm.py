@@ -14,12 +14,11 @@ import os
 import re
 import shlex
 import socket
-import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-from remote_host import RemoteHost, point_home_at
+from remote_host import RemoteHost, fresh_workspace, point_home_at
 from remote_tasks import Gated
 
 from conftest import start_controller, wait_until
@@ -45,10 +44,9 @@ def slurm_host(remote_slurm_host: RemoteHost, tmp_path: Path, monkeypatch: pytes
 
 @pytest.fixture
 def remote_workspace(slurm_host: RemoteHost) -> Iterator[str]:
-    """A fresh workspace in the remote user's HOME (only there)."""
-    path = f"{slurm_host.home}/xpm-slurm-{time.monotonic_ns()}"
-    yield path
-    slurm_host.run(f"rm -rf {shlex.quote(path)}", check=False)
+    """A fresh workspace on the Slurm host (not the plain one of the shared fixture)."""
+    with fresh_workspace(slurm_host) as path:
+        yield path
 
 
 @pytest.fixture

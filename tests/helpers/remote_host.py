@@ -12,6 +12,7 @@ with the reason, or fail with ``CI=true``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -204,9 +205,19 @@ def point_home_at(remote_host: RemoteHost, home: Path, monkeypatch: pytest.Monke
     return home
 
 
+@contextlib.contextmanager
+def fresh_workspace(host: RemoteHost) -> Iterator[str]:
+    """A fresh experimaestro workspace in the remote user's HOME on ``host`` (only there),
+    removed afterwards."""
+    path = f"{host.home}/xpm-{time.monotonic_ns()}"
+    try:
+        yield path
+    finally:
+        host.run(f"rm -rf {shlex.quote(path)}", check=False)
+
+
 @pytest.fixture
 def remote_workspace(remote_host: RemoteHost) -> Iterator[str]:
     """A fresh experimaestro workspace in the remote user's HOME (only there), removed afterwards."""
-    path = f"{remote_host.home}/xpm-{time.monotonic_ns()}"
-    yield path
-    remote_host.run(f"rm -rf {shlex.quote(path)}", check=False)
+    with fresh_workspace(remote_host) as path:
+        yield path
