@@ -14,7 +14,7 @@ from typing import Any
 
 from conftest import wait_until
 from remote_host import RemoteHost
-from remote_tasks import WaitsForFile
+from remote_tasks import ReportsProgress, WaitsForFile
 
 from experimaestro import experiment, tag
 from experimaestro.connectors.remote_record import read_remote_record
@@ -74,7 +74,7 @@ import sys
 from experimaestro import experiment, tag
 from experimaestro.connectors.ssh import SshConnector
 from experimaestro.launchers.direct import DirectLauncher
-from remote_tasks import WaitsForFile
+from remote_tasks import ReportsProgress, WaitsForFile
 
 workdir, alias, workspace, python, flag = sys.argv[1:]
 host = SshConnector(alias, workspace=workspace, python=python)
@@ -122,3 +122,18 @@ def test_a_reattached_remote_job_gets_its_local_folder_again(
     [done] = listing(workspace)
     assert done["state"] == "done"
     assert (Path(entry["path"]) / "out.txt").read_text() == "released"
+
+
+def test_the_progress_of_a_running_remote_job_reaches_the_laptop(
+        host: SshConnector, remote_host: RemoteHost, remote_workspace: str, tmp_path: Path) -> None:  # noqa: F811
+    workspace = tmp_path / "ws"
+    flag = f"{remote_workspace}/go-progress"
+    with experiment(workspace, "remote", launcher=DirectLauncher(connector=host)):
+        job = ReportsProgress.C(path=flag).submit().__xpm__.job
+        local = job.path / f"{job.name}.progress"
+        wait_until(local.exists, timeout=60, what="the progress copied from the host")
+        assert json.loads(local.read_text())["levels"][0] == {"value": 0.42, "desc": "epoch 3/10"}
+        table = xpm("jobs", "list", "--workdir", workspace)  # a process of its own: the files only
+        assert "42" in table and "epoch 3/10" in table
+        remote_host.run(f"touch {shlex.quote(flag)}")
+    assert job.state.value == "done"

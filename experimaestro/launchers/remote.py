@@ -124,6 +124,7 @@ class RemoteJobFiles(JobFiles):
             local.write_params(params if params is not None else self.read_params())
             write_remote_record(local_path, self.connector.remote_copy(self.path))
             local.write_pid(record)  # last: a reader that sees it finds everything else
+            progress_mirrors(self.connector).follow(self.path, local.progress)
         except Exception as exc:
             logger.warning("%s runs on %s, but its local folder %s could not be written: %s",
                            self.path.name, self.connector.host, local_path, exc)
@@ -135,6 +136,7 @@ class RemoteJobFiles(JobFiles):
 
     def fetch(self, local_path: Path) -> None:
         """Copy this folder into ``local_path`` (see ``SshConnector.fetch_job``)."""
+        progress_mirrors(self.connector).forget(self.path)
         self.connector.fetch_job(self.path, local_path)
 
 
@@ -310,6 +312,56 @@ class JobEvents:
 
 #: The :class:`JobEvents` of a connector (one per connector object).
 job_events: "PerConnector[JobEvents]" = PerConnector(JobEvents)
+
+
+class ProgressMirror:
+    """Copies the progress file of each running remote job (what ``progress()`` writes in the
+    task, ``<name>.progress``) into its local folder as the host pushes its writes, so that
+    ``experimaestro jobs list`` and the monitor on the laptop show it within a round trip; nothing
+    travels while a job reports nothing."""
+
+    def __init__(self, connector: Any) -> None:
+        self.connector = connector
+        self._lock = threading.Lock()
+        #: remote folder -> the local progress file
+        self._followed: Dict[str, Path] = {}
+        connector.subscribe(self._event)
+
+    def follow(self, folder: Path, local: Path) -> None:
+        with self._lock:
+            self._followed[str(folder)] = local
+        self.connector.watch(str(folder), (local.name,))
+        self._copy(str(folder), str(Path(folder) / local.name))  # written before the watch began
+
+    def forget(self, folder: Path) -> None:
+        with self._lock:
+            followed = self._followed.pop(str(folder), None)
+        if followed is not None:
+            try:
+                self.connector.unwatch(str(folder))
+            except Exception as exc:  # the copy at the job's end brings the file anyway
+                logger.debug("cannot stop watching %s: %s", folder, exc)
+
+    def _event(self, event: Dict[str, Any]) -> None:
+        if event.get("event") == "file":
+            self._copy(str(event.get("folder")), str(event.get("path")))
+
+    def _copy(self, folder: str, path: str) -> None:
+        from ..connectors.files import atomic_write
+
+        with self._lock:
+            local = self._followed.get(folder)
+        if local is None or Path(path).name != local.name:
+            return
+        try:
+            atomic_write(local, self.connector.read_text(path))
+        except FileNotFoundError:
+            pass  # nothing reported yet
+        except Exception as exc:  # shown late is better than a failed job: the end copies it
+            logger.debug("cannot copy the progress of %s: %s", folder, exc)
+
+
+progress_mirrors: "PerConnector[ProgressMirror]" = PerConnector(ProgressMirror)
 
 
 def _launched(launcher: Launcher, files: JobFiles, record: Dict[str, Any]) -> Launched:

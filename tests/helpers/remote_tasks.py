@@ -142,3 +142,19 @@ class Gated(Task):
             "slurm_job": os.environ.get("SLURM_JOB_ID"),
             "slurm_array_job": os.environ.get("SLURM_ARRAY_JOB_ID"),
         }))
+
+
+class ReportsProgress(Task):
+    """Reports ``progress(0.42, "epoch 3/10")``, then runs until ``path`` exists on its host."""
+
+    path: Param[str]
+
+    def execute(self) -> None:
+        from experimaestro import progress
+
+        progress(0.42, "epoch 3/10")
+        deadline = time.monotonic() + 120
+        while not Path(self.path).exists():
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{self.path} never appeared")
+            time.sleep(0.05)  # simulated work: the test releases it by creating the file
