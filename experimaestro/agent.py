@@ -162,8 +162,17 @@ class Agent:
 
         with self._state_lock:
             if self._launchers is None:
-                self._launchers = HostLaunchers(self.send)
+                self._launchers = HostLaunchers(self.send, self._follow_progress)
             return self._launchers
+
+    def _follow_progress(self, files: Any) -> Callable[[], None]:
+        """Push a ``file`` event at each write of a running job's progress file (and now, if it
+        was written already); returns what stops it (called when the job ends)."""
+        folder = str(files.path)
+        self.op_watch(folder, [files.progress.name])
+        if files.progress.exists():
+            self.send({"event": "file", "folder": folder, "path": str(files.progress)})
+        return lambda: self.op_unwatch(folder)
 
     def op_launch(self, spec: Dict[str, Any], jobs: List[List[str]], after: List[Dict[str, Any]]
                   ) -> List[Dict[str, Any]]:

@@ -316,49 +316,57 @@ job_events: "PerConnector[JobEvents]" = PerConnector(JobEvents)
 
 class ProgressMirror:
     """Copies the progress file of each running remote job (what ``progress()`` writes in the
-    task, ``<name>.progress``) into its local folder as the host pushes its writes, so that
-    ``experimaestro jobs list`` and the monitor on the laptop show it within a round trip; nothing
-    travels while a job reports nothing."""
+    task, ``<name>.progress``) into its local folder, so that ``experimaestro jobs list`` and the
+    monitor on the laptop show it while the job runs. The agent watches that file for every job it
+    launched or found again (``HostLaunchers``) and pushes a ``file`` event at each write: one
+    request per report, nothing for a job that reports nothing."""
 
     def __init__(self, connector: Any) -> None:
         self.connector = connector
         self._lock = threading.Lock()
         #: remote folder -> the local progress file
         self._followed: Dict[str, Path] = {}
+        #: remote folder -> a progress file written before its job was followed here (a job that
+        #: reports at once: its first report can arrive before the answer to its launch)
+        self._early: Dict[str, str] = {}
         connector.subscribe(self._event)
 
     def follow(self, folder: Path, local: Path) -> None:
         with self._lock:
             self._followed[str(folder)] = local
-        self.connector.watch(str(folder), (local.name,))
-        self._copy(str(folder), str(Path(folder) / local.name))  # written before the watch began
+            early = self._early.pop(str(folder), None)
+        if early is not None:
+            self._copy(early, local)
 
     def forget(self, folder: Path) -> None:
         with self._lock:
-            followed = self._followed.pop(str(folder), None)
-        if followed is not None:
-            try:
-                self.connector.unwatch(str(folder))
-            except Exception as exc:  # the copy at the job's end brings the file anyway
-                logger.debug("cannot stop watching %s: %s", folder, exc)
+            self._followed.pop(str(folder), None)
+            self._early.pop(str(folder), None)
 
     def _event(self, event: Dict[str, Any]) -> None:
-        if event.get("event") == "file":
-            self._copy(str(event.get("folder")), str(event.get("path")))
-
-    def _copy(self, folder: str, path: str) -> None:
-        from ..connectors.files import atomic_write
-
+        if event.get("event") != "file":
+            return
+        folder, path = str(event.get("folder")), str(event.get("path"))
+        if not path.endswith(".progress"):
+            return
         with self._lock:
             local = self._followed.get(folder)
-        if local is None or Path(path).name != local.name:
+            if local is None:
+                self._early[folder] = path
+                return
+        self._copy(path, local)
+
+    def _copy(self, path: str, local: Path) -> None:
+        from ..connectors.files import atomic_write
+
+        if Path(path).name != local.name:
             return
         try:
             atomic_write(local, self.connector.read_text(path))
         except FileNotFoundError:
-            pass  # nothing reported yet
+            pass
         except Exception as exc:  # shown late is better than a failed job: the end copies it
-            logger.debug("cannot copy the progress of %s: %s", folder, exc)
+            logger.debug("cannot copy the progress of %s: %s", path, exc)
 
 
 progress_mirrors: "PerConnector[ProgressMirror]" = PerConnector(ProgressMirror)
@@ -381,10 +389,16 @@ def _launched(launcher: Launcher, files: JobFiles, record: Dict[str, Any]) -> La
                     connector=connector)
 
 
+def _listen(connector: Any) -> None:
+    """Route the host's pushed events (job ends, progress reports) before a job can send any."""
+    job_events(connector)
+    progress_mirrors(connector)
+
+
 def launch(launcher: Launcher, files: Sequence[JobFiles], after: Sequence[Launched] = ()
            ) -> List[Launched]:
     """Start jobs on the launcher's host with the same launcher there (one round trip)."""
-    job_events(launcher.connector)  # listening before anything can end
+    _listen(launcher.connector)
     records = launcher.connector.call(
         "launch", spec=launcher.spec(), jobs=[[str(f.path), f.name] for f in files],
         after=[a.record.to_dict() for a in after])
@@ -396,7 +410,7 @@ def start(launcher: Launcher, files: JobFiles, params: str) -> Tuple[str, Option
     makes the job's folder and, under its launch lock, finds the job running (``"attached"``:
     watched again) or done (``"done"``), or writes its params.json and launches it
     (``"launched"``), as the scheduler does for a local folder (``Scheduler._start``)."""
-    job_events(launcher.connector)  # listening before anything can end
+    _listen(launcher.connector)
     outcome = launcher.connector.call("start_job", spec=launcher.spec(), folder=str(files.path),
                                       name=files.name, params=params)
     kind, record = outcome["outcome"], outcome.get("record")
@@ -405,7 +419,7 @@ def start(launcher: Launcher, files: JobFiles, params: str) -> Tuple[str, Option
 
 def reattach(launcher: Launcher, files: JobFiles, record: PidRecord) -> Optional[Launched]:
     """Watch again a job started earlier on the host (None: it no longer runs there)."""
-    job_events(launcher.connector)
+    _listen(launcher.connector)
     found = launcher.connector.call("reattach", spec=launcher.spec(), folder=str(files.path),
                                     name=files.name, record=record.to_dict())
     return _launched(launcher, files, record.to_dict()) if found else None
@@ -415,7 +429,7 @@ def recover(launcher: Launcher, files: Sequence[JobFiles]) -> List[Optional[Laun
     """Jobs submitted on the host by a controller that died before it wrote their ``.pid``
     (their launcher's ``recover``, run there on the host's folders; one round trip): each found
     one is watched there, None for the others."""
-    job_events(launcher.connector)
+    _listen(launcher.connector)
     records = launcher.connector.call(
         "host_launcher", spec=launcher.spec(), method="recover",
         jobs=[[str(f.path), f.name] for f in files])
@@ -441,10 +455,15 @@ def launcher_from_spec(spec: Dict[str, Any]) -> Launcher:
 
 class HostLaunchers:
     """The agent's launchers, one per spec, and what they started: each job's end is pushed with
-    ``send({"event": "job_ended", "folder", "record", "ending"})``."""
+    ``send({"event": "job_ended", "folder", "record", "ending"})``.
 
-    def __init__(self, send: Callable[[Dict[str, Any]], None]) -> None:
+    ``follow(files)``, given by the agent, watches a job's progress file while it runs (its writes
+    are pushed as ``file`` events) and returns what stops it when the job ends."""
+
+    def __init__(self, send: Callable[[Dict[str, Any]], None],
+                 follow: Optional[Callable[[JobFiles], Callable[[], None]]] = None) -> None:
         self._send = send
+        self._follow = follow
         self._launchers: Dict[str, Launcher] = {}
         self._lock = threading.Lock()
 
@@ -467,8 +486,15 @@ class HostLaunchers:
 
     def _watch(self, files: JobFiles, launched: Launched) -> None:
         record = launched.record
+        unfollow = self._follow(files) if self._follow is not None else None
+
+        def end(ending: Ending) -> None:
+            if unfollow is not None:
+                unfollow()
+            self._ended(files, record, ending)
+
         if launched.subscribe is not None:
-            launched.subscribe(lambda ending: self._ended(files, record, ending))
+            launched.subscribe(end)
             return
         wait = launched.wait
 
@@ -479,7 +505,7 @@ class HostLaunchers:
                 # connection lost, or by another controller): this job ends when that one does.
                 files.wait_runner()
                 code = None  # its marker says how
-            self._ended(files, record, Ending(code=code))
+            end(Ending(code=code))
 
         threading.Thread(target=reap, daemon=True, name=f"xpm-agent-job-{files.path.name[:8]}").start()
 
