@@ -73,7 +73,6 @@ class DirectLauncher(Launcher):
         else:
             self.max_jobs = max_jobs or os.cpu_count() or 1
             self.python = python or sys.executable
-        self._code_env: Optional[dict[str, str]] = None
         #: Start jobs from the fork server (False: a new interpreter for each job).
         self.fork = fork
 
@@ -82,7 +81,7 @@ class DirectLauncher(Launcher):
 
     def script(self, files: JobFiles) -> str:
         """The launch script, written for people (to rerun a job by hand); every value quoted."""
-        env = "".join(f"{name}={shlex.quote(value)} " for name, value in self._env().items())
+        env = "".join(f"{name}={shlex.quote(value)} " for name, value in self.code_environment().items())
         return (
             "#!/bin/sh\n"
             "# experimaestro launch script (direct launcher)\n"
@@ -90,19 +89,15 @@ class DirectLauncher(Launcher):
             f"{env}exec {' '.join(shlex.quote(c) for c in self.command(files))}\n"
         )
 
-    def _env(self) -> dict[str, str]:
-        """What jobs need to import the user's code (:meth:`Launcher.code_environment`)."""
-        return self.code_environment()
-
     def _job_env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.update(self._env())
+        env.update(self.code_environment())
         return env
 
     def spec(self) -> dict:
         """Rebuilds this launcher on a remote host (see ``launchers/remote.py``), with the staged
         code on ``PYTHONPATH`` there."""
-        return {"type": "direct", "python": self.python, "fork": self.fork, "env": self._env()}
+        return {"type": "direct", "python": self.python, "fork": self.fork, "env": self.code_environment()}
 
     def check(self) -> None:
         """A remote host: with a workspace, reachable, running our experimaestro, and the user's
@@ -157,7 +152,7 @@ def from_spec(spec: dict) -> DirectLauncher:
     no limit of its own (the controller counts the jobs)."""
     launcher = DirectLauncher(max_jobs=1 << 30, python=spec.get("python") or sys.executable,
                               fork=bool(spec.get("fork", True)))
-    launcher._code_env = dict(spec.get("env") or {})
+    launcher.__dict__["_code_env"] = dict(spec.get("env") or {})
     return launcher
 
 

@@ -10,7 +10,18 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from polling import poll, work
+
 from experimaestro import Meta, Param, PathGenerator, Task, field
+
+
+def wait_released(path: str, timeout: float = 120) -> None:
+    """Wait until a test creates ``path`` on this host, with a deadline: past it the job fails.
+    (``polling`` is staged with the tests' other helpers: the job imports it on the host.)"""
+    try:
+        poll(Path(path).exists, timeout)
+    except TimeoutError:
+        raise SystemExit(f"{path} never appeared within {timeout} s") from None
 
 
 class Add(Task):
@@ -54,11 +65,7 @@ class WaitsForFile(Task):
 
     def execute(self) -> None:
         print(f"waiting for {self.path}", flush=True)
-        deadline = time.monotonic() + 120
-        while not Path(self.path).exists():
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{self.path} never appeared")
-            time.sleep(0.05)  # simulated work: the test releases it by creating the file
+        wait_released(self.path)
         self.out.write_text("released")
 
 
@@ -84,11 +91,7 @@ class CountedWait(Task):
         marks.mkdir(parents=True, exist_ok=True)
         with open(marks / "runs", "a") as runs:
             runs.write(f"{os.getpid()}\n")
-        deadline = time.monotonic() + 120
-        while not (marks / "go").exists():
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{marks}/go never appeared")
-            time.sleep(0.05)  # simulated work: the test releases it by creating the file
+        wait_released(str(marks / "go"))
         self.out.write_text(f"released {os.getpid()}")
 
 
@@ -108,12 +111,9 @@ class Holds(Task):
 
     def execute(self) -> None:
         self._say("start")
-        deadline = time.monotonic() + 120
-        while self.gate and not Path(self.gate).exists():
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{self.gate} never appeared")
-            time.sleep(0.02)  # simulated work: the test releases it by creating the gate
-        time.sleep(self.duration)  # simulated work
+        if self.gate:
+            wait_released(self.gate)
+        work(self.duration)
         self._say("end")
 
 
@@ -129,11 +129,8 @@ class Gated(Task):
     out: Meta[Path] = field(default_factory=PathGenerator("value.json"))
 
     def execute(self) -> None:
-        deadline = time.monotonic() + 120
-        while self.gate and not Path(self.gate).exists():
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{self.gate} never appeared")
-            time.sleep(0.05)  # simulated work: the test releases it by creating the file
+        if self.gate:
+            wait_released(self.gate)
         if self.fail:
             raise SystemExit(3)
         upstream = json.loads(self.upstream.out.read_text())["total"] if self.upstream else 0
@@ -153,8 +150,4 @@ class ReportsProgress(Task):
         from experimaestro import progress
 
         progress(0.42, "epoch 3/10")
-        deadline = time.monotonic() + 120
-        while not Path(self.path).exists():
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{self.path} never appeared")
-            time.sleep(0.05)  # simulated work: the test releases it by creating the file
+        wait_released(self.path)
